@@ -1,0 +1,348 @@
+//! Types shared by relaywatch's kernel programs (`monitor-ebpf`) and its daemon (`monitor`).
+//!
+//! Everything that crosses the kernel/user boundary is defined here once, `#[repr(C)]`, with
+//! explicit padding so both sides agree on every byte:
+//!
+//! - [`ConnectEvent`]: one outbound destination seen by a connect hook (TCP, connected UDP) or by
+//!   a sendmsg hook (unconnected UDP), with the identity of the process that asked for it.
+//! - [`FilterConfig`]: the single entry of the `CONFIG` array map, written by the daemon before it
+//!   attaches anything (`--include-loopback`, the UDP repeat window).
+//! - [`UdpFlowKey`] / [`UdpFlowWindow`]: the `UDP_FLOWS` LRU map that folds repeated unconnected
+//!   datagrams from one process to one destination into one event with a count.
+//! - Counter indices of the per-CPU `COUNTERS` array.
+//!
+//! The address helpers ([`Destination`]) are pure functions used by the kernel programs to
+//! normalise and filter destinations, and unit-tested here from userspace.
+#![no_std]
+
+/// Event kinds, the first field of every ring-buffer record.
+pub const EVENT_CONNECT: u32 = 1;
+
+/// Which hook produced a [`ConnectEvent`].
+pub const HOOK_CONNECT: u8 = 1;
+pub const HOOK_SENDMSG: u8 = 2;
+
+/// Address families as relaywatch reports them (after IPv4-mapped IPv6 was folded into IPv4).
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// IP protocol numbers.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Indices into the per-CPU `COUNTERS` array.
+pub const COUNTER_RINGBUF_LOST: u32 = 0;
+pub const COUNTER_EVENTS: u32 = 1;
+pub const COUNTER_UDP_FOLDED: u32 = 2;
+pub const COUNTER_LOCAL_SKIPPED: u32 = 3;
+pub const COUNTER_COUNT: u32 = 4;
+
+/// Default window in which repeated datagrams to one destination are folded into one event.
+pub const DEFAULT_UDP_WINDOW_NS: u64 = 2_000_000_000;
+
+/// Capacity of the UDP repeat-folding map; least recently used entries are evicted.
+pub const UDP_FLOWS_CAPACITY: u32 = 16_384;
+
+/// Size of the ring buffer the kernel programs write events to.
+pub const EVENTS_RINGBUF_BYTES: u32 = 1 << 20;
+
+/// One outbound destination with the identity of the process that chose it.
+///
+/// Layout: 8-byte fields first, then 4-byte, then bytes; `_pad` keeps the size a multiple of 8
+/// so the ring buffer and userspace read it without unaligned access.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectEvent {
+    /// Always [`EVENT_CONNECT`].
+    pub kind: u32,
+    /// Thread group id (the process id userspace sees).
+    pub tgid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds when the hook ran: monotonic, and comparable with
+    /// `/proc/PID/stat` start times, which is how userspace refuses to attribute an event to a
+    /// process that reused the pid later.
+    pub ts_boot_ns: u64,
+    /// Socket cookie: stable identity of the socket for its whole life.
+    pub cookie: u64,
+    /// cgroup v2 id of the task (names the systemd unit or container).
+    pub cgroup_id: u64,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Destination port, host byte order.
+    pub dport: u16,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub protocol: u8,
+    /// Destination address in network byte order; IPv4 uses the first 4 bytes, the rest is zero.
+    pub daddr: [u8; 16],
+    /// Task command name (the thread's comm), NUL-padded.
+    pub comm: [u8; 16],
+    /// [`HOOK_CONNECT`] or [`HOOK_SENDMSG`].
+    pub hook: u8,
+    pub _pad: [u8; 7],
+}
+
+impl ConnectEvent {
+    pub const fn zeroed() -> Self {
+        ConnectEvent {
+            kind: EVENT_CONNECT,
+            tgid: 0,
+            ts_boot_ns: 0,
+            cookie: 0,
+            cgroup_id: 0,
+            tid: 0,
+            uid: 0,
+            gid: 0,
+            dport: 0,
+            family: 0,
+            protocol: 0,
+            daddr: [0; 16],
+            comm: [0; 16],
+            hook: 0,
+            _pad: [0; 7],
+        }
+    }
+
+    /// The comm as a string slice, up to the first NUL (lossy: invalid UTF-8 yields `None`).
+    pub fn comm_str(&self) -> Option<&str> {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        core::str::from_utf8(&self.comm[..end]).ok()
+    }
+}
+
+/// Settings the daemon writes into the `CONFIG` array (index 0) before attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// Non-zero: report loopback, unspecified and link-local destinations too.
+    pub include_loopback: u32,
+    pub _pad: u32,
+    /// Window for folding repeated unconnected datagrams, nanoseconds.
+    pub udp_window_ns: u64,
+}
+
+impl FilterConfig {
+    pub const DEFAULT: FilterConfig = FilterConfig {
+        include_loopback: 0,
+        _pad: 0,
+        udp_window_ns: DEFAULT_UDP_WINDOW_NS,
+    };
+}
+
+/// Key of the `UDP_FLOWS` map: one process sending to one destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpFlowKey {
+    pub tgid: u32,
+    pub dport: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub daddr: [u8; 16],
+}
+
+/// Value of the `UDP_FLOWS` map. The current window and the one before it are both kept, so
+/// the daemon can read the final count of a window even after the next one has started.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UdpFlowWindow {
+    /// `ts_boot_ns` of the event that opened the current window.
+    pub cur_start: u64,
+    /// Datagrams sent in the current window (including the first).
+    pub cur_count: u64,
+    pub prev_start: u64,
+    pub prev_count: u64,
+}
+
+impl UdpFlowWindow {
+    /// Final or running count of the window opened at `start`, if this entry still knows it.
+    pub fn count_for(&self, start: u64) -> Option<u64> {
+        if self.cur_start == start {
+            Some(self.cur_count)
+        } else if self.prev_start == start {
+            Some(self.prev_count)
+        } else {
+            None
+        }
+    }
+}
+
+/// A destination as the hooks see it, normalised: IPv4-mapped IPv6 becomes IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub family: u8,
+    /// Network byte order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+impl Destination {
+    /// From `bpf_sock_addr.user_ip4`: the u32 as it sits in memory (network byte order).
+    #[inline(always)]
+    pub fn from_ipv4_raw(raw: u32) -> Self {
+        let b = raw.to_ne_bytes();
+        let mut addr = [0u8; 16];
+        addr[0] = b[0];
+        addr[1] = b[1];
+        addr[2] = b[2];
+        addr[3] = b[3];
+        Destination { family: FAMILY_IPV4, addr }
+    }
+
+    /// From `bpf_sock_addr.user_ip6`: four u32 words as they sit in memory. `::ffff:a.b.c.d`
+    /// is reported as the IPv4 address a.b.c.d.
+    #[inline(always)]
+    pub fn from_ipv6_raw(words: [u32; 4]) -> Self {
+        let w0 = words[0].to_ne_bytes();
+        let w1 = words[1].to_ne_bytes();
+        let w2 = words[2].to_ne_bytes();
+        let w3 = words[3].to_ne_bytes();
+        if words[0] == 0 && words[1] == 0 && w2 == [0, 0, 0xff, 0xff] {
+            return Destination::from_ipv4_raw(words[3]);
+        }
+        let addr = [
+            w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
+            w3[0], w3[1], w3[2], w3[3],
+        ];
+        Destination { family: FAMILY_IPV6, addr }
+    }
+
+    /// Loopback, unspecified or link-local: not egress from this host.
+    #[inline(always)]
+    pub fn is_local(&self) -> bool {
+        let a = &self.addr;
+        if self.family == FAMILY_IPV4 {
+            // 127.0.0.0/8, 0.0.0.0/8 (unspecified / "this network"), 169.254.0.0/16
+            return a[0] == 127 || a[0] == 0 || (a[0] == 169 && a[1] == 254);
+        }
+        let mut head_zero = true;
+        let mut i = 0;
+        while i < 15 {
+            if a[i] != 0 {
+                head_zero = false;
+            }
+            i += 1;
+        }
+        // ::, ::1
+        if head_zero && (a[15] == 0 || a[15] == 1) {
+            return true;
+        }
+        // fe80::/10
+        a[0] == 0xfe && (a[1] & 0xc0) == 0x80
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are #[repr(C)], contain only integers and byte arrays, and have
+    // explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::ConnectEvent {}
+    unsafe impl aya::Pod for super::FilterConfig {}
+    unsafe impl aya::Pod for super::UdpFlowKey {}
+    unsafe impl aya::Pod for super::UdpFlowWindow {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> Destination {
+        Destination::from_ipv4_raw(u32::from_ne_bytes(a))
+    }
+
+    fn v6(bytes: [u8; 16]) -> Destination {
+        let mut words = [0u32; 4];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = u32::from_ne_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+        }
+        Destination::from_ipv6_raw(words)
+    }
+
+    #[test]
+    fn event_layout_is_stable() {
+        assert_eq!(core::mem::size_of::<ConnectEvent>(), 88);
+        assert_eq!(core::mem::size_of::<ConnectEvent>() % 8, 0);
+        assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
+        assert_eq!(core::mem::size_of::<UdpFlowKey>(), 24);
+        assert_eq!(core::mem::size_of::<UdpFlowWindow>(), 32);
+    }
+
+    #[test]
+    fn ipv4_bytes_keep_network_order() {
+        let d = v4([93, 184, 216, 34]);
+        assert_eq!(d.family, FAMILY_IPV4);
+        assert_eq!(&d.addr[..4], &[93, 184, 216, 34]);
+        assert_eq!(&d.addr[4..], &[0u8; 12]);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_reported_as_ipv4() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[203, 0, 113, 7]);
+        let d = v6(b);
+        assert_eq!(d.family, FAMILY_IPV4);
+        assert_eq!(&d.addr[..4], &[203, 0, 113, 7]);
+        assert!(!d.is_local());
+
+        b[12] = 127;
+        assert!(v6(b).is_local(), "::ffff:127.x is loopback");
+    }
+
+    #[test]
+    fn ipv4_compatible_is_not_mapped() {
+        // ::1.2.3.4 (deprecated IPv4-compatible) is not ::ffff:1.2.3.4 and stays IPv6.
+        let mut b = [0u8; 16];
+        b[12..].copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(v6(b).family, FAMILY_IPV6);
+    }
+
+    #[test]
+    fn local_destinations() {
+        assert!(v4([127, 0, 0, 1]).is_local());
+        assert!(v4([127, 0, 0, 53]).is_local());
+        assert!(v4([0, 0, 0, 0]).is_local());
+        assert!(v4([169, 254, 169, 254]).is_local());
+        assert!(!v4([10, 0, 0, 1]).is_local());
+        assert!(!v4([128, 0, 0, 1]).is_local());
+        assert!(!v4([169, 253, 0, 1]).is_local());
+
+        let mut lo = [0u8; 16];
+        lo[15] = 1;
+        assert!(v6(lo).is_local());
+        assert!(v6([0u8; 16]).is_local());
+        let mut ll = [0u8; 16];
+        ll[0] = 0xfe;
+        ll[1] = 0x80;
+        ll[15] = 9;
+        assert!(v6(ll).is_local());
+        let mut global = [0u8; 16];
+        global[0] = 0x20;
+        global[1] = 0x01;
+        global[2] = 0x0d;
+        global[3] = 0xb8;
+        global[15] = 1;
+        assert!(!v6(global).is_local());
+        let mut two = [0u8; 16];
+        two[15] = 2;
+        assert!(!v6(two).is_local(), "::2 is not loopback");
+    }
+
+    #[test]
+    fn udp_window_counts_current_and_previous() {
+        let w = UdpFlowWindow { cur_start: 20, cur_count: 3, prev_start: 10, prev_count: 10_000 };
+        assert_eq!(w.count_for(20), Some(3));
+        assert_eq!(w.count_for(10), Some(10_000));
+        assert_eq!(w.count_for(5), None);
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut e = ConnectEvent::zeroed();
+        e.comm[..4].copy_from_slice(b"curl");
+        assert_eq!(e.comm_str(), Some("curl"));
+        e.comm = [b'x'; 16];
+        assert_eq!(e.comm_str(), Some("xxxxxxxxxxxxxxxx"));
+    }
+}

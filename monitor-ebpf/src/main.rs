@@ -1,0 +1,72 @@
+//! relaywatch's kernel programs. This file only declares the programs and hands off; each
+//! concern lives in its own module:
+//!
+//! - `maps`: every map the programs share with the daemon, and what its keys and values mean.
+//! - `sock_addr`: reading a normalised destination out of a `bpf_sock_addr` context.
+//! - `report`: turning a destination plus the current task into a ring-buffer event.
+//! - `udp_fold`: folding repeated unconnected datagrams into one event with a count.
+//!
+//! Hook choice: cgroup `sock_addr` programs attached to the cgroup v2 root. They run for every
+//! process on the host (all cgroups descend from the root), exist since Linux 4.17 (connect) and
+//! 4.18 (sendmsg), see the destination before the kernel routes it, give the socket cookie, and
+//! can later refuse a connection (return 0) for the block action. connect4/connect6 cover TCP and
+//! connected UDP; sendmsg4/sendmsg6 fire only for datagrams that carry an explicit destination,
+//! i.e. unconnected UDP.
+#![no_std]
+#![no_main]
+// Atomic add on map values (see udp_fold.rs); the build runs with RUSTC_BOOTSTRAP=1 or nightly.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod maps;
+mod report;
+mod sock_addr;
+mod udp_fold;
+
+use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+
+/// Verdict for cgroup sock_addr programs: let the operation proceed.
+const ALLOW: i32 = 1;
+
+#[cgroup_sock_addr(connect4)]
+pub fn relaywatch_connect4(ctx: SockAddrContext) -> i32 {
+    if let Some(target) = sock_addr::ipv4(&ctx) {
+        report::connect(&ctx, &target);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn relaywatch_connect6(ctx: SockAddrContext) -> i32 {
+    if let Some(target) = sock_addr::ipv6(&ctx) {
+        report::connect(&ctx, &target);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn relaywatch_sendmsg4(ctx: SockAddrContext) -> i32 {
+    if let Some(target) = sock_addr::ipv4(&ctx) {
+        report::datagram(&ctx, &target);
+    }
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn relaywatch_sendmsg6(ctx: SockAddrContext) -> i32 {
+    if let Some(target) = sock_addr::ipv6(&ctx) {
+        report::datagram(&ctx, &target);
+    }
+    ALLOW
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // eBPF programs cannot panic at run time: the verifier rejects any path that could reach here.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

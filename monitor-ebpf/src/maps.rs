@@ -1,0 +1,52 @@
+//! Maps shared with the daemon. Names are the contract with `monitor/src/loader.rs`.
+//!
+//! - `EVENTS` (ring buffer, 1 MiB): `ConnectEvent` records, one per outbound destination choice
+//!   (per connect, and per UDP repeat window). A full buffer drops the event and counts it.
+//! - `CONFIG` (array, 1 entry): `FilterConfig`, written by the daemon before it attaches. Read
+//!   on every hook run; an absent entry (never the case once loaded) means the defaults.
+//! - `COUNTERS` (per-CPU array, `COUNTER_COUNT` u64s): events lost to a full ring buffer,
+//!   events written, datagrams folded into an open window, local destinations skipped. Per-CPU
+//!   so that counting never contends; the daemon sums the CPUs.
+//! - `UDP_FLOWS` (LRU hash, 16,384 entries): key `UdpFlowKey` (tgid, destination), value
+//!   `UdpFlowWindow`. The first datagram of a window emits an event; later ones within
+//!   `udp_window_ns` only bump `cur_count`. A datagram after the window rolls `cur` into `prev`
+//!   and opens a new window. Entries age out by LRU eviction; the daemon only reads them.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    COUNTER_COUNT, EVENTS_RINGBUF_BYTES, FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey,
+    UdpFlowWindow,
+};
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RINGBUF_BYTES, 0);
+
+#[map(name = "CONFIG")]
+pub static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map(name = "UDP_FLOWS")]
+pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
+    LruHashMap::with_max_entries(UDP_FLOWS_CAPACITY, 0);
+
+/// Settings in force; the defaults if the daemon has not written them (it always does first).
+#[inline(always)]
+pub fn config() -> FilterConfig {
+    match CONFIG.get(0) {
+        Some(c) => *c,
+        None => FilterConfig::DEFAULT,
+    }
+}
+
+/// Add one to a per-CPU counter. Per-CPU values are only touched by their own CPU with
+/// preemption disabled during a program run, so a plain add is race-free.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        unsafe { *p += 1 };
+    }
+}

@@ -1,0 +1,93 @@
+//! Loading the embedded eBPF object, configuring it and attaching its programs.
+//!
+//! Every program is attached to the cgroup v2 root, so it sees every process on the host. Links
+//! belong to the `Ebpf` value: dropping the `Agent` detaches everything (nothing is pinned).
+use std::fs::File;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSockAddr},
+};
+use monitor_common::{COUNTER_COUNT, FilterConfig, UdpFlowKey, UdpFlowWindow};
+
+use crate::preflight::Host;
+
+/// Programs in the object and what they are for; names are the functions in monitor-ebpf.
+pub const PROGRAMS: &[&str] = &[
+    "relaywatch_connect4",
+    "relaywatch_connect6",
+    "relaywatch_sendmsg4",
+    "relaywatch_sendmsg6",
+];
+
+pub struct Agent {
+    // Field order is drop order: the maps we took out go before the object and its links.
+    pub events: Option<RingBuf<MapData>>,
+    pub udp_flows: HashMap<MapData, UdpFlowKey, UdpFlowWindow>,
+    counters: PerCpuArray<MapData, u64>,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    _ebpf: Ebpf,
+}
+
+impl Agent {
+    pub fn load_and_attach(host: &Host, config: FilterConfig) -> Result<Agent> {
+        raise_memlock_limit();
+        let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor")))
+            .context("loading the eBPF object into the kernel")?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::debug!("eBPF logging unavailable: {e}");
+                None
+            }
+        };
+
+        let mut cfg: Array<_, FilterConfig> =
+            Array::try_from(ebpf.map_mut("CONFIG").context("map CONFIG missing from the eBPF object")?)?;
+        cfg.set(0, config, 0).context("writing the CONFIG map")?;
+
+        let cgroup = File::open(&host.cgroup2)
+            .with_context(|| format!("opening cgroup v2 root {}", host.cgroup2.display()))?;
+        for name in PROGRAMS {
+            let program: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
+            // `Single` is the mode aya 0.14 can request here (`AllowMultiple` fails with EINVAL);
+            // through bpf_link the kernel still lets other tools attach beside us.
+            program
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+        }
+
+        let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+        let udp_flows = HashMap::try_from(ebpf.take_map("UDP_FLOWS").context("map UDP_FLOWS missing")?)?;
+        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
+        Ok(Agent { events: Some(events), udp_flows, counters, logger, _ebpf: ebpf })
+    }
+
+    /// Sum over CPUs of one counter (indices in monitor_common).
+    pub fn counter(&self, index: u32) -> u64 {
+        debug_assert!(index < COUNTER_COUNT);
+        match self.counters.get(&index, 0) {
+            Ok(values) => values.iter().copied().fold(0u64, u64::wrapping_add),
+            Err(e) => {
+                log::debug!("reading counter {index}: {e}");
+                0
+            }
+        }
+    }
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
+/// Raising it needs CAP_SYS_RESOURCE, which some sandboxes lack: not fatal.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!("setrlimit(RLIMIT_MEMLOCK): {}", std::io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,195 @@
+//! Who sent it: process details from /proc, read when the event arrives, and user names.
+//!
+//! The kernel event carries the tgid, tid, comm and a boot-clock timestamp. /proc is read
+//! afterwards, so the pid may have exited, or been reused by another process, or the process may
+//! have exec'd another program. Rules that keep us from ever attributing one process's data to
+//! another:
+//! - `/proc/PID/stat` start time (boot clock, truncated to a clock tick) must not be later than
+//!   the event: a later start means the pid now belongs to a newer process.
+//! - the thread's (or, if it is gone, the process's) current comm must equal the comm the kernel
+//!   recorded: a different comm means an exec (or a rename) since, so exe and args may be another
+//!   program's.
+//! - the start time is read again after exe and cmdline; a change means the pid turned over
+//!   while we read.
+//!
+//! Anything that fails a rule is left out of the record rather than guessed.
+use std::{collections::HashMap, ffi::CStr, fs, path::PathBuf};
+
+/// Details of a live process that passed the identity checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessDetails {
+    pub executable: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub parent_pid: Option<u32>,
+    /// The process's (main thread's) comm, which can differ from the sending thread's.
+    pub name: Option<String>,
+}
+
+/// Fields of /proc/PID/stat that we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFields {
+    pub ppid: u32,
+    pub start_ticks: u64,
+}
+
+/// Parse /proc/PID/stat. The comm field is in parentheses and may itself contain spaces and
+/// parentheses, so fields are counted from the last ')'.
+pub fn parse_stat(stat: &str) -> Option<StatFields> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After comm: state(3) ppid(4) ... starttime(22); `rest` starts at field 3.
+    let _state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let start_ticks = fields.nth(22 - 5)?.parse().ok()?;
+    Some(StatFields { ppid, start_ticks })
+}
+
+/// Split /proc/PID/cmdline (NUL-separated, usually NUL-terminated) into arguments.
+pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+pub struct ProcReader {
+    root: PathBuf,
+    ns_per_tick: u64,
+}
+
+impl ProcReader {
+    pub fn new() -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = if hz > 0 { hz as u64 } else { 100 };
+        ProcReader { root: PathBuf::from("/proc"), ns_per_tick: 1_000_000_000 / hz }
+    }
+
+    fn stat(&self, tgid: u32) -> Option<StatFields> {
+        parse_stat(&fs::read_to_string(self.root.join(format!("{tgid}/stat"))).ok()?)
+    }
+
+    fn comm_now(&self, tgid: u32, tid: u32) -> Option<String> {
+        let thread = self.root.join(format!("{tgid}/task/{tid}/comm"));
+        let comm = fs::read_to_string(thread)
+            .or_else(|_| fs::read_to_string(self.root.join(format!("{tgid}/comm"))))
+            .ok()?;
+        Some(comm.trim_end_matches('\n').to_owned())
+    }
+
+    /// Details of the process that was `tgid` (thread `tid`, comm `comm`) at `ts_boot_ns`, or
+    /// `None` when it is gone or /proc now describes something else.
+    pub fn details(&self, tgid: u32, tid: u32, comm: &str, ts_boot_ns: u64) -> Option<ProcessDetails> {
+        let stat = self.stat(tgid)?;
+        if stat.start_ticks.saturating_mul(self.ns_per_tick) > ts_boot_ns {
+            return None; // pid reused by a process that started after the event
+        }
+        if self.comm_now(tgid, tid)? != comm {
+            return None; // exec'd (or renamed) since the event
+        }
+        let base = self.root.join(tgid.to_string());
+        let executable = fs::read_link(base.join("exe")).ok().map(|p| {
+            let s = p.to_string_lossy().into_owned();
+            // A deleted or replaced binary still identifies the process; keep the path.
+            s.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(s)
+        });
+        let args = fs::read(base.join("cmdline")).ok().map(|raw| parse_cmdline(&raw));
+        let name = fs::read_to_string(base.join("comm")).ok().map(|c| c.trim_end_matches('\n').to_owned());
+        if self.stat(tgid)? != stat {
+            return None; // turned over while we read
+        }
+        Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name })
+    }
+}
+
+/// uid -> user name through the system's user database (NSS), cached.
+#[derive(Default)]
+pub struct UserNames {
+    cache: HashMap<u32, Option<String>>,
+}
+
+impl UserNames {
+    pub fn name(&mut self, uid: u32) -> Option<String> {
+        self.cache.entry(uid).or_insert_with(|| lookup_user(uid)).clone()
+    }
+}
+
+fn lookup_user(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: all pointers are valid for the duration of the call; buf outlives its use.
+        let rc = unsafe {
+            libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string in buf.
+        return Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let line = "4242 (a) b) (c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100 18446744073709551615";
+        assert_eq!(parse_stat(line), Some(StatFields { ppid: 17, start_ticks: 98765 }));
+    }
+
+    #[test]
+    fn stat_truncated_is_none() {
+        assert_eq!(parse_stat("1 (init) S 0 1"), None);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn cmdline_splits_on_nul() {
+        assert_eq!(parse_cmdline(b"curl\0-s\0http://x/\0"), vec!["curl", "-s", "http://x/"]);
+        assert_eq!(parse_cmdline(b"kworker"), vec!["kworker"]);
+        assert!(parse_cmdline(b"").is_empty());
+        assert_eq!(parse_cmdline(b"a\0\0b\0"), vec!["a", "", "b"]);
+    }
+
+    #[test]
+    fn own_process_passes_identity_checks() {
+        let reader = ProcReader::new();
+        let pid = std::process::id();
+        let comm = fs::read_to_string("/proc/thread-self/comm").unwrap();
+        let tid = unsafe { libc::gettid() } as u32;
+        let d = reader.details(pid, tid, comm.trim_end(), crate::clock::boot_ns()).expect("details");
+        assert_eq!(d.executable.as_deref(), std::env::current_exe().ok().and_then(|p| p.to_str().map(str::to_owned)).as_deref());
+        assert_eq!(d.parent_pid, Some(std::os::unix::process::parent_id()));
+    }
+
+    #[test]
+    fn event_before_process_start_is_refused() {
+        let reader = ProcReader::new();
+        let pid = std::process::id();
+        let comm = fs::read_to_string("/proc/self/comm").unwrap();
+        // An event at boot time 1 ns cannot belong to a process that started later.
+        assert_eq!(reader.details(pid, pid, comm.trim_end(), 1), None);
+    }
+
+    #[test]
+    fn other_comm_is_refused() {
+        let reader = ProcReader::new();
+        let pid = std::process::id();
+        assert_eq!(reader.details(pid, pid, "not-this-one", crate::clock::boot_ns()), None);
+    }
+
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(UserNames::default().name(0).as_deref(), Some("root"));
+    }
+}
