@@ -26,9 +26,14 @@ fn main() -> anyhow::Result<()> {
         bail!("bpf-linker is not on PATH: {SETUP_HINT}");
     }
     let toolchain = choose_toolchain()?;
-    if toolchain == "debian" {
-        // SAFETY: build scripts are single-threaded; aya-build reads this and its child inherits it.
-        unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    // SAFETY: build scripts are single-threaded; aya-build and its child cargo read these.
+    unsafe {
+        if toolchain == "debian" {
+            std::env::set_var("RUSTC_BOOTSTRAP", "1");
+        }
+        // aya-build replays the child cargo's stderr as build-script warnings, which cargo then
+        // repeats on every build; keep the child to errors and warnings only.
+        std::env::set_var("CARGO_TERM_QUIET", "true");
     }
     aya_build::build_ebpf(
         [Package { name: "monitor-ebpf", root_dir: &ebpf_dir, ..Default::default() }],

@@ -1,1 +1,176 @@
-fn main(){}
+//! Developer workflows: `cargo xtask setup | build | run | test | bench`.
+//!
+//! `setup` is the only place that installs anything. It is idempotent and checks before it
+//! acts, so `run`, `test` and `bench` call it every time at the cost of a few file lookups.
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "relaywatch developer workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building relaywatch needs (apt packages, the `debian` toolchain link,
+    /// bpf-linker). Does nothing when all is in place; a rustup nightly with rust-src plus
+    /// bpf-linker on PATH is accepted as is.
+    Setup {
+        /// Also install what the test suite uses (curl, python3, bpftool, iproute2...).
+        #[arg(long)]
+        tests: bool,
+    },
+    /// Build the `relaywatch` binary (with its eBPF object embedded).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build (release) and run the agent as root with built-in defaults. Arguments after
+    /// `--` go to `relaywatch run`, e.g. `cargo xtask run -- --log-connections`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up (build and test prerequisites), build, and run the whole test suite as root:
+    /// unit tests and the integration tests that load the real eBPF programs.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Criterion benchmarks of the agent's overhead, as ratios against a run without it.
+    Bench {
+        /// Extra arguments for the criterion harness (e.g. a benchmark name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    let root = workspace_root();
+    match task {
+        Task::Setup { tests } => setup::ensure(tests),
+        Task::Build { release } => {
+            setup::ensure(false)?;
+            build(&root, release).map(|_| ())
+        }
+        Task::Run { args } => {
+            setup::ensure(false)?;
+            let bin = build(&root, true)?;
+            let mut cmd = as_root(&bin);
+            cmd.arg("run").args(args);
+            // Replace nothing: stay the parent so Ctrl-C reaches the agent and we report its exit.
+            let status = cmd.status().with_context(|| format!("starting {}", bin.display()))?;
+            if !status.success() {
+                bail!("relaywatch exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test { args } => {
+            require_root("the integration tests load eBPF programs")?;
+            setup::ensure(true)?;
+            let bin = build(&root, false)?;
+            cargo(&root)
+                .args(["test", "--workspace", "--exclude", "monitor-ebpf"])
+                .args(args)
+                .env("RELAYWATCH_BIN", &bin)
+                .run("cargo test")
+        }
+        Task::Bench { args } => {
+            require_root("the benchmarks attach the agent")?;
+            setup::ensure(true)?;
+            let bin = build(&root, true)?;
+            cargo(&root)
+                .args(["bench", "-p", "integration-tests", "--bench", "overhead", "--"])
+                .args(args)
+                .env("RELAYWATCH_BIN", &bin)
+                .run("cargo bench")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Build `relaywatch` and return the path of the binary.
+fn build(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "-p", "monitor", "--bin", "relaywatch"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.run("cargo build")?;
+    let bin = root.join("target").join(if release { "release" } else { "debug" }).join("relaywatch");
+    if !bin.is_file() {
+        bail!("cargo build succeeded but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn require_root(why: &str) -> Result<()> {
+    if !is_root() {
+        bail!("run this as root ({why}): sudo -E cargo xtask ...");
+    }
+    Ok(())
+}
+
+/// The agent needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN); use sudo when not root.
+fn as_root(bin: &Path) -> Command {
+    if is_root() {
+        Command::new(bin)
+    } else {
+        let mut cmd = Command::new("sudo");
+        cmd.arg(bin);
+        cmd
+    }
+}
+
+trait RunChecked {
+    fn run(&mut self, what: &str) -> Result<()>;
+}
+
+impl RunChecked for Command {
+    fn run(&mut self, what: &str) -> Result<()> {
+        let status = self.status().with_context(|| format!("starting {what}"))?;
+        if !status.success() {
+            bail!("{what} failed ({status})");
+        }
+        Ok(())
+    }
+}

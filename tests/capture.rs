@@ -1,0 +1,206 @@
+//! Connection capture end to end: real clients, the real kernel programs, exact record fields.
+use std::{process::Command, time::Duration};
+
+use integration_tests::{Daemon, LoopbackServer, PYTHON, TestNet, real_executable, run_client};
+use serde_json::{Value, json};
+
+const LOOPBACK_ARGS: &[&str] = &["--include-loopback", "--log-connections"];
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The one record for `pid`, after waiting for it; fails if there are several.
+fn only_record(daemon: &Daemon, pid: u32) -> Value {
+    let records = daemon.wait_records(pid, 1, WAIT);
+    assert_eq!(records.len(), 1, "expected exactly one record for pid {pid}, got {records:#?}\nstderr:\n{}", daemon.stderr());
+    records.into_iter().next().unwrap()
+}
+
+fn assert_identity(r: &Value, pid: u32, name: &str, executable: &str) {
+    assert_eq!(r["process"]["pid"], pid, "{r:#}");
+    assert_eq!(r["process"]["thread"]["id"], pid, "single-threaded client: thread id is the pid; {r:#}");
+    assert_eq!(r["process"]["name"], name, "{r:#}");
+    assert_eq!(r["process"]["executable"], executable, "{r:#}");
+    assert_eq!(r["process"]["parent"]["pid"], std::process::id(), "the test spawned it; {r:#}");
+    assert_eq!(r["user"]["id"], "0", "{r:#}");
+    assert_eq!(r["user"]["name"], "root", "{r:#}");
+    assert_eq!(r["event"]["kind"], "event");
+    assert_eq!(r["event"]["category"], json!(["network"]));
+    assert_eq!(r["event"]["type"], json!(["connection", "start"]));
+    assert_eq!(r["network"]["direction"], "egress");
+    assert!(r["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() >= 20), "{r:#}");
+    assert!(r["relaywatch"]["socket_cookie"].as_u64().is_some_and(|c| c > 0), "{r:#}");
+}
+
+fn assert_destination(r: &Value, ip: &str, port: u16, transport: &str, network_type: &str) {
+    assert_eq!(r["destination"]["ip"], ip, "{r:#}");
+    assert_eq!(r["destination"]["port"], port, "{r:#}");
+    assert_eq!(r["network"]["transport"], transport, "{r:#}");
+    assert_eq!(r["network"]["type"], network_type, "{r:#}");
+}
+
+fn python_tcp_connect(host: &str, port: u16) -> Command {
+    let mut cmd = Command::new(PYTHON);
+    cmd.args(["-c", "import socket,sys,time\ns=socket.create_connection((sys.argv[1], int(sys.argv[2])))\ntime.sleep(0.3)\ns.close()", host, &port.to_string()]);
+    cmd
+}
+
+#[test]
+fn python_tcp_ipv4_connect_is_attributed() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("127.0.0.1");
+    let pid = run_client(&mut python_tcp_connect("127.0.0.1", server.port));
+    let r = only_record(&daemon, pid);
+    assert_identity(&r, pid, "python3", &real_executable(PYTHON));
+    assert_destination(&r, "127.0.0.1", server.port, "tcp", "ipv4");
+    assert_eq!(r["event"]["action"], "connect");
+    assert_eq!(r["process"]["args"][0], PYTHON);
+    assert_eq!(r["process"]["args"][1], "-c");
+    assert_eq!(r["process"]["args"][4], server.port.to_string());
+}
+
+#[test]
+fn python_tcp_ipv6_connect_is_attributed() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("::1");
+    let pid = run_client(&mut python_tcp_connect("::1", server.port));
+    let r = only_record(&daemon, pid);
+    assert_identity(&r, pid, "python3", &real_executable(PYTHON));
+    assert_destination(&r, "::1", server.port, "tcp", "ipv6");
+}
+
+#[test]
+fn ipv4_mapped_ipv6_destination_is_reported_as_ipv4() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("127.0.0.1");
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        "import socket,sys\ns=socket.socket(socket.AF_INET6)\ns.connect(('::ffff:127.0.0.1', int(sys.argv[1])))\ns.close()",
+        &server.port.to_string(),
+    ]));
+    let r = only_record(&daemon, pid);
+    assert_destination(&r, "127.0.0.1", server.port, "tcp", "ipv4");
+}
+
+#[test]
+fn curl_to_loopback_http_server_is_attributed() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("127.0.0.1");
+    let url = format!("http://127.0.0.1:{}/v1/models", server.port);
+    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", &url]));
+    let r = only_record(&daemon, pid);
+    assert_identity(&r, pid, "curl", &real_executable("/usr/bin/curl"));
+    assert_destination(&r, "127.0.0.1", server.port, "tcp", "ipv4");
+    assert_eq!(r["process"]["args"], json!(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", url]));
+}
+
+#[test]
+fn unconnected_udp_sendto_is_attributed() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        "import socket,sys,time\nu=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nu.sendto(b'q', ('127.0.0.1', int(sys.argv[1])))\ntime.sleep(0.3)",
+        &port.to_string(),
+    ]));
+    // The record waits for the repeat window (2 s by default) to carry its count.
+    let r = only_record(&daemon, pid);
+    assert_identity(&r, pid, "python3", &real_executable(PYTHON));
+    assert_destination(&r, "127.0.0.1", port, "udp", "ipv4");
+    assert_eq!(r["event"]["action"], "sendmsg");
+    assert_eq!(r["relaywatch"]["repeat_count"], 1);
+}
+
+#[test]
+fn connected_udp_is_reported_at_connect() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let receiver = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        "import socket,sys\nu=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\nu.connect(('::1', int(sys.argv[1])))\n[u.send(b'q') for _ in range(50)]",
+        &port.to_string(),
+    ]));
+    let r = only_record(&daemon, pid);
+    assert_destination(&r, "::1", port, "udp", "ipv6");
+    assert_eq!(r["event"]["action"], "connect");
+    // Sends on a connected socket carry no destination: they add no records.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(daemon.records_for(pid).len(), 1);
+}
+
+#[test]
+fn process_that_connects_and_exits_at_once_is_never_misattributed() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("127.0.0.1");
+    // bash opens the connection through /dev/tcp and exits immediately.
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{}", server.port);
+    let pid = run_client(Command::new("/bin/bash").args(["-c", &script]));
+    let r = only_record(&daemon, pid);
+    assert_eq!(r["process"]["pid"], pid);
+    assert_eq!(r["process"]["name"], "bash");
+    assert_destination(&r, "127.0.0.1", server.port, "tcp", "ipv4");
+    // Read from /proc only if the process was still there: then it must be bash's, never another's.
+    if let Some(exe) = r["process"].get("executable") {
+        assert_eq!(exe, &json!(real_executable("/bin/bash")), "{r:#}");
+        assert_eq!(r["process"]["args"][0], "/bin/bash", "{r:#}");
+    } else {
+        assert!(r["process"].get("args").is_none() && r["process"].get("parent").is_none(), "{r:#}");
+    }
+}
+
+#[test]
+fn udp_burst_is_one_record_with_its_count() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        "import socket,sys\nu=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nd=('127.0.0.1', int(sys.argv[1]))\nfor _ in range(10000): u.sendto(b'x', d)",
+        &port.to_string(),
+    ]));
+    let r = only_record(&daemon, pid);
+    assert_destination(&r, "127.0.0.1", port, "udp", "ipv4");
+    assert_eq!(r["relaywatch"]["repeat_count"], 10_000, "{r:#}");
+    // Nothing more arrives for it later.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(daemon.records_for(pid).len(), 1);
+}
+
+#[test]
+fn default_config_skips_loopback_but_reports_egress() {
+    let daemon = Daemon::start(&["--log-connections"]);
+    let net = TestNet::create(1);
+    let server4 = LoopbackServer::start("127.0.0.1");
+    let server6 = LoopbackServer::start("::1");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let script = "import socket,sys\n\
+        a=socket.create_connection(('127.0.0.1', int(sys.argv[1]))); a.close()\n\
+        b=socket.create_connection(('::1', int(sys.argv[2]))); b.close()\n\
+        u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b'x', ('127.0.0.1', int(sys.argv[3])))\n\
+        u6=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.sendto(b'x', ('::1', int(sys.argv[3])))\n\
+        for host in (sys.argv[4], sys.argv[5]):\n\
+        \x20   s=socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET); s.settimeout(2)\n\
+        \x20   try: s.connect((host, 9))\n\
+        \x20   except OSError: pass\n";
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        script,
+        &server4.port.to_string(),
+        &server6.port.to_string(),
+        &udp_port.to_string(),
+        &net.peer_v4,
+        &net.peer_v6,
+    ]));
+    // The two connects to the test host are egress; wait past the UDP window for stragglers.
+    let records = daemon.wait_records(pid, 2, WAIT);
+    std::thread::sleep(Duration::from_millis(2500));
+    let records_after = daemon.records_for(pid);
+    assert_eq!(records.len(), records_after.len(), "late records: {records_after:#?}");
+    let ips: Vec<&str> = records_after.iter().map(|r| r["destination"]["ip"].as_str().unwrap()).collect();
+    assert_eq!(ips, vec![net.peer_v4.as_str(), net.peer_v6.as_str()], "only the test host is egress: {records_after:#?}");
+    for r in &records_after {
+        assert_identity(r, pid, "python3", &real_executable(PYTHON));
+        assert_eq!(r["destination"]["port"], 9);
+    }
+}

@@ -1,0 +1,152 @@
+//! Start-up, shutdown and refusal: what is attached while running, that nothing of ours stays
+//! attached after SIGTERM/SIGINT, and one-line errors when the host lacks what the agent needs.
+use std::process::Command;
+
+use integration_tests::{Daemon, relaywatch_bin, require_root};
+use serde_json::Value;
+
+fn bpftool_json(args: &[&str]) -> Value {
+    let out = Command::new("bpftool").arg("-j").args(args).output().expect("run bpftool (cargo xtask setup --tests installs it)");
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Value::Array(Vec::new()); // `cgroup show` prints nothing when nothing is attached
+    }
+    serde_json::from_slice(&out.stdout).expect("bpftool JSON")
+}
+
+/// Ids and names of the eBPF programs that process `pid` holds open, from the kernel's
+/// /proc/PID/fdinfo (prog and link fds carry `prog_id:`), named by bpftool.
+fn programs_of(pid: u32) -> Vec<(u64, String)> {
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|info| {
+            info.lines().filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u64>().ok()).collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let progs = bpftool_json(&["prog", "show"]);
+    ids.into_iter()
+        .map(|id| {
+            let p = progs.as_array().unwrap().iter().find(|p| p["id"] == id).expect("program listed by bpftool");
+            (id, p["name"].as_str().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+fn all_program_ids() -> Vec<u64> {
+    bpftool_json(&["prog", "show"]).as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect()
+}
+
+fn cgroup2_root() -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_owned())
+        })
+        .expect("cgroup2 mounted")
+}
+
+fn cgroup_attached_ids(cgroup: &str) -> Vec<u64> {
+    bpftool_json(&["cgroup", "show", cgroup]).as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect()
+}
+
+fn shutdown_leaves_nothing_attached(signal: i32) {
+    let daemon = Daemon::start(&[]);
+    let progs = programs_of(daemon.pid());
+    let mut names: Vec<&str> = progs.iter().map(|(_, n)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["relaywatch_connect4", "relaywatch_connect6", "relaywatch_sendmsg4", "relaywatch_sendmsg6"], "{progs:?}");
+    let cgroup = cgroup2_root();
+    let attached = cgroup_attached_ids(&cgroup);
+    for (id, name) in &progs {
+        assert!(attached.contains(id), "{name} ({id}) not attached to {cgroup}: {attached:?}");
+    }
+
+    let (status, stderr) = daemon.stop_with(signal);
+    assert!(status.success(), "exit status {status} after signal {signal}; stderr:\n{stderr}");
+    assert!(stderr.contains("detached"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let remaining = all_program_ids();
+    let attached = cgroup_attached_ids(&cgroup);
+    for (id, name) in &progs {
+        assert!(!remaining.contains(id), "{name} ({id}) still loaded after exit");
+        assert!(!attached.contains(id), "{name} ({id}) still attached to {cgroup} after exit");
+    }
+}
+
+#[test]
+fn sigterm_detaches_everything() {
+    shutdown_leaves_nothing_attached(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_detaches_everything() {
+    shutdown_leaves_nothing_attached(libc::SIGINT);
+}
+
+/// Run `relaywatch run` through `sh -c PREFIX` and return (success, stderr).
+fn run_refused(wrapper: &[&str]) -> (bool, String) {
+    require_root();
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .env("RW_BIN", relaywatch_bin())
+        .output()
+        .expect("spawn wrapper");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_one_line_error(stderr: &str, expected: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    assert!(lines[0].starts_with("relaywatch: "), "{stderr}");
+    assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr}");
+    for forbidden in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(forbidden), "{stderr}");
+    }
+}
+
+#[test]
+fn unprivileged_user_gets_one_line_naming_the_capabilities() {
+    let (ok, stderr) = run_refused(&[
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+        "sh", "-c", "exec \"$RW_BIN\" run",
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&stderr, "missing privileges (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)");
+    assert!(stderr.contains("run as root"), "{stderr}");
+}
+
+#[test]
+fn missing_cgroup2_is_one_line() {
+    // A private mount namespace: unmounting cgroup2 there leaves the host untouched.
+    let (ok, stderr) = run_refused(&[
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "for m in $(awk '$3==\"cgroup2\"{print $2}' /proc/mounts); do umount -l \"$m\" || exit 90; done; exec \"$RW_BIN\" run",
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&stderr, "cgroup v2 is not mounted");
+}
+
+#[test]
+fn missing_btf_is_one_line() {
+    let (ok, stderr) = run_refused(&[
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "mount -t tmpfs none /sys/kernel/btf || exit 90; exec \"$RW_BIN\" run",
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&stderr, "kernel BTF is missing");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_reason() {
+    let out = Command::new(relaywatch_bin()).args(["run", "--udp-window-ms", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--udp-window-ms") && stderr.contains("0"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
