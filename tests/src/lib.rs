@@ -45,6 +45,15 @@ pub struct Daemon {
 impl Daemon {
     /// Start `relaywatch run ARGS` and wait until its programs are attached.
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::spawn(args, true)
+    }
+
+    /// Like `start`, but records are read and thrown away (benchmarks: no memory growth).
+    pub fn start_discarding_records(args: &[&str]) -> Daemon {
+        Daemon::spawn(args, false)
+    }
+
+    fn spawn(args: &[&str], keep_records: bool) -> Daemon {
         require_root();
         let mut child = Command::new(relaywatch_bin())
             .arg("run")
@@ -63,7 +72,9 @@ impl Daemon {
                 let Ok(line) = line else { break };
                 let v: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("relaywatch wrote a line that is not JSON ({e}): {line}"));
-                sink.lock().unwrap().push(v);
+                if keep_records {
+                    sink.lock().unwrap().push(v);
+                }
             }
         });
         let err = child.stderr.take().unwrap();
@@ -92,6 +103,12 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Peak resident memory of the daemon so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
     }
 
     pub fn stderr(&self) -> String {
