@@ -2,18 +2,10 @@
 //!
 //! The binary is both the daemon (`relaywatch run`) and, as the project grows, its CLI. `main`
 //! only parses arguments and hands off; errors are printed as one line, never as a panic.
-mod cli;
-mod clock;
-mod daemon;
-mod ingest;
-mod loader;
-mod preflight;
-mod process;
-mod record;
-
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use monitor::{cli, daemon};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

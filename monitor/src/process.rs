@@ -28,6 +28,8 @@ pub struct ProcessDetails {
 /// Fields of /proc/PID/stat that we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFields {
+    /// 'R', 'S', 'Z' (zombie: exited, not yet reaped), ...
+    pub state: char,
     pub ppid: u32,
     pub start_ticks: u64,
 }
@@ -38,10 +40,10 @@ pub fn parse_stat(stat: &str) -> Option<StatFields> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     // After comm: state(3) ppid(4) ... starttime(22); `rest` starts at field 3.
-    let _state = fields.next()?;
+    let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let start_ticks = fields.nth(22 - 5)?.parse().ok()?;
-    Some(StatFields { ppid, start_ticks })
+    Some(StatFields { state, ppid, start_ticks })
 }
 
 /// Split /proc/PID/cmdline (NUL-separated, usually NUL-terminated) into arguments.
@@ -88,15 +90,21 @@ impl ProcReader {
         if self.comm_now(tgid, tid)? != comm {
             return None; // exec'd (or renamed) since the event
         }
+        if matches!(stat.state, 'Z' | 'X') {
+            // Exited but not yet reaped: the pid and parent are still this process's, but its
+            // memory (cmdline) and exe link are gone.
+            return Some(ProcessDetails { executable: None, args: None, parent_pid: Some(stat.ppid), name: None });
+        }
         let base = self.root.join(tgid.to_string());
         let executable = fs::read_link(base.join("exe")).ok().map(|p| {
             let s = p.to_string_lossy().into_owned();
             // A deleted or replaced binary still identifies the process; keep the path.
             s.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(s)
         });
-        let args = fs::read(base.join("cmdline")).ok().map(|raw| parse_cmdline(&raw));
+        // An empty cmdline (a kernel thread, or a process tearing down) says nothing: leave it out.
+        let args = fs::read(base.join("cmdline")).ok().map(|raw| parse_cmdline(&raw)).filter(|a| !a.is_empty());
         let name = fs::read_to_string(base.join("comm")).ok().map(|c| c.trim_end_matches('\n').to_owned());
-        if self.stat(tgid)? != stat {
+        if self.stat(tgid)?.start_ticks != stat.start_ticks {
             return None; // turned over while we read
         }
         Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name })
@@ -143,7 +151,7 @@ mod tests {
     #[test]
     fn stat_with_hostile_comm() {
         let line = "4242 (a) b) (c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100 18446744073709551615";
-        assert_eq!(parse_stat(line), Some(StatFields { ppid: 17, start_ticks: 98765 }));
+        assert_eq!(parse_stat(line), Some(StatFields { state: 'S', ppid: 17, start_ticks: 98765 }));
     }
 
     #[test]

@@ -89,11 +89,9 @@ fn run(task: Task) -> Result<()> {
             require_root("the integration tests load eBPF programs")?;
             setup::ensure(true)?;
             let bin = build(&root, false)?;
-            cargo(&root)
-                .args(["test", "--workspace", "--exclude", "monitor-ebpf"])
-                .args(args)
-                .env("RELAYWATCH_BIN", &bin)
-                .run("cargo test")
+            let mut cmd = cargo(&root);
+            cmd.args(["test", "--workspace", "--exclude", "monitor-ebpf"]).args(args).env("RELAYWATCH_BIN", &bin);
+            run_tests_with_summary(cmd)
         }
         Task::Bench { args } => {
             require_root("the benchmarks attach the agent")?;
@@ -106,6 +104,34 @@ fn run(task: Task) -> Result<()> {
                 .run("cargo bench")
         }
     }
+}
+
+/// Run `cargo test`, echoing its output, and close with one line totalling every test binary's
+/// `test result:` line (cargo's own last line is often a doc-test run with 0 tests).
+fn run_tests_with_summary(mut cmd: Command) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting cargo test")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |label: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(label)?.trim().rsplit(' ').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+            ignored += count("ignored");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("\ntests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
