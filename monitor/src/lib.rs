@@ -5,6 +5,7 @@ pub mod clock;
 pub mod daemon;
 pub mod ingest;
 pub mod loader;
+pub mod naming;
 pub mod preflight;
 pub mod process;
 pub mod record;
