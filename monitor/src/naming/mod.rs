@@ -16,12 +16,14 @@
 //! and [`ParseError::Invalid`] when the bytes are not that protocol. Secrets seen in plaintext
 //! (Authorization headers, API keys in query strings, SOCKS passwords) are skipped over, never
 //! copied into a result.
+pub mod http;
 pub mod tls;
 
 mod cursor;
 
 use std::fmt;
 
+pub use http::HttpRequest;
 pub use tls::ClientHello;
 
 /// Longest host name kept, in its text form without the trailing dot (RFC 1035: 255 octets on
