@@ -17,6 +17,7 @@
 //! (Authorization headers, API keys in query strings, SOCKS passwords) are skipped over, never
 //! copied into a result.
 pub mod http;
+pub mod socks;
 pub mod tls;
 
 mod cursor;
@@ -24,6 +25,7 @@ mod cursor;
 use std::fmt;
 
 pub use http::HttpRequest;
+pub use socks::{SocksRequest, SocksTarget};
 pub use tls::ClientHello;
 
 /// Longest host name kept, in its text form without the trailing dot (RFC 1035: 255 octets on
