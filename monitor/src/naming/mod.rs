@@ -16,6 +16,7 @@
 //! and [`ParseError::Invalid`] when the bytes are not that protocol. Secrets seen in plaintext
 //! (Authorization headers, API keys in query strings, SOCKS passwords) are skipped over, never
 //! copied into a result.
+pub mod dns;
 pub mod http;
 pub mod socks;
 pub mod tls;
@@ -24,6 +25,7 @@ mod cursor;
 
 use std::fmt;
 
+pub use dns::{AddressName, DnsMessage, Question, Record, RecordData};
 pub use http::HttpRequest;
 pub use socks::{SocksRequest, SocksTarget};
 pub use tls::ClientHello;
