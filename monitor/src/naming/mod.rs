@@ -18,6 +18,7 @@
 //! copied into a result.
 pub mod dns;
 pub mod http;
+pub mod quic;
 pub mod socks;
 pub mod tls;
 
@@ -27,6 +28,7 @@ use std::fmt;
 
 pub use dns::{AddressName, DnsMessage, Question, Record, RecordData};
 pub use http::HttpRequest;
+pub use quic::QuicInitial;
 pub use socks::{SocksRequest, SocksTarget};
 pub use tls::ClientHello;
 
