@@ -231,20 +231,10 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
             }
             EXT_ALPN if first => fields.alpn = alpn(data)?,
             EXT_SUPPORTED_VERSIONS if first => {
-                let mut v = Cursor::new(data, ParseError::Invalid("supported_versions malformed"));
-                let list = v.u8_prefixed()?;
-                if list.len() % 2 != 0 || !v.is_empty() {
-                    return Err(ParseError::Invalid("supported_versions malformed"));
-                }
-                fields.supported_versions = u16_list(list);
+                fields.supported_versions = u16_vector(data, true, "supported_versions malformed")?;
             }
             EXT_SIGNATURE_ALGORITHMS if first => {
-                let mut s = Cursor::new(data, ParseError::Invalid("signature_algorithms malformed"));
-                let list = s.u16_prefixed()?;
-                if list.len() % 2 != 0 || !s.is_empty() {
-                    return Err(ParseError::Invalid("signature_algorithms malformed"));
-                }
-                fields.signature_algorithms = u16_list(list);
+                fields.signature_algorithms = u16_vector(data, false, "signature_algorithms malformed")?;
             }
             _ => {}
         }
@@ -255,11 +245,8 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
 /// The first host_name of a server_name extension (RFC 6066 section 3); `None` if it is not a
 /// valid host name (the hello is still read: JA4 does not depend on the name).
 fn server_name(data: &[u8]) -> Result<Option<String>, ParseError> {
-    let mut r = Cursor::new(data, ParseError::Invalid("server_name extension malformed"));
-    let mut list = Cursor::new(r.u16_prefixed()?, ParseError::Invalid("server_name list malformed"));
-    if !r.is_empty() {
-        return Err(ParseError::Invalid("server_name extension malformed"));
-    }
+    let malformed = "server_name extension malformed";
+    let mut list = Cursor::new(sole_vector(data, false, malformed)?, ParseError::Invalid(malformed));
     while !list.is_empty() {
         let name_type = list.u8()?;
         let name = list.u16_prefixed()?;
@@ -272,11 +259,8 @@ fn server_name(data: &[u8]) -> Result<Option<String>, ParseError> {
 
 /// ALPN protocol names (RFC 7301 section 3.1), at most [`MAX_ALPN`] kept.
 fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
-    let mut r = Cursor::new(data, ParseError::Invalid("ALPN extension malformed"));
-    let mut list = Cursor::new(r.u16_prefixed()?, ParseError::Invalid("ALPN list malformed"));
-    if !r.is_empty() {
-        return Err(ParseError::Invalid("ALPN extension malformed"));
-    }
+    let malformed = "ALPN extension malformed";
+    let mut list = Cursor::new(sole_vector(data, false, malformed)?, ParseError::Invalid(malformed));
     let mut names = Vec::new();
     while !list.is_empty() {
         let name = list.u8_prefixed()?;
@@ -288,6 +272,26 @@ fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
         }
     }
     Ok(names)
+}
+
+/// The data of an extension that is exactly one vector with a one- or two-byte length prefix,
+/// without the prefix.
+fn sole_vector<'a>(data: &'a [u8], one_byte_length: bool, malformed: &'static str) -> Result<&'a [u8], ParseError> {
+    let mut r = Cursor::new(data, ParseError::Invalid(malformed));
+    let vector = if one_byte_length { r.u8_prefixed()? } else { r.u16_prefixed()? };
+    if !r.is_empty() {
+        return Err(ParseError::Invalid(malformed));
+    }
+    Ok(vector)
+}
+
+/// An extension that is one vector of u16 values (supported_versions, signature_algorithms).
+fn u16_vector(data: &[u8], one_byte_length: bool, malformed: &'static str) -> Result<Vec<u16>, ParseError> {
+    let vector = sole_vector(data, one_byte_length, malformed)?;
+    if vector.len() % 2 != 0 {
+        return Err(ParseError::Invalid(malformed));
+    }
+    Ok(u16_list(vector))
 }
 
 fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'_>) -> String {
