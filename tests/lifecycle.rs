@@ -59,11 +59,32 @@ fn shutdown_leaves_nothing_attached(signal: i32) {
     let progs = programs_of(daemon.pid());
     let mut names: Vec<&str> = progs.iter().map(|(_, n)| n.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["relaywatch_connect4", "relaywatch_connect6", "relaywatch_sendmsg4", "relaywatch_sendmsg6"], "{progs:?}");
+    assert_eq!(
+        names,
+        [
+            "relaywatch_connect4",
+            "relaywatch_connect6",
+            "relaywatch_egress",
+            "relaywatch_exec",
+            "relaywatch_exit",
+            "relaywatch_ingress",
+            "relaywatch_sendmsg4",
+            "relaywatch_sendmsg6"
+        ],
+        "{progs:?}"
+    );
     let cgroup = cgroup2_root();
     let attached = cgroup_attached_ids(&cgroup);
-    for (id, name) in &progs {
+    for (id, name) in progs.iter().filter(|(_, n)| !n.ends_with("_exec") && !n.ends_with("_exit")) {
         assert!(attached.contains(id), "{name} ({id}) not attached to {cgroup}: {attached:?}");
+    }
+    // Tracepoint programs hang off perf_event links.
+    let links = bpftool_json(&["link", "show"]);
+    for (id, name) in progs.iter().filter(|(_, n)| n.ends_with("_exec") || n.ends_with("_exit")) {
+        assert!(
+            links.as_array().unwrap().iter().any(|l| l["prog_id"] == *id && l["type"] == "perf_event"),
+            "{name} ({id}) has no perf_event link: {links}"
+        );
     }
 
     let (status, stderr) = daemon.stop_with(signal);
@@ -72,6 +93,10 @@ fn shutdown_leaves_nothing_attached(signal: i32) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let remaining = all_program_ids();
+    let links = bpftool_json(&["link", "show"]);
+    for (id, name) in &progs {
+        assert!(!links.as_array().unwrap().iter().any(|l| l["prog_id"] == *id), "{name} ({id}) still has a link after exit");
+    }
     let attached = cgroup_attached_ids(&cgroup);
     for (id, name) in &progs {
         assert!(!remaining.contains(id), "{name} ({id}) still loaded after exit");

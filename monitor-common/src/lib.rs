@@ -17,6 +17,12 @@
 
 /// Event kinds, the first field of every ring-buffer record.
 pub const EVENT_CONNECT: u32 = 1;
+pub const EVENT_PAYLOAD: u32 = 2;
+pub const EVENT_EXEC: u32 = 3;
+pub const EVENT_EXIT: u32 = 4;
+
+/// Bytes of the exec'd file name kept (longer paths are cut; userspace prefers /proc/PID/exe).
+pub const EXEC_FILENAME_LEN: usize = 256;
 
 /// Which hook produced a [`ConnectEvent`].
 pub const HOOK_CONNECT: u8 = 1;
@@ -35,7 +41,11 @@ pub const COUNTER_RINGBUF_LOST: u32 = 0;
 pub const COUNTER_EVENTS: u32 = 1;
 pub const COUNTER_UDP_FOLDED: u32 = 2;
 pub const COUNTER_LOCAL_SKIPPED: u32 = 3;
-pub const COUNTER_COUNT: u32 = 4;
+/// Payload chunks written (egress captures and DNS answers).
+pub const COUNTER_PAYLOAD_CHUNKS: u32 = 4;
+/// Payload chunks lost to a full ring buffer.
+pub const COUNTER_PAYLOAD_LOST: u32 = 5;
+pub const COUNTER_COUNT: u32 = 6;
 
 /// Default window in which repeated datagrams to one destination are folded into one event.
 pub const DEFAULT_UDP_WINDOW_NS: u64 = 2_000_000_000;
@@ -43,8 +53,42 @@ pub const DEFAULT_UDP_WINDOW_NS: u64 = 2_000_000_000;
 /// Capacity of the UDP repeat-folding map; least recently used entries are evicted.
 pub const UDP_FLOWS_CAPACITY: u32 = 16_384;
 
-/// Size of the ring buffer the kernel programs write events to.
-pub const EVENTS_RINGBUF_BYTES: u32 = 1 << 20;
+/// Size of the ring buffer the kernel programs write events to (payload chunks are ~4 KiB).
+pub const EVENTS_RINGBUF_BYTES: u32 = 4 << 20;
+
+/// Bytes of payload one ring-buffer chunk carries.
+pub const PAYLOAD_CHUNK: usize = 4096;
+/// Chunks taken from one packet at most (a GSO packet on loopback can hold a whole flight).
+pub const PAYLOAD_CHUNKS_PER_PACKET: u32 = 4;
+/// Per connection, capture stops after this many payload bytes or segments.
+pub const CAPTURE_MAX_BYTES: u32 = 16_384;
+pub const CAPTURE_MAX_SEGMENTS: u16 = 8;
+/// Capacity of the per-socket capture state map (LRU).
+pub const CAPTURE_CAPACITY: u32 = 16_384;
+/// Capacity of the DNS socket owner map (LRU).
+pub const DNS_SOCKETS_CAPACITY: u32 = 8_192;
+
+/// Payload direction.
+pub const DIR_EGRESS: u8 = 1;
+pub const DIR_INGRESS: u8 = 2;
+
+/// `ConnectEvent.flags`: emitted when a local connection's first bytes showed a proxy protocol
+/// (HTTP CONNECT, SOCKS4/4a/5), rather than at connect time.
+pub const FLAG_LOCAL_PROXY: u8 = 1;
+
+/// `CaptureState.mode`: what the kernel still wants from a socket's outgoing payload.
+/// Non-local stream (TCP / connected UDP) whose first payload has not been seen yet.
+pub const CAPTURE_NEW: u8 = 1;
+/// Local TCP connection: looked at once, reported only if it speaks a proxy protocol.
+pub const CAPTURE_LOCAL_PROBE: u8 = 2;
+/// TLS handshake record being captured until `need` bytes are in.
+pub const CAPTURE_TLS: u8 = 3;
+/// Proxy connection: capture client payloads (request, then the tunnelled first bytes) up to
+/// the byte and segment budget, or until the daemon deletes the entry once it has the name.
+pub const CAPTURE_PROXY: u8 = 4;
+/// Unconnected UDP: capture the next datagram from this socket (the one whose sendmsg opened a
+/// repeat window) and stop.
+pub const CAPTURE_DATAGRAM: u8 = 5;
 
 /// One outbound destination with the identity of the process that chose it.
 ///
@@ -81,7 +125,9 @@ pub struct ConnectEvent {
     pub comm: [u8; 16],
     /// [`HOOK_CONNECT`] or [`HOOK_SENDMSG`].
     pub hook: u8,
-    pub _pad: [u8; 7],
+    /// [`FLAG_LOCAL_PROXY`] or 0.
+    pub flags: u8,
+    pub _pad: [u8; 6],
 }
 
 impl ConnectEvent {
@@ -101,7 +147,8 @@ impl ConnectEvent {
             daddr: [0; 16],
             comm: [0; 16],
             hook: 0,
-            _pad: [0; 7],
+            flags: 0,
+            _pad: [0; 6],
         }
     }
 
@@ -110,6 +157,77 @@ impl ConnectEvent {
         let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
         core::str::from_utf8(&self.comm[..end]).ok()
     }
+}
+
+/// Header of a payload chunk on the ring buffer; `PAYLOAD_CHUNK` bytes of data follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadHeader {
+    /// Always [`EVENT_PAYLOAD`].
+    pub kind: u32,
+    /// TCP sequence number of the packet's first payload byte (0 for UDP).
+    pub seq: u32,
+    pub ts_boot_ns: u64,
+    /// Cookie of the socket that sent (egress) or receives (ingress) the packet.
+    pub cookie: u64,
+    /// Valid bytes in this chunk's data.
+    pub len: u32,
+    /// Offset of this chunk within the packet's payload.
+    pub offset: u32,
+    /// Payload bytes in the whole packet.
+    pub packet_len: u32,
+    /// Ingress DNS answers: the tgid that sent the query on this socket (0 when unknown).
+    pub owner_tgid: u32,
+    /// Ports in host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u8,
+    pub protocol: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`] (IPv4-mapped addresses are not folded here).
+    pub family: u8,
+    /// The capture mode the chunk was taken in (`CAPTURE_*`).
+    pub mode: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// A payload chunk as written to the ring buffer.
+#[repr(C)]
+pub struct PayloadEvent {
+    pub header: PayloadHeader,
+    pub data: [u8; PAYLOAD_CHUNK],
+}
+
+/// A process image started (tracepoint sched/sched_process_exec), or a process ended
+/// (sched/sched_process_exit of its main thread; `filename` empty).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessEvent {
+    /// [`EVENT_EXEC`] or [`EVENT_EXIT`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub ts_boot_ns: u64,
+    pub comm: [u8; 16],
+    /// The path given to execve, NUL-terminated (exec only).
+    pub filename: [u8; EXEC_FILENAME_LEN],
+}
+
+/// Value of the `CAPTURE` map, keyed by socket cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureState {
+    /// The connect event. For [`CAPTURE_LOCAL_PROBE`] it has not been reported yet and is
+    /// emitted (with [`FLAG_LOCAL_PROXY`]) if the first bytes show a proxy protocol.
+    pub event: ConnectEvent,
+    /// Payload bytes captured so far.
+    pub captured: u32,
+    /// TLS: bytes of the first record (header included) the capture waits for.
+    pub need: u32,
+    /// Payload-bearing packets seen so far.
+    pub segments: u16,
+    pub mode: u8,
+    pub _pad: [u8; 5],
 }
 
 /// Settings the daemon writes into the `CONFIG` array (index 0) before attaching.
@@ -232,6 +350,32 @@ impl Destination {
     }
 }
 
+/// Whether the first bytes of a connection's first payload start a proxy request: an HTTP
+/// `CONNECT `, a SOCKS5 greeting (`05 n m1..mn`, exactly 2 + n bytes long) or a SOCKS4/4a
+/// CONNECT (`04 01 port ip ...`). `first` holds the first (up to) 8 bytes, `len` the payload
+/// length. Cheap enough for the kernel; userspace parses the request fully.
+#[inline(always)]
+pub fn looks_like_proxy_start(first: &[u8; 8], len: u32) -> bool {
+    if len >= 8 && first == b"CONNECT " {
+        return true;
+    }
+    if first[0] == 5 && first[1] >= 1 && first[1] <= 9 && len == 2 + first[1] as u32 {
+        return true;
+    }
+    first[0] == 4 && first[1] == 1 && len >= 9
+}
+
+/// If the payload starts a TLS handshake record (`16 03 0x len len`), the bytes of that record
+/// including its 5-byte header.
+#[inline(always)]
+pub fn tls_record_need(first: &[u8; 8], len: u32) -> Option<u32> {
+    if len >= 5 && first[0] == 0x16 && first[1] == 3 && first[2] <= 4 {
+        let body = ((first[3] as u32) << 8) | first[4] as u32;
+        return Some(5 + body);
+    }
+    None
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all of these are #[repr(C)], contain only integers and byte arrays, and have
@@ -240,6 +384,9 @@ mod user {
     unsafe impl aya::Pod for super::FilterConfig {}
     unsafe impl aya::Pod for super::UdpFlowKey {}
     unsafe impl aya::Pod for super::UdpFlowWindow {}
+    unsafe impl aya::Pod for super::PayloadHeader {}
+    unsafe impl aya::Pod for super::CaptureState {}
+    unsafe impl aya::Pod for super::ProcessEvent {}
 }
 
 #[cfg(test)]
@@ -265,6 +412,10 @@ mod tests {
         assert_eq!(core::mem::size_of::<FilterConfig>(), 16);
         assert_eq!(core::mem::size_of::<UdpFlowKey>(), 24);
         assert_eq!(core::mem::size_of::<UdpFlowWindow>(), 32);
+        assert_eq!(core::mem::size_of::<PayloadHeader>(), 80);
+        assert_eq!(core::mem::size_of::<PayloadEvent>(), 80 + PAYLOAD_CHUNK);
+        assert_eq!(core::mem::size_of::<CaptureState>(), 104);
+        assert_eq!(core::mem::size_of::<ProcessEvent>(), 32 + EXEC_FILENAME_LEN);
     }
 
     #[test]
@@ -335,6 +486,31 @@ mod tests {
         assert_eq!(w.count_for(20), Some(3));
         assert_eq!(w.count_for(10), Some(10_000));
         assert_eq!(w.count_for(5), None);
+    }
+
+    #[test]
+    fn proxy_starts() {
+        assert!(looks_like_proxy_start(b"CONNECT ", 40));
+        assert!(!looks_like_proxy_start(b"CONNECT ", 7));
+        assert!(!looks_like_proxy_start(b"GET / HT", 40));
+        // SOCKS5 greeting: one method (no auth), two methods.
+        assert!(looks_like_proxy_start(&[5, 1, 0, 0, 0, 0, 0, 0], 3));
+        assert!(looks_like_proxy_start(&[5, 2, 0, 2, 0, 0, 0, 0], 4));
+        assert!(!looks_like_proxy_start(&[5, 1, 0, 0, 0, 0, 0, 0], 40), "greeting has its exact length");
+        assert!(!looks_like_proxy_start(&[5, 0, 0, 0, 0, 0, 0, 0], 2));
+        // SOCKS4 CONNECT to port 443, 1.2.3.4, empty user id.
+        assert!(looks_like_proxy_start(&[4, 1, 1, 187, 1, 2, 3, 4], 9));
+        assert!(!looks_like_proxy_start(&[4, 2, 1, 187, 1, 2, 3, 4], 9), "BIND is not CONNECT");
+        assert!(!looks_like_proxy_start(&[0x16, 3, 1, 2, 0, 1, 0, 1], 517));
+    }
+
+    #[test]
+    fn tls_record_lengths() {
+        assert_eq!(tls_record_need(&[0x16, 3, 1, 0x06, 0x00, 1, 0, 0], 1200), Some(5 + 0x600));
+        assert_eq!(tls_record_need(&[0x16, 3, 3, 0x00, 0x50, 1, 0, 0], 85), Some(85));
+        assert_eq!(tls_record_need(&[0x17, 3, 3, 0x00, 0x50, 0, 0, 0], 85), None, "application data");
+        assert_eq!(tls_record_need(&[0x16, 3, 1, 0, 0, 0, 0, 0], 4), None, "too short to hold a header");
+        assert_eq!(tls_record_need(b"GET / HT", 100), None);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - `sock_addr`: reading a normalised destination out of a `bpf_sock_addr` context.
 //! - `report`: turning a destination plus the current task into a ring-buffer event.
 //! - `udp_fold`: folding repeated unconnected datagrams into one event with a count.
+//! - `packet`, `payload`: cgroup_skb egress/ingress programs capturing the first payload of
+//!   each reported socket and DNS answers (see `payload.rs` for the capture design).
+//! - `process`: exec/exit tracepoints feeding the daemon's process table.
 //!
 //! Hook choice: cgroup `sock_addr` programs attached to the cgroup v2 root. They run for every
 //! process on the host (all cgroups descend from the root), exist since Linux 4.17 (connect) and
@@ -19,11 +22,17 @@
 #![allow(internal_features)]
 
 mod maps;
+mod packet;
+mod payload;
+mod process;
 mod report;
 mod sock_addr;
 mod udp_fold;
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    macros::{cgroup_skb, cgroup_sock_addr, tracepoint},
+    programs::{SkBuffContext, SockAddrContext, TracePointContext},
+};
 
 /// Verdict for cgroup sock_addr programs: let the operation proceed.
 const ALLOW: i32 = 1;
@@ -58,6 +67,33 @@ pub fn relaywatch_sendmsg6(ctx: SockAddrContext) -> i32 {
         report::datagram(&ctx, &target);
     }
     ALLOW
+}
+
+/// Verdict for cgroup_skb programs: let the packet through.
+const PASS: i32 = 1;
+
+#[cgroup_skb(egress)]
+pub fn relaywatch_egress(ctx: SkBuffContext) -> i32 {
+    payload::egress(&ctx);
+    PASS
+}
+
+#[cgroup_skb(ingress)]
+pub fn relaywatch_ingress(ctx: SkBuffContext) -> i32 {
+    payload::ingress(&ctx);
+    PASS
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn relaywatch_exec(ctx: TracePointContext) -> u32 {
+    process::exec(&ctx);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn relaywatch_exit(ctx: TracePointContext) -> u32 {
+    process::exit(&ctx);
+    0
 }
 
 #[cfg(not(test))]

@@ -11,13 +11,19 @@
 //!   `UdpFlowWindow`. The first datagram of a window emits an event; later ones within
 //!   `udp_window_ns` only bump `cur_count`. A datagram after the window rolls `cur` into `prev`
 //!   and opens a new window. Entries age out by LRU eviction; the daemon only reads them.
+//! - `CAPTURE` (LRU hash, 16,384 entries): socket cookie -> `CaptureState`. Present while the
+//!   kernel still wants outgoing payload from that socket (see `payload.rs`). Inserted by the
+//!   connect/sendmsg hooks, removed by the egress program when enough was captured, or by the
+//!   daemon once it has named the connection. Absent is the common case: one lookup per packet.
+//! - `DNS_SOCKETS` (LRU hash, 8,192 entries): cookie of a socket that sent to port 53 -> the
+//!   tgid that sent it. The ingress program captures UDP answers only for these sockets.
 use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    COUNTER_COUNT, EVENTS_RINGBUF_BYTES, FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey,
-    UdpFlowWindow,
+    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, CaptureState, DNS_SOCKETS_CAPACITY, EVENTS_RINGBUF_BYTES,
+    FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
 };
 
 #[map(name = "EVENTS")]
@@ -32,6 +38,12 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_CO
 #[map(name = "UDP_FLOWS")]
 pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
     LruHashMap::with_max_entries(UDP_FLOWS_CAPACITY, 0);
+
+#[map(name = "CAPTURE")]
+pub static CAPTURE: LruHashMap<u64, CaptureState> = LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
+
+#[map(name = "DNS_SOCKETS")]
+pub static DNS_SOCKETS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DNS_SOCKETS_CAPACITY, 0);
 
 /// Settings in force; the defaults if the daemon has not written them (it always does first).
 #[inline(always)]
@@ -48,5 +60,14 @@ pub fn config() -> FilterConfig {
 pub fn count(index: u32) {
     if let Some(p) = COUNTERS.get_ptr_mut(index) {
         unsafe { *p += 1 };
+    }
+}
+
+/// Copy a connect event to the ring buffer, counting it or its loss.
+#[inline(always)]
+pub fn output_event(event: &ConnectEvent) {
+    match EVENTS.output::<ConnectEvent>(event, 0) {
+        Ok(()) => count(COUNTER_EVENTS),
+        Err(_) => count(COUNTER_RINGBUF_LOST),
     }
 }

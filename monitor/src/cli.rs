@@ -43,4 +43,9 @@ pub struct RunArgs {
     /// destination are reported as one record with a count.
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub udp_window_ms: u64,
+
+    /// How long a connection's record waits for its first bytes to name it (TLS SNI, HTTP
+    /// Host, proxy target) before it is written with DNS evidence or none.
+    #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub name_wait_ms: u64,
 }

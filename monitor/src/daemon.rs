@@ -4,15 +4,11 @@
 //! order events are finalised. Data flows one way: kernel event -> decode -> process details ->
 //! record -> stdout.
 //!
-//! Connect events are reported at once. An unconnected datagram opens a repeat window in the
-//! kernel; its record waits until the window has closed so it can carry the window's final count
-//! (read from UDP_FLOWS). Windows all have the same length, so pending records are finalised in
-//! FIFO order. On shutdown every pending record is written with the count so far.
-use std::{
-    collections::VecDeque,
-    io::Write as _,
-    time::Duration,
-};
+//! Records wait in the `Correlator` until named from their payload or until their wait is over
+//! (see correlate.rs). An unconnected datagram opens a repeat window in the kernel; its record
+//! waits until the window has closed so it can carry the window's final count (read from
+//! UDP_FLOWS). On shutdown every pending record is written with what is known so far.
+use std::{io::Write as _, time::Duration};
 
 use anyhow::{Context as _, Result};
 use monitor_common::{COUNTER_RINGBUF_LOST, FilterConfig};
@@ -24,15 +20,21 @@ use tokio::{
 
 use crate::{
     cli::RunArgs,
-    ingest::{self, Hook, Observation},
-    loader::{Agent, PROGRAMS},
+    correlate::{Correlator, Finished},
+    ingest::{self, Lifecycle, Record},
+    loader::{Agent, PROGRAM_COUNT},
     preflight,
-    process::{ProcReader, ProcessDetails, UserNames},
+    process::{ProcReader, UserNames},
+    proctable::ProcessTable,
     record::ConnectionRecord,
 };
 
 /// Extra wait after a window closes, so that the last datagrams' counts have landed.
 const WINDOW_GRACE: Duration = Duration::from_millis(100);
+/// Addresses remembered from DNS answers (per process and host-wide, each).
+const DNS_CACHE_ENTRIES: usize = 65_536;
+/// Processes remembered from exec events.
+const PROCESS_TABLE_ENTRIES: usize = 32_768;
 /// How often lost-event counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -45,27 +47,20 @@ pub fn run(args: RunArgs) -> Result<()> {
     runtime.block_on(serve(args, host))
 }
 
-/// A datagram record waiting for its repeat window to close.
-struct PendingDatagram {
-    due: Instant,
-    observation: Observation,
-    process: Option<ProcessDetails>,
-}
-
 struct Reporter {
     args: RunArgs,
     procs: ProcReader,
+    processes: ProcessTable,
     users: UserNames,
-    pending: VecDeque<PendingDatagram>,
-    window: Duration,
+    correlator: Correlator,
     stdout_failed: bool,
     malformed: u64,
 }
 
 impl Reporter {
-    fn on_record(&mut self, agent: &Agent, bytes: &[u8]) {
-        let observation = match ingest::decode(bytes) {
-            Ok(o) => o,
+    fn on_record(&mut self, agent: &mut Agent, bytes: &[u8]) {
+        let record = match ingest::decode(bytes) {
+            Ok(r) => r,
             Err(e) => {
                 self.malformed += 1;
                 if self.malformed == 1 || self.malformed.is_power_of_two() {
@@ -74,54 +69,70 @@ impl Reporter {
                 return;
             }
         };
-        // Read /proc now, while the process most likely still exists.
-        let process = self.procs.details(
-            observation.raw.tgid,
-            observation.raw.tid,
-            &observation.comm,
-            observation.raw.ts_boot_ns,
-        );
-        match observation.hook {
-            Hook::Connect => self.emit(&observation, process.as_ref(), None),
-            Hook::Sendmsg => self.pending.push_back(PendingDatagram {
-                due: Instant::now() + self.window + WINDOW_GRACE,
-                observation,
-                process,
-            }),
-        }
-        let _ = agent;
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.pending.front().map(|p| p.due)
-    }
-
-    /// Write every pending datagram record whose window has closed (all of them if `all`).
-    fn finalise_due(&mut self, agent: &Agent, all: bool) {
-        let now = Instant::now();
-        while let Some(p) = self.pending.front() {
-            if !all && p.due > now {
-                break;
+        let now = Instant::now().into_std();
+        match record {
+            Record::Connect(observation) => {
+                let (tgid, ts) = (observation.raw.tgid, observation.raw.ts_boot_ns);
+                // The process table knows programs started since the agent did (even if they
+                // have exited by now); otherwise read /proc now, while the process most likely
+                // still exists.
+                let process = match self.processes.lookup(tgid, &observation.comm, ts) {
+                    Some(d) => Some(d.clone()),
+                    None => self.procs.details(tgid, observation.raw.tid, &observation.comm, ts),
+                };
+                self.correlator.on_connection(observation, process, now);
             }
-            let p = self.pending.pop_front().expect("front exists");
-            let key = p.observation.udp_flow_key();
+            Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename }) => {
+                self.processes.on_exec(&self.procs, tgid, &comm, &filename, ts_boot_ns);
+            }
+            Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
+                self.processes.on_exit(tgid, ts_boot_ns);
+            }
+            Record::Payload(chunk) => {
+                if let Some(finished) = self.correlator.on_payload(&chunk, now) {
+                    self.finish(agent, finished);
+                }
+            }
+        }
+    }
+
+    /// Write every record whose wait is over (all of them if `all`).
+    fn finish_due(&mut self, agent: &mut Agent, all: bool) {
+        for finished in self.correlator.due(Instant::now().into_std(), all) {
+            self.finish(agent, finished);
+        }
+    }
+
+    fn finish(&mut self, agent: &mut Agent, f: Finished) {
+        let repeat_count = if f.is_datagram {
             let count = agent
                 .udp_flows
-                .get(&key, 0)
+                .get(&f.observation.udp_flow_key(), 0)
                 .ok()
-                .and_then(|w| w.count_for(p.observation.raw.ts_boot_ns))
+                .and_then(|w| w.count_for(f.observation.raw.ts_boot_ns))
                 // Evicted from the LRU map (or two windows later): at least this datagram.
                 .unwrap_or(1);
-            self.emit(&p.observation, p.process.as_ref(), Some(count));
-        }
+            Some(count)
+        } else {
+            // Named or given up on: the kernel need not copy more of this socket's payload.
+            agent.stop_capture(f.observation.raw.cookie);
+            None
+        };
+        self.emit(&f, repeat_count);
     }
 
-    fn emit(&mut self, observation: &Observation, process: Option<&ProcessDetails>, repeat_count: Option<u64>) {
+    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) {
         if !self.args.log_connections {
             return;
         }
-        let user_name = self.users.name(observation.raw.uid);
-        let record = ConnectionRecord { observation, process, user_name: user_name.as_deref(), repeat_count };
+        let user_name = self.users.name(f.observation.raw.uid);
+        let record = ConnectionRecord {
+            observation: &f.observation,
+            process: f.process.as_ref(),
+            user_name: user_name.as_deref(),
+            repeat_count,
+            naming: Some(&f.naming),
+        };
         let line = record.to_ecs().to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
@@ -160,18 +171,19 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     };
     log::info!(
         "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
-        PROGRAMS.len(),
+        PROGRAM_COUNT,
         host.cgroup2.display(),
         if args.include_loopback { "included" } else { "skipped" },
         args.udp_window_ms
     );
 
+    let name_wait = Duration::from_millis(args.name_wait_ms);
     let mut reporter = Reporter {
         args,
         procs: ProcReader::new(),
+        processes: ProcessTable::new(PROCESS_TABLE_ENTRIES),
         users: UserNames::default(),
-        pending: VecDeque::new(),
-        window,
+        correlator: Correlator::new(name_wait, window + WINDOW_GRACE, DNS_CACHE_ENTRIES),
         stdout_failed: false,
         malformed: 0,
     };
@@ -179,7 +191,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     let mut lost_reported = 0u64;
 
     loop {
-        let due = reporter.next_due();
+        let due = reporter.correlator.next_due().map(Instant::from_std);
         tokio::select! {
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
@@ -187,7 +199,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
                 let mut guard = ready.context("waiting on the ring buffer")?;
                 let ring = guard.get_inner_mut();
                 while let Some(item) = ring.next() {
-                    reporter.on_record(&agent, &item);
+                    reporter.on_record(&mut agent, &item);
                 }
                 guard.clear_ready();
             }
@@ -197,7 +209,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
                 guard.clear_ready();
             }
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                reporter.finalise_due(&agent, false);
+                reporter.finish_due(&mut agent, false);
             }
             _ = stats.tick() => {
                 let lost = agent.counter(COUNTER_RINGBUF_LOST);
@@ -213,10 +225,10 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     {
         let ring = events.get_mut();
         while let Some(item) = ring.next() {
-            reporter.on_record(&agent, &item);
+            reporter.on_record(&mut agent, &item);
         }
     }
-    reporter.finalise_due(&agent, true);
+    reporter.finish_due(&mut agent, true);
     let lost = agent.counter(COUNTER_RINGBUF_LOST);
     if lost > 0 {
         log::warn!("{lost} events were lost to a full ring buffer during this run");

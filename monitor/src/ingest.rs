@@ -6,8 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectEvent, EVENT_CONNECT, FAMILY_IPV4, FAMILY_IPV6, HOOK_CONNECT, HOOK_SENDMSG, PROTO_TCP,
-    PROTO_UDP, UdpFlowKey,
+    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_PAYLOAD,
+    ProcessEvent, FAMILY_IPV4, FAMILY_IPV6,
+    FLAG_LOCAL_PROXY, HOOK_CONNECT, HOOK_SENDMSG, PAYLOAD_CHUNK, PROTO_TCP, PROTO_UDP,
+    PayloadHeader, UdpFlowKey,
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +62,85 @@ pub struct Observation {
     pub hook: Hook,
     /// The sending thread's comm (lossy UTF-8).
     pub comm: String,
+    /// Reported when its first bytes showed a proxy request on a local connection.
+    pub local_proxy: bool,
+}
+
+/// A piece of captured payload. The bytes stay inside the daemon: only names parsed from them
+/// are ever written out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PayloadChunk {
+    pub header: PayloadHeader,
+    pub egress: bool,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for PayloadChunk {
+    // Never print payload bytes (they may hold secrets), even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadChunk")
+            .field("cookie", &self.header.cookie)
+            .field("egress", &self.egress)
+            .field("seq", &self.header.seq)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayloadChunk {
+    pub fn source(&self) -> IpAddr {
+        ip_of(self.header.family, &self.header.saddr)
+    }
+
+    pub fn destination(&self) -> IpAddr {
+        ip_of(self.header.family, &self.header.daddr)
+    }
+}
+
+fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
+    if family == FAMILY_IPV4 {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    }
+}
+
+/// A process started a new program image, or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Exec { tgid: u32, ts_boot_ns: u64, comm: String, filename: String },
+    Exit { tgid: u32, ts_boot_ns: u64 },
+}
+
+/// One ring-buffer record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Connect(Observation),
+    Payload(PayloadChunk),
+    Process(Lifecycle),
+}
+
+fn nul_terminated(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
+    let need = std::mem::size_of::<ProcessEvent>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { len: bytes.len(), need });
+    }
+    // SAFETY: length checked; ProcessEvent is plain old data valid for any bit pattern.
+    let e: ProcessEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    Ok(match kind {
+        EVENT_EXEC => Lifecycle::Exec {
+            tgid: e.tgid,
+            ts_boot_ns: e.ts_boot_ns,
+            comm: nul_terminated(&e.comm),
+            filename: nul_terminated(&e.filename),
+        },
+        _ => Lifecycle::Exit { tgid: e.tgid, ts_boot_ns: e.ts_boot_ns },
+    })
 }
 
 impl Observation {
@@ -75,14 +156,44 @@ impl Observation {
     }
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     if bytes.len() < 4 {
         return Err(DecodeError::Short { len: bytes.len(), need: 4 });
     }
-    let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    if kind != EVENT_CONNECT {
-        return Err(DecodeError::UnknownKind(kind));
+    match u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) {
+        EVENT_CONNECT => decode_connect(bytes).map(Record::Connect),
+        EVENT_PAYLOAD => decode_payload(bytes).map(Record::Payload),
+        kind @ (EVENT_EXEC | EVENT_EXIT) => decode_process(bytes, kind).map(Record::Process),
+        kind => Err(DecodeError::UnknownKind(kind)),
     }
+}
+
+fn decode_payload(bytes: &[u8]) -> Result<PayloadChunk, DecodeError> {
+    let need = std::mem::size_of::<PayloadHeader>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { len: bytes.len(), need });
+    }
+    // SAFETY: length checked; PayloadHeader is plain old data valid for any bit pattern.
+    let header: PayloadHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let len = header.len as usize;
+    if len == 0 || len > PAYLOAD_CHUNK {
+        return Err(DecodeError::BadField("payload length", len as u64));
+    }
+    if bytes.len() < need + len {
+        return Err(DecodeError::Short { len: bytes.len(), need: need + len });
+    }
+    let egress = match header.direction {
+        DIR_EGRESS => true,
+        DIR_INGRESS => false,
+        other => return Err(DecodeError::BadField("direction", other.into())),
+    };
+    if header.family != FAMILY_IPV4 && header.family != FAMILY_IPV6 {
+        return Err(DecodeError::BadField("family", header.family.into()));
+    }
+    Ok(PayloadChunk { header, egress, data: bytes[need..need + len].to_vec() })
+}
+
+fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
     let need = std::mem::size_of::<ConnectEvent>();
     if bytes.len() < need {
         return Err(DecodeError::Short { len: bytes.len(), need });
@@ -105,9 +216,9 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
         HOOK_SENDMSG => Hook::Sendmsg,
         other => return Err(DecodeError::BadField("hook", other.into())),
     };
-    let end = raw.comm.iter().position(|&b| b == 0).unwrap_or(raw.comm.len());
-    let comm = String::from_utf8_lossy(&raw.comm[..end]).into_owned();
-    Ok(Observation { raw, destination, port: raw.dport, transport, hook, comm })
+    let comm = nul_terminated(&raw.comm);
+    let local_proxy = raw.flags & FLAG_LOCAL_PROXY != 0;
+    Ok(Observation { raw, destination, port: raw.dport, transport, hook, comm, local_proxy })
 }
 
 #[cfg(test)]
@@ -132,9 +243,83 @@ mod tests {
         e
     }
 
+    fn connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
+        match decode(bytes)? {
+            Record::Connect(o) => Ok(o),
+            other => panic!("expected a connect record, got {other:?}"),
+        }
+    }
+
+    fn payload_bytes(h: &PayloadHeader, data: &[u8]) -> Vec<u8> {
+        let p = (h as *const PayloadHeader).cast::<u8>();
+        let mut v = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<PayloadHeader>()) }.to_vec();
+        v.extend_from_slice(data);
+        v.resize(std::mem::size_of::<PayloadHeader>() + PAYLOAD_CHUNK, 0xAA);
+        v
+    }
+
+    fn header(len: u32) -> PayloadHeader {
+        PayloadHeader {
+            kind: EVENT_PAYLOAD,
+            seq: 1000,
+            ts_boot_ns: 1,
+            cookie: 77,
+            len,
+            offset: 0,
+            packet_len: len,
+            owner_tgid: 0,
+            sport: 40000,
+            dport: 443,
+            direction: DIR_EGRESS,
+            protocol: PROTO_TCP,
+            family: FAMILY_IPV4,
+            mode: 0,
+            saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn decodes_payload_chunk_and_never_prints_its_bytes() {
+        let b = payload_bytes(&header(6), b"secret");
+        let Record::Payload(c) = decode(&b).unwrap() else { panic!("payload expected") };
+        assert_eq!(c.data, b"secret");
+        assert!(c.egress);
+        assert_eq!(c.destination().to_string(), "10.0.0.2");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn refuses_bad_payload_chunks() {
+        assert!(matches!(decode(&payload_bytes(&header(0), b"")), Err(DecodeError::BadField("payload length", 0))));
+        assert!(decode(&payload_bytes(&header(PAYLOAD_CHUNK as u32 + 1), b"")).is_err());
+        let b = payload_bytes(&header(100), &[1; 100]);
+        assert!(matches!(decode(&b[..120]), Err(DecodeError::Short { .. })));
+        let mut h = header(4);
+        h.direction = 9;
+        assert!(decode(&payload_bytes(&h, b"abcd")).is_err());
+    }
+
+    #[test]
+    fn decodes_exec_and_exit() {
+        let mut e = ProcessEvent { kind: EVENT_EXEC, tgid: 9, ts_boot_ns: 5, comm: [0; 16], filename: [0; monitor_common::EXEC_FILENAME_LEN] };
+        e.comm[..4].copy_from_slice(b"curl");
+        e.filename[..13].copy_from_slice(b"/usr/bin/curl");
+        let p = (&e as *const ProcessEvent).cast::<u8>();
+        let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) };
+        assert_eq!(
+            decode(b).unwrap(),
+            Record::Process(Lifecycle::Exec { tgid: 9, ts_boot_ns: 5, comm: "curl".into(), filename: "/usr/bin/curl".into() })
+        );
+        e.kind = EVENT_EXIT;
+        let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) };
+        assert_eq!(decode(b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
+        assert!(matches!(decode(&b[..20]), Err(DecodeError::Short { .. })));
+    }
+
     #[test]
     fn decodes_ipv4_tcp() {
-        let o = decode(&bytes_of(&sample())).unwrap();
+        let o = connect(&bytes_of(&sample())).unwrap();
         assert_eq!(o.destination, "104.18.32.47".parse::<IpAddr>().unwrap());
         assert_eq!((o.port, o.transport, o.hook, o.comm.as_str()), (443, Transport::Tcp, Hook::Connect, "curl"));
     }
@@ -146,7 +331,7 @@ mod tests {
         e.protocol = PROTO_UDP;
         e.hook = HOOK_SENDMSG;
         e.daddr = "2606:4700::6810:1f2f".parse::<Ipv6Addr>().unwrap().octets();
-        let o = decode(&bytes_of(&e)).unwrap();
+        let o = connect(&bytes_of(&e)).unwrap();
         assert_eq!(o.destination.to_string(), "2606:4700::6810:1f2f");
         assert_eq!((o.transport, o.hook), (Transport::Udp, Hook::Sendmsg));
         assert_eq!(o.udp_flow_key().daddr, e.daddr);
@@ -175,6 +360,6 @@ mod tests {
     fn non_utf8_comm_is_lossy_not_fatal() {
         let mut e = sample();
         e.comm = [0xff; 16];
-        assert!(decode(&bytes_of(&e)).unwrap().comm.contains('\u{fffd}'));
+        assert!(connect(&bytes_of(&e)).unwrap().comm.contains('\u{fffd}'));
     }
 }

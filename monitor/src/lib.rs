@@ -2,10 +2,15 @@
 //! front end, and fuzz targets and benchmarks reach the pure parsers through here.
 pub mod cli;
 pub mod clock;
+pub mod correlate;
 pub mod daemon;
+pub mod dns_cache;
 pub mod ingest;
 pub mod loader;
 pub mod naming;
 pub mod preflight;
 pub mod process;
+pub mod proctable;
 pub mod record;
+pub mod redact;
+pub mod stream;

@@ -8,24 +8,40 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
-use monitor_common::{COUNTER_COUNT, FilterConfig, UdpFlowKey, UdpFlowWindow};
+use monitor_common::{CaptureState, COUNTER_COUNT, FilterConfig, UdpFlowKey, UdpFlowWindow};
 
 use crate::preflight::Host;
 
-/// Programs in the object and what they are for; names are the functions in monitor-ebpf.
-pub const PROGRAMS: &[&str] = &[
+/// cgroup sock_addr programs (destination and process at connect/sendmsg time).
+const SOCK_ADDR_PROGRAMS: &[&str] = &[
     "relaywatch_connect4",
     "relaywatch_connect6",
     "relaywatch_sendmsg4",
     "relaywatch_sendmsg6",
 ];
 
+/// cgroup_skb programs (first-payload capture on egress, DNS answers on ingress).
+const SKB_PROGRAMS: &[(&str, CgroupSkbAttachType)] = &[
+    ("relaywatch_egress", CgroupSkbAttachType::Egress),
+    ("relaywatch_ingress", CgroupSkbAttachType::Ingress),
+];
+
+/// Tracepoint programs (process table: exec and exit).
+const TRACEPOINT_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("relaywatch_exec", "sched", "sched_process_exec"),
+    ("relaywatch_exit", "sched", "sched_process_exit"),
+];
+
+/// Number of programs attached.
+pub const PROGRAM_COUNT: usize = SOCK_ADDR_PROGRAMS.len() + SKB_PROGRAMS.len() + TRACEPOINT_PROGRAMS.len();
+
 pub struct Agent {
     // Field order is drop order: the maps we took out go before the object and its links.
     pub events: Option<RingBuf<MapData>>,
     pub udp_flows: HashMap<MapData, UdpFlowKey, UdpFlowWindow>,
+    pub capture: HashMap<MapData, u64, CaptureState>,
     counters: PerCpuArray<MapData, u64>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     _ebpf: Ebpf,
@@ -50,23 +66,51 @@ impl Agent {
 
         let cgroup = File::open(&host.cgroup2)
             .with_context(|| format!("opening cgroup v2 root {}", host.cgroup2.display()))?;
-        for name in PROGRAMS {
+        // `Single` is the mode aya 0.14 can request here (`AllowMultiple` fails with EINVAL);
+        // through bpf_link the kernel still lets other tools attach beside us.
+        for name in SOCK_ADDR_PROGRAMS {
             let program: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing from the eBPF object"))?
                 .try_into()?;
             program.load().with_context(|| format!("loading program {name} (verifier)"))?;
-            // `Single` is the mode aya 0.14 can request here (`AllowMultiple` fails with EINVAL);
-            // through bpf_link the kernel still lets other tools attach beside us.
             program
                 .attach(&cgroup, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
         }
+        for (name, attach_type) in SKB_PROGRAMS {
+            let program: &mut CgroupSkb = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
+            program
+                .attach(&cgroup, *attach_type, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+        }
+
+        for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
+            program
+                .attach(category, tracepoint)
+                .with_context(|| format!("attaching {name} to tracepoint {category}/{tracepoint}"))?;
+        }
 
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
         let udp_flows = HashMap::try_from(ebpf.take_map("UDP_FLOWS").context("map UDP_FLOWS missing")?)?;
+        let capture = HashMap::try_from(ebpf.take_map("CAPTURE").context("map CAPTURE missing")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
-        Ok(Agent { events: Some(events), udp_flows, counters, logger, _ebpf: ebpf })
+        Ok(Agent { events: Some(events), udp_flows, capture, counters, logger, _ebpf: ebpf })
+    }
+
+    /// Stop capturing a socket's payload (it is named, or its record was written).
+    pub fn stop_capture(&mut self, cookie: u64) {
+        // Absent already is the usual case: the kernel removes entries when it has enough.
+        let _ = self.capture.remove(&cookie);
     }
 
     /// Sum over CPUs of one counter (indices in monitor_common).

@@ -24,7 +24,28 @@ pub fn check() -> Result<Host> {
              CONFIG_DEBUG_INFO_BTF=y (standard on current distribution kernels)"
         );
     }
+    ensure_tracefs()?;
     Ok(Host { cgroup2 })
+}
+
+/// Tracepoints are attached by id, read from tracefs; mount it where it belongs if nobody has.
+fn ensure_tracefs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if mounts.lines().any(|l| l.split_ascii_whitespace().nth(2) == Some("tracefs")) {
+        return Ok(());
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; mount(2) has no other preconditions.
+    let rc = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        bail!(
+            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed ({}): mount it \
+             with `mount -t tracefs nodev /sys/kernel/tracing` (kernel needs CONFIG_TRACING)",
+            std::io::Error::last_os_error()
+        );
+    }
+    log::info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
 }
 
 fn check_kernel_version(osrelease: &str) -> Result<()> {

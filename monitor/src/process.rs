@@ -102,7 +102,12 @@ impl ProcReader {
             s.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(s)
         });
         // An empty cmdline (a kernel thread, or a process tearing down) says nothing: leave it out.
-        let args = fs::read(base.join("cmdline")).ok().map(|raw| parse_cmdline(&raw)).filter(|a| !a.is_empty());
+        let args = fs::read(base.join("cmdline"))
+            .ok()
+            .map(|raw| parse_cmdline(&raw))
+            .filter(|a| !a.is_empty())
+            // Credentials on command lines never reach a record.
+            .map(|a| crate::redact::redact_args(&a));
         let name = fs::read_to_string(base.join("comm")).ok().map(|c| c.trim_end_matches('\n').to_owned());
         if self.stat(tgid)?.start_ticks != stat.start_ticks {
             return None; // turned over while we read

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     clock,
+    correlate::{NameSource, Naming},
     ingest::{Hook, Observation},
     process::ProcessDetails,
 };
@@ -17,6 +18,8 @@ pub struct ConnectionRecord<'a> {
     pub user_name: Option<&'a str>,
     /// For unconnected UDP: datagrams sent in the repeat window this record stands for.
     pub repeat_count: Option<u64>,
+    /// The destination's name and its evidence.
+    pub naming: Option<&'a Naming>,
 }
 
 impl ConnectionRecord<'_> {
@@ -60,7 +63,39 @@ impl ConnectionRecord<'_> {
             relaywatch.insert("repeat_count".into(), json!(n));
         }
 
-        json!({
+        let mut destination = Map::new();
+        destination.insert("ip".into(), json!(o.destination.to_string()));
+        destination.insert("port".into(), json!(o.port));
+        let source = self.naming.map_or(NameSource::None, |n| n.source);
+        relaywatch.insert("name_source".into(), json!(source.as_str()));
+        let mut tls = None;
+        if let Some(n) = self.naming {
+            if let Some(p) = &n.proxy {
+                // Through a proxy, the destination is the proxy's target; the proxy is kept apart.
+                relaywatch.insert("proxy".into(), json!({ "ip": o.destination.to_string(), "port": o.port }));
+                destination.clear();
+                if let Ok(ip) = p.host.parse::<std::net::IpAddr>() {
+                    destination.insert("ip".into(), json!(ip.to_string()));
+                }
+                destination.insert("port".into(), json!(p.port));
+            }
+            if let Some(d) = &n.domain {
+                if d.parse::<std::net::IpAddr>().is_err() {
+                    destination.insert("domain".into(), json!(d));
+                }
+            }
+            if let Some(t) = &n.tls {
+                let mut client = Map::new();
+                if let Some(sn) = &t.server_name {
+                    client.insert("server_name".into(), json!(sn));
+                }
+                client.insert("ja4".into(), json!(t.ja4));
+                client.insert("alpn".into(), json!(t.alpn));
+                tls = Some(json!({ "client": client }));
+            }
+        }
+
+        let mut doc = json!({
             "@timestamp": clock::rfc3339(clock::wall_time(e.ts_boot_ns)),
             "event": {
                 "kind": "event",
@@ -75,15 +110,16 @@ impl ConnectionRecord<'_> {
                 "type": network_type,
                 "direction": "egress",
             },
-            "destination": {
-                "ip": o.destination.to_string(),
-                "port": o.port,
-            },
+            "destination": destination,
             "process": process,
             "user": user,
             "group": { "id": e.gid.to_string() },
             "relaywatch": relaywatch,
-        })
+        });
+        if let Some(tls) = tls {
+            doc["tls"] = tls;
+        }
+        doc
     }
 }
 
@@ -108,7 +144,10 @@ mod tests {
         e.comm[..7].copy_from_slice(b"resolve");
         e.ts_boot_ns = clock::boot_ns();
         let p = (&e as *const ConnectEvent).cast::<u8>();
-        decode(unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ConnectEvent>()) }).unwrap()
+        match decode(unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ConnectEvent>()) }).unwrap() {
+            crate::ingest::Record::Connect(o) => o,
+            other => unreachable!("{other:?}"),
+        }
     }
 
     #[test]
@@ -120,7 +159,7 @@ mod tests {
             parent_pid: Some(1),
             name: Some("resolve".into()),
         };
-        let v = ConnectionRecord { observation: &o, process: Some(&details), user_name: Some("alice"), repeat_count: Some(7) }.to_ecs();
+        let v = ConnectionRecord { observation: &o, process: Some(&details), user_name: Some("alice"), repeat_count: Some(7), naming: None }.to_ecs();
         assert_eq!(v["event"]["kind"], "event");
         assert_eq!(v["event"]["category"], json!(["network"]));
         assert_eq!(v["event"]["type"], json!(["connection", "start"]));
@@ -133,13 +172,41 @@ mod tests {
         assert_eq!(v["process"]["parent"]["pid"], 1);
         assert_eq!(v["user"], json!({"id": "1000", "name": "alice"}));
         assert_eq!(v["relaywatch"]["repeat_count"], 7);
+        assert_eq!(v["relaywatch"]["name_source"], "none");
+        assert!(v.get("tls").is_none());
         assert!(v["@timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn proxied_tls_record_names_the_target_and_keeps_the_proxy_apart() {
+        use crate::correlate::{ProxyTarget, TlsEvidence};
+        let o = observation();
+        let naming = Naming {
+            domain: Some("api.openai.com".into()),
+            source: NameSource::Sni,
+            tls: Some(TlsEvidence { server_name: Some("api.openai.com".into()), ja4: "t13d1516h2_x_y".into(), alpn: vec!["h2".into()] }),
+            proxy: Some(ProxyTarget { host: "api.openai.com".into(), port: 443 }),
+        };
+        let v = ConnectionRecord { observation: &o, process: None, user_name: None, repeat_count: None, naming: Some(&naming) }.to_ecs();
+        assert_eq!(v["destination"], json!({"domain": "api.openai.com", "port": 443}));
+        assert_eq!(v["relaywatch"]["proxy"], json!({"ip": "9.9.9.9", "port": 53}));
+        assert_eq!(v["relaywatch"]["name_source"], "sni");
+        assert_eq!(v["tls"]["client"], json!({"server_name": "api.openai.com", "ja4": "t13d1516h2_x_y", "alpn": ["h2"]}));
+    }
+
+    #[test]
+    fn socks_target_ip_becomes_destination_ip() {
+        use crate::correlate::ProxyTarget;
+        let o = observation();
+        let naming = Naming { domain: Some("203.0.113.9".into()), source: NameSource::ProxyTarget, tls: None, proxy: Some(ProxyTarget { host: "203.0.113.9".into(), port: 8443 }) };
+        let v = ConnectionRecord { observation: &o, process: None, user_name: None, repeat_count: None, naming: Some(&naming) }.to_ecs();
+        assert_eq!(v["destination"], json!({"ip": "203.0.113.9", "port": 8443}));
     }
 
     #[test]
     fn gone_process_leaves_fields_out() {
         let o = observation();
-        let v = ConnectionRecord { observation: &o, process: None, user_name: None, repeat_count: None }.to_ecs();
+        let v = ConnectionRecord { observation: &o, process: None, user_name: None, repeat_count: None, naming: None }.to_ecs();
         assert_eq!(v["process"]["name"], "resolve", "name falls back to the kernel's comm");
         for absent in ["executable", "args", "parent"] {
             assert!(v["process"].get(absent).is_none(), "{absent} must be left out");

@@ -2,16 +2,28 @@
 //!
 //! Each workload runs without the agent, then with it in each configuration; the printed ratio
 //! is (time per operation without the agent) / (time with it): 1.00 means no measurable cost,
-//! 0.95 means 5% slower. Run with `cargo xtask bench` (root: the agent attaches to the kernel).
+//! 0.95 means 5% slower. Ratios use criterion's medians. Run with `cargo xtask bench` (root: the
+//! agent attaches to the kernel).
 //!
-//! Workloads:
-//! - `tcp_connect_loopback`: connect(2) to a loopback listener and close with RST (SO_LINGER 0,
-//!   so no TIME_WAIT piles up). Every iteration runs the cgroup connect4 hook. With the default
-//!   configuration loopback is filtered in the kernel; with `--include-loopback
-//!   --log-connections` every connect becomes a ring-buffer event, a /proc read and a JSON line.
+//! Workloads (all bounded by criterion's sample count and measurement time):
+//! - `tcp_connect_loopback`: connect(2) to a loopback listener, close with RST (SO_LINGER 0, so
+//!   no TIME_WAIT piles up). Every iteration runs the cgroup connect4 hook.
+//! - `file_write_64`, `pipe_write_64`: 64-byte write(2) to a file and to a pipe. No socket: the
+//!   agent's programs must not run at all.
+//! - `tcp_write_64`: 64-byte write(2) on an established loopback TCP connection (TCP_NODELAY, so
+//!   one packet per write): the cgroup_skb egress and ingress programs run per packet.
+//! - `udp_sendto_64`: 64-byte sendto(2) on an unconnected UDP socket to loopback: the sendmsg
+//!   hook and the skb programs run per datagram.
+//!
+//! Configurations: the default (loopback is not egress: filtered in the kernel hooks) and
+//! `--include-loopback` (loopback treated as egress, so the full per-packet path runs: repeat
+//! folding, capture lookups). `--log-connections` on top adds a /proc read and a JSON line per
+//! reported connection, which only the connect workload exercises.
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd as _,
+    fs::File,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _},
     thread,
     time::Duration,
 };
@@ -20,13 +32,40 @@ use criterion::{Criterion, black_box};
 use integration_tests::Daemon;
 use serde_json::Value;
 
-const MODES: &[(&str, &[&str])] = &[
-    ("without_agent", &[]),
-    ("agent_default", &[]),
-    ("agent_loopback_logging", &["--include-loopback", "--log-connections"]),
+const WITHOUT: &str = "without_agent";
+
+struct Workload {
+    name: &'static str,
+    configs: &'static [(&'static str, &'static [&'static str])],
+}
+
+const DEFAULT: (&str, &[&str]) = ("agent_default", &[]);
+const LOOPBACK: (&str, &[&str]) = ("agent_include_loopback", &["--include-loopback"]);
+const LOGGING: (&str, &[&str]) = ("agent_loopback_logging", &["--include-loopback", "--log-connections"]);
+
+const WORKLOADS: &[Workload] = &[
+    Workload { name: "tcp_connect_loopback", configs: &[DEFAULT, LOGGING] },
+    Workload { name: "file_write_64", configs: &[DEFAULT, LOOPBACK] },
+    Workload { name: "pipe_write_64", configs: &[DEFAULT, LOOPBACK] },
+    Workload { name: "tcp_write_64", configs: &[DEFAULT, LOOPBACK] },
+    Workload { name: "udp_sendto_64", configs: &[DEFAULT, LOOPBACK] },
 ];
 
-fn loopback_listener() -> SocketAddr {
+fn drain_listener(listener: TcpListener, keep_reading: bool) {
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            if keep_reading {
+                thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        }
+    });
+}
+
+fn connect_listener() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     // The client can outrun accept(2) (the handshake completes in the kernel); with std's
@@ -34,11 +73,7 @@ fn loopback_listener() -> SocketAddr {
     // retransmit. A deep backlog keeps the loop measuring connect, not SYN drops.
     // SAFETY: listen(2) again on a listening socket only changes its backlog.
     unsafe { libc::listen(listener.as_raw_fd(), 4096) };
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            drop(conn);
-        }
-    });
+    drain_listener(listener, false);
     addr
 }
 
@@ -58,6 +93,73 @@ fn connect_and_reset(addr: &SocketAddr) {
     drop(black_box(s));
 }
 
+/// The operation a workload repeats, set up fresh for each configuration (a new TCP connection
+/// is made after the agent starts, as real connections are).
+fn operation(name: &str) -> Box<dyn FnMut()> {
+    let payload = [0x42u8; 64];
+    match name {
+        "tcp_connect_loopback" => {
+            let addr = connect_listener();
+            Box::new(move || connect_and_reset(&addr))
+        }
+        "file_write_64" => {
+            let mut file = tempfile_in_tmp();
+            let mut n = 0u32;
+            Box::new(move || {
+                file.write_all(black_box(&payload)).unwrap();
+                n += 1;
+                if n % 65_536 == 0 {
+                    // Keep the file small: rewind (one lseek per 64k writes).
+                    // SAFETY: valid fd.
+                    unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_SET) };
+                }
+            })
+        }
+        "pipe_write_64" => {
+            let mut fds = [0i32; 2];
+            // SAFETY: fds has room for two descriptors.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: pipe() returned two fresh descriptors we now own.
+            let (mut reader, mut writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+            });
+            Box::new(move || writer.write_all(black_box(&payload)).unwrap())
+        }
+        "tcp_write_64" => {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            drain_listener(listener, true);
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            Box::new(move || s.write_all(black_box(&payload)).unwrap())
+        }
+        "udp_sendto_64" => {
+            let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = receiver.local_addr().unwrap();
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while receiver.recv(&mut buf).is_ok() {}
+            });
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            Box::new(move || {
+                // A full receive buffer makes sendto fail with ENOBUFS/EAGAIN at worst; the
+                // cost measured is the send path either way.
+                let _ = sender.send_to(black_box(&payload), to);
+            })
+        }
+        other => panic!("unknown workload {other}"),
+    }
+}
+
+fn tempfile_in_tmp() -> File {
+    let path = std::env::temp_dir().join(format!("relaywatch-bench-{}", std::process::id()));
+    let f = File::create(&path).unwrap();
+    let _ = std::fs::remove_file(&path); // unlinked: vanishes when the bench ends
+    f
+}
+
 fn median_ns(group: &str, function: &str) -> Option<f64> {
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
@@ -70,37 +172,40 @@ fn main() {
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    let group_name = "tcp_connect_loopback";
-    let addr = loopback_listener();
     let mut memory = Vec::new();
-    {
-        let mut group = criterion.benchmark_group(group_name);
-        for (mode, args) in MODES {
-            let daemon = (*mode != "without_agent").then(|| Daemon::start_discarding_records(args));
-            group.bench_function(*mode, |b| b.iter(|| connect_and_reset(&addr)));
-            if let Some(d) = daemon {
-                memory.push((*mode, d.peak_rss_kib()));
-                let (status, stderr) = d.stop();
-                assert!(status.success(), "agent failed during the benchmark: {stderr}");
-            }
+    for w in WORKLOADS {
+        let mut group = criterion.benchmark_group(w.name);
+        let mut op = operation(w.name);
+        group.bench_function(WITHOUT, |b| b.iter(&mut op));
+        drop(op);
+        for (config, args) in w.configs {
+            let daemon = Daemon::start_discarding_records(args);
+            let mut op = operation(w.name);
+            group.bench_function(*config, |b| b.iter(&mut op));
+            drop(op);
+            memory.push((w.name, *config, daemon.peak_rss_kib()));
+            let (status, stderr) = daemon.stop();
+            assert!(status.success(), "agent failed during the benchmark: {stderr}");
         }
         group.finish();
     }
     criterion.final_summary();
 
-    println!("\nrelaywatch overhead ({group_name}: ops/s with the agent relative to without, same run)");
-    let base = median_ns(group_name, "without_agent");
-    for (mode, _) in &MODES[1..] {
-        match (base, median_ns(group_name, mode)) {
-            (Some(b), Some(t)) => println!("  {mode:<26} ratio {:.3}  ({b:.0} ns -> {t:.0} ns per connect, medians)", b / t),
-            _ => println!("  {mode:<26} (no estimate: benchmark filtered out?)"),
+    println!("\nrelaywatch overhead: operations per second with the agent relative to without (criterion medians, same run)");
+    println!("  {:<22} {:<24} {:>6}   {:>10} -> {:>10}", "workload", "configuration", "ratio", "without", "with");
+    for w in WORKLOADS {
+        let base = median_ns(w.name, WITHOUT);
+        for (config, _) in w.configs {
+            match (base, median_ns(w.name, config)) {
+                (Some(b), Some(t)) => println!("  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns", w.name, config, b / t, b, t),
+                _ => println!("  {:<22} {:<24} (no estimate: filtered out?)", w.name, config),
+            }
         }
     }
-    for (mode, rss) in memory {
-        if let Some(kib) = rss {
-            println!("  {mode:<26} agent peak RSS {:.1} MiB", kib as f64 / 1024.0);
-        }
+    let peak = memory.iter().filter_map(|m| m.2).max();
+    if let Some(kib) = peak {
+        println!("  agent peak RSS (VmHWM) over all runs: {:.1} MiB", kib as f64 / 1024.0);
     }
 }

@@ -164,7 +164,7 @@ impl Drop for Daemon {
 }
 
 /// A TCP listener on loopback that accepts and closes connections in the background, and
-/// answers HTTP requests with a small 200 response (enough for curl).
+/// answers anything that looks like an HTTP request with a small 200 response (enough for curl).
 pub struct LoopbackServer {
     pub port: u16,
 }
@@ -180,7 +180,7 @@ impl LoopbackServer {
                     conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
                     let mut buf = [0u8; 4096];
                     let n = conn.read(&mut buf).unwrap_or(0);
-                    if buf[..n].starts_with(b"GET ") || buf[..n].starts_with(b"HEAD ") {
+                    if n > 0 && buf[0].is_ascii_uppercase() {
                         use std::io::Write as _;
                         let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
                     }
@@ -260,5 +260,125 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// A loopback peer from `fixtures/servers.py` (TLS server, CONNECT or SOCKS5 proxy, sink).
+/// Killed on drop.
+pub struct Fixture {
+    child: Child,
+    pub port: u16,
+}
+
+impl Fixture {
+    pub fn start(args: &[&str]) -> Fixture {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/servers.py");
+        let mut child = Command::new(PYTHON)
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn fixture server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("fixture port line");
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("fixture {args:?} printed {line:?}"));
+        Fixture { child, port }
+    }
+
+    /// A TLS server with a throwaway certificate for `api.openai.com` and friends.
+    pub fn tls() -> Fixture {
+        let (cert, key) = test_certificate();
+        Fixture::start(&["tls", &cert, &key])
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate (made once per test process with the openssl CLI).
+pub fn test_certificate() -> (String, String) {
+    static CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("relaywatch-test-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=relaywatch-test", "-addext", "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+        (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned())
+    })
+    .clone()
+}
+
+/// The test virtualenv's python (aioquic), made by `cargo xtask setup --tests`.
+pub fn venv_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
+    assert!(p.is_file(), "{} missing: run `cargo xtask setup --tests`", p.display());
+    p
+}
+
+/// Run a client that may fail (a TLS client against a peer that is not a TLS server, say);
+/// returns its pid.
+pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn client");
+    let pid = child.id();
+    let _ = child.wait_with_output();
+    pid
+}
+
+/// dnsmasq answering on 127.0.0.2:53 from a fixed table (`--address=/name/ip`), never forwarding.
+pub struct DnsServer {
+    child: Child,
+    pub ip: &'static str,
+}
+
+impl DnsServer {
+    pub fn start(records: &[(&str, &str)]) -> DnsServer {
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces"])
+            .args(["--listen-address=127.0.0.2", "--port=53", "--pid-file=", "--user=root", "--log-facility=-"])
+            .args(["--local-ttl=300", "--cache-size=0"]);
+        for (name, ip) in records {
+            cmd.arg(format!("--address=/{name}/{ip}"));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn dnsmasq (cargo xtask setup --tests installs dnsmasq-base)");
+        // Ready when it answers a query.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            // A query for "ready.invalid" (type A): dnsmasq answers NXDOMAIN or REFUSED.
+            let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ready\x07invalid\x00\x00\x01\x00\x01";
+            let _ = sock.send_to(q, "127.0.0.2:53");
+            let mut buf = [0u8; 512];
+            if sock.recv(&mut buf).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "dnsmasq did not answer on 127.0.0.2:53");
+        }
+        DnsServer { child, ip: "127.0.0.2" }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

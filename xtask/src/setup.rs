@@ -31,7 +31,20 @@ const BUILD_PACKAGES: &[&str] = &[
 ];
 
 /// Debian packages the test suite and benchmarks drive: real clients and kernel inspection.
-const TEST_PACKAGES: &[&str] = &["bpftool", "curl", "python3", "iproute2", "util-linux", "openssl", "procps"];
+const TEST_PACKAGES: &[&str] = &[
+    "bpftool",
+    "curl",
+    "python3",
+    "python3-venv",
+    "iproute2",
+    "util-linux",
+    "openssl",
+    "procps",
+    "dnsmasq-base",
+];
+
+/// Python packages the tests drive from the test virtualenv (target/test-venv).
+const TEST_PYTHON_PACKAGES: &[&str] = &["aioquic"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -53,6 +66,10 @@ pub fn ensure(tests: bool) -> Result<()> {
         eprintln!("xtask setup: installing {}", missing.join(" "));
         apt_install(&missing)?;
     }
+    if tests {
+        ensure_node()?;
+        ensure_test_venv()?;
+    }
     if !debian_route {
         return Ok(());
     }
@@ -72,6 +89,34 @@ pub fn ensure(tests: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// node for the TLS client tests: the machine's own if it has one, else Debian's.
+fn ensure_node() -> Result<()> {
+    if which("node").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing nodejs");
+    apt_install(&["nodejs".to_string()])
+}
+
+/// target/test-venv with the Python packages the tests use (a QUIC client).
+fn ensure_test_venv() -> Result<()> {
+    let venv = crate::workspace_root().join("target/test-venv");
+    let python = venv.join("bin/python");
+    let have = python.is_file()
+        && TEST_PYTHON_PACKAGES.iter().all(|p| {
+            Command::new(&python).args(["-c", &format!("import {p}")]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        });
+    if have {
+        return Ok(());
+    }
+    eprintln!("xtask setup: creating {} with {}", venv.display(), TEST_PYTHON_PACKAGES.join(" "));
+    Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv).run("python3 -m venv")?;
+    Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(TEST_PYTHON_PACKAGES)
+        .run("pip install")
 }
 
 /// Packages from `wanted` that dpkg does not report as installed.

@@ -1,0 +1,176 @@
+//! First-payload capture on egress, and DNS answers on ingress (cgroup_skb programs).
+//!
+//! Why cgroup_skb rather than syscall tracepoints: it runs only for packets of sockets, so
+//! writes to files and pipes never reach it, and whatever syscall the client used (write, send,
+//! sendto, sendmsg, writev) the bytes arrive here as a packet. It is keyed by the socket cookie,
+//! the same id the connect/sendmsg hooks record, so the process is known from the connect event
+//! even when TCP transmits later from softirq context.
+//!
+//! Egress: one `CAPTURE` lookup per packet; absent (the common case) means nothing to do. When
+//! present, the first payload decides what to keep (modes in monitor_common):
+//! - `16 03 0x` TLS handshake: capture until the whole first record (`need` bytes) is in, over
+//!   as many segments as the client used (a ClientHello split over two sends is read whole);
+//! - a proxy request (HTTP CONNECT, SOCKS4/4a/5): capture client payloads up to 16 KiB or 8
+//!   segments, so the tunnelled ClientHello after the proxy's reply is read too;
+//! - anything else, and UDP datagrams: that one packet.
+//! Then the entry is removed, and later packets cost one failed lookup. A packet is copied in
+//! chunks of 4 KiB (at most 4 per packet) with its TCP sequence number, and the daemon
+//! reassembles by sequence number (retransmissions repeat a sequence number and are dropped).
+//!
+//! Ingress: one `DNS_SOCKETS` lookup per packet; for sockets that sent to port 53, UDP packets
+//! from port 53 are copied (one chunk: answers up to 4 KiB, the EDNS default).
+use aya_ebpf::{
+    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
+    programs::SkBuffContext,
+};
+use monitor_common::{
+    CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
+    CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, DIR_EGRESS,
+    DIR_INGRESS, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET,
+    PROTO_UDP, PayloadEvent, looks_like_proxy_start, tls_record_need,
+};
+
+use crate::{
+    maps::{self, CAPTURE, DNS_SOCKETS, EVENTS},
+    packet::{self, Packet},
+};
+
+const DNS_PORT: u16 = 53;
+
+#[inline(always)]
+pub fn egress(ctx: &SkBuffContext) {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
+        return;
+    };
+    let state = unsafe { &mut *state };
+    let Some(p) = packet::parse(ctx) else {
+        return;
+    };
+    if p.payload_len == 0 {
+        return; // SYN, pure ACK, FIN
+    }
+    let mut done = false;
+    match state.mode {
+        CAPTURE_DATAGRAM => {
+            if p.protocol != PROTO_UDP {
+                return;
+            }
+            done = true;
+        }
+        CAPTURE_NEW | CAPTURE_LOCAL_PROBE => {
+            let first = packet::first_bytes(ctx, &p);
+            let proxy = looks_like_proxy_start(&first, p.payload_len);
+            if state.mode == CAPTURE_LOCAL_PROBE {
+                if !proxy {
+                    // Local traffic that is not a proxy request: never reported, never copied.
+                    let _ = CAPTURE.remove(&cookie);
+                    return;
+                }
+                state.event.flags = FLAG_LOCAL_PROXY;
+                maps::output_event(&state.event);
+            }
+            if proxy {
+                state.mode = CAPTURE_PROXY;
+            } else if let Some(need) = tls_record_need(&first, p.payload_len) {
+                state.mode = CAPTURE_TLS;
+                state.need = need;
+            } else {
+                done = true; // HTTP request, QUIC on connected UDP, or unknown: this packet
+            }
+        }
+        _ => {}
+    }
+    let copied = copy_packet(ctx, &p, cookie, DIR_EGRESS, state.mode, 0);
+    state.captured = state.captured.saturating_add(copied);
+    state.segments = state.segments.saturating_add(1);
+    if state.mode == CAPTURE_TLS && state.captured >= state.need {
+        done = true;
+    }
+    if state.captured >= CAPTURE_MAX_BYTES || state.segments >= CAPTURE_MAX_SEGMENTS {
+        done = true;
+    }
+    if done {
+        let _ = CAPTURE.remove(&cookie);
+    }
+}
+
+#[inline(always)]
+pub fn ingress(ctx: &SkBuffContext) {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    let Some(owner) = DNS_SOCKETS.get_ptr(&cookie) else {
+        return;
+    };
+    let owner = unsafe { *owner };
+    let Some(p) = packet::parse(ctx) else {
+        return;
+    };
+    if p.protocol != PROTO_UDP || p.sport != DNS_PORT || p.payload_len == 0 {
+        return;
+    }
+    copy_chunk(ctx, &p, cookie, DIR_INGRESS, 0, owner, 0);
+}
+
+/// Copy a packet's payload in chunks; returns the bytes copied.
+#[inline(always)]
+fn copy_packet(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode: u8, owner: u32) -> u32 {
+    let mut copied = 0u32;
+    let mut i = 0u32;
+    while i < PAYLOAD_CHUNKS_PER_PACKET {
+        let offset = i * PAYLOAD_CHUNK as u32;
+        if offset >= p.payload_len {
+            break;
+        }
+        copied += copy_chunk(ctx, p, cookie, direction, mode, owner, offset);
+        i += 1;
+    }
+    copied
+}
+
+/// Copy one chunk starting at `offset` into the payload; returns the bytes copied (0 on loss).
+#[inline(always)]
+fn copy_chunk(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode: u8, owner: u32, offset: u32) -> u32 {
+    let mut len = p.payload_len.wrapping_sub(offset);
+    if len == 0 || len > p.payload_len {
+        return 0;
+    }
+    if len > PAYLOAD_CHUNK as u32 {
+        len = PAYLOAD_CHUNK as u32;
+    }
+    // The verifier needs 1..=PAYLOAD_CHUNK in a form it can track through the compiler's
+    // rewrites: mask len - 1 to 0..CHUNK-1 (len >= 1 was checked), then add one back.
+    let len = ((len - 1) & (PAYLOAD_CHUNK as u32 - 1)) + 1;
+    let Some(mut entry) = EVENTS.reserve::<PayloadEvent>(0) else {
+        maps::count(COUNTER_PAYLOAD_LOST);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        let h = &raw mut (*ev).header;
+        (*h).kind = EVENT_PAYLOAD;
+        (*h).seq = p.seq.wrapping_add(offset);
+        (*h).ts_boot_ns = bpf_ktime_get_boot_ns();
+        (*h).cookie = cookie;
+        (*h).len = len;
+        (*h).offset = offset;
+        (*h).packet_len = p.payload_len;
+        (*h).owner_tgid = owner;
+        (*h).sport = p.sport;
+        (*h).dport = p.dport;
+        (*h).direction = direction;
+        (*h).protocol = p.protocol;
+        (*h).family = p.family;
+        (*h).mode = mode;
+        (*h).saddr = p.saddr;
+        (*h).daddr = p.daddr;
+        let data = (&raw mut (*ev).data).cast::<u8>();
+        let rc = bpf_skb_load_bytes(ctx.skb.skb.cast(), p.payload_off + offset, data.cast(), len);
+        if rc != 0 {
+            entry.discard(0);
+            return 0;
+        }
+    }
+    entry.submit(0);
+    maps::count(COUNTER_PAYLOAD_CHUNKS);
+    len
+}

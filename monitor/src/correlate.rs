@@ -1,0 +1,357 @@
+//! Naming each connection from its evidence: payload first, then DNS answers.
+//!
+//! The kernel reports a connection (connect or window-opening datagram) before any of its
+//! payload, so each record waits here until it is named or a bounded wait runs out:
+//! - a stream (TCP, connected UDP) waits up to `name_wait` (default 2 s) for its first bytes:
+//!   TLS ClientHello (`sni`), HTTP request (`http_host`), a proxy request (`proxy_target`, or
+//!   `sni` when the ClientHello inside the tunnel was read), QUIC Initial (`quic_sni`);
+//! - an unconnected datagram waits for its repeat window to close (it carries the window's
+//!   count) and is named from its first datagram when that is a QUIC Initial;
+//! - whatever the payload did not name falls back to the DNS answers this process received for
+//!   the address (`dns_answer_process`), then those anyone on the host received
+//!   (`dns_answer_host`), else `none`.
+//! Each record leaves exactly once. Payload bytes are parsed here and dropped: only names,
+//! TLS fingerprints and proxy targets leave this module.
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    dns_cache::{DnsCache, DnsScope},
+    ingest::{Hook, Observation, PayloadChunk, Transport},
+    naming::{self, ParseError},
+    process::ProcessDetails,
+    stream::StreamPrefix,
+};
+
+/// Where a record's destination name came from (`relaywatch.name_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSource {
+    Sni,
+    HttpHost,
+    ProxyTarget,
+    QuicSni,
+    DnsAnswerProcess,
+    DnsAnswerHost,
+    ResolvedBlocklist,
+    None,
+}
+
+impl NameSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Sni => "sni",
+            NameSource::HttpHost => "http_host",
+            NameSource::ProxyTarget => "proxy_target",
+            NameSource::QuicSni => "quic_sni",
+            NameSource::DnsAnswerProcess => "dns_answer_process",
+            NameSource::DnsAnswerHost => "dns_answer_host",
+            NameSource::ResolvedBlocklist => "resolved_blocklist",
+            NameSource::None => "none",
+        }
+    }
+}
+
+/// What the TLS ClientHello said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsEvidence {
+    pub server_name: Option<String>,
+    pub ja4: String,
+    pub alpn: Vec<String>,
+}
+
+/// The real destination of a connection through a proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything known about a destination's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    pub domain: Option<String>,
+    pub source: NameSource,
+    pub tls: Option<TlsEvidence>,
+    pub proxy: Option<ProxyTarget>,
+}
+
+impl Naming {
+    fn unnamed() -> Naming {
+        Naming { domain: None, source: NameSource::None, tls: None, proxy: None }
+    }
+}
+
+/// A record ready to be written.
+pub struct Finished {
+    pub observation: Observation,
+    pub process: Option<ProcessDetails>,
+    pub naming: Naming,
+    /// Unconnected UDP: the window's datagram count, filled in by the caller from the kernel.
+    pub is_datagram: bool,
+}
+
+/// What the first bytes of a stream say so far.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StreamVerdict {
+    /// The best naming so far (for example the proxy target while the tunnel is still silent).
+    pub naming: Option<Naming>,
+    /// No more bytes can improve it.
+    pub complete: bool,
+}
+
+fn tls_evidence(hello: &naming::tls::ClientHello) -> TlsEvidence {
+    TlsEvidence { server_name: hello.sni.clone(), ja4: hello.ja4.clone(), alpn: hello.alpn.clone() }
+}
+
+fn from_tls(hello: &naming::tls::ClientHello, source: NameSource, proxy: Option<ProxyTarget>) -> Naming {
+    Naming { domain: hello.sni.clone(), source: if hello.sni.is_some() { source } else { NameSource::None }, tls: Some(tls_evidence(hello)), proxy }
+}
+
+/// Where the header block of an HTTP request ends (after CRLF CRLF).
+fn http_header_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Name a stream from its first bytes (client to server direction).
+pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
+    let pending = |naming| StreamVerdict { naming, complete: false };
+    let settled = |naming| StreamVerdict { naming, complete: true };
+    if bytes.is_empty() {
+        return pending(None);
+    }
+    if naming::socks::looks_like_proxy_start(bytes) {
+        let parsed = if bytes.starts_with(b"CONNECT ") {
+            naming::http::parse_request(bytes).and_then(|req| {
+                let (host, port) = req.connect_target.ok_or(ParseError::Invalid("CONNECT without host:port"))?;
+                let consumed = http_header_end(bytes).ok_or(ParseError::Incomplete { needed: None })?;
+                Ok((ProxyTarget { host, port }, consumed))
+            })
+        } else {
+            naming::socks::parse_client_stream(bytes).map(|req| {
+                let host = match req.target {
+                    naming::socks::SocksTarget::Domain(d) => d,
+                    naming::socks::SocksTarget::Ip(ip) => ip.to_string(),
+                };
+                (ProxyTarget { host, port: req.port }, req.consumed)
+            })
+        };
+        let (target, consumed) = match parsed {
+            Ok(p) => p,
+            Err(ParseError::Incomplete { .. }) => return pending(None),
+            Err(ParseError::Invalid(_)) => return settled(None),
+        };
+        let by_target = Naming {
+            domain: Some(target.host.clone()),
+            source: NameSource::ProxyTarget,
+            tls: None,
+            proxy: Some(target.clone()),
+        };
+        let tunnel = bytes.get(consumed..).unwrap_or_default();
+        if tunnel.is_empty() {
+            return pending(Some(by_target));
+        }
+        if tunnel[0] != 0x16 {
+            return settled(Some(by_target)); // plain HTTP or another protocol in the tunnel
+        }
+        return match naming::tls::parse_client_hello(tunnel) {
+            Ok(hello) if hello.sni.is_some() => settled(Some(from_tls(&hello, NameSource::Sni, Some(target)))),
+            Ok(hello) => settled(Some(Naming { tls: Some(tls_evidence(&hello)), ..by_target })),
+            Err(ParseError::Incomplete { .. }) => pending(Some(by_target)),
+            Err(ParseError::Invalid(_)) => settled(Some(by_target)),
+        };
+    }
+    if bytes[0] == 0x16 {
+        return match naming::tls::parse_client_hello(bytes) {
+            Ok(hello) => settled(Some(from_tls(&hello, NameSource::Sni, None))),
+            Err(ParseError::Incomplete { .. }) => pending(None),
+            Err(ParseError::Invalid(_)) => settled(None),
+        };
+    }
+    match naming::http::parse_request(bytes) {
+        Ok(req) => settled(req.host.map(|h| Naming { domain: Some(h), source: NameSource::HttpHost, tls: None, proxy: None })),
+        Err(ParseError::Incomplete { .. }) => pending(None),
+        Err(ParseError::Invalid(_)) => settled(None),
+    }
+}
+
+/// Name a datagram flow from its first datagram (QUIC Initial).
+pub fn examine_datagram(bytes: &[u8]) -> Option<Naming> {
+    let initial = naming::quic::parse_initial(bytes).ok()?;
+    let hello = initial.client_hello?;
+    Some(from_tls(&hello, NameSource::QuicSni, None))
+}
+
+struct PendingStream {
+    observation: Observation,
+    process: Option<ProcessDetails>,
+    prefix: StreamPrefix,
+    best: Option<Naming>,
+}
+
+struct PendingDatagram {
+    observation: Observation,
+    process: Option<ProcessDetails>,
+    naming: Option<Naming>,
+}
+
+/// (socket cookie, destination, port): a datagram flow's first datagram is matched by these.
+type DatagramKey = (u64, IpAddr, u16);
+
+pub struct Correlator {
+    name_wait: Duration,
+    datagram_wait: Duration,
+    streams: HashMap<u64, PendingStream>,
+    /// Stream deadlines in arrival order (all waits are equal, so this is deadline order).
+    stream_deadlines: VecDeque<(Instant, u64)>,
+    datagrams: HashMap<DatagramKey, PendingDatagram>,
+    datagram_deadlines: VecDeque<(Instant, DatagramKey)>,
+    pub dns: DnsCache,
+}
+
+impl Correlator {
+    pub fn new(name_wait: Duration, datagram_wait: Duration, dns_capacity: usize) -> Correlator {
+        Correlator {
+            name_wait,
+            datagram_wait,
+            streams: HashMap::new(),
+            stream_deadlines: VecDeque::new(),
+            datagrams: HashMap::new(),
+            datagram_deadlines: VecDeque::new(),
+            dns: DnsCache::new(dns_capacity),
+        }
+    }
+
+    /// A new connection: held until it is named or its wait is over.
+    pub fn on_connection(&mut self, observation: Observation, process: Option<ProcessDetails>, now: Instant) {
+        let cookie = observation.raw.cookie;
+        match observation.hook {
+            Hook::Connect => {
+                if self.streams.contains_key(&cookie) {
+                    // A UDP socket connected again before its record was written: the first
+                    // destination keeps its record, the second is not reported separately.
+                    log::debug!("socket {cookie:#x} reconnected before its record was written");
+                    return;
+                }
+                self.streams.insert(cookie, PendingStream { observation, process, prefix: StreamPrefix::default(), best: None });
+                self.stream_deadlines.push_back((now + self.name_wait, cookie));
+            }
+            Hook::Sendmsg => {
+                let key = (cookie, observation.destination, observation.port);
+                self.datagrams.insert(key, PendingDatagram { observation, process, naming: None });
+                self.datagram_deadlines.push_back((now + self.datagram_wait, key));
+            }
+        }
+    }
+
+    /// A chunk of captured payload. Returns a finished record when this chunk named it.
+    pub fn on_payload(&mut self, chunk: &PayloadChunk, now: Instant) -> Option<Finished> {
+        if !chunk.egress {
+            self.on_dns_answer(chunk, now);
+            return None;
+        }
+        let cookie = chunk.header.cookie;
+        if let Some(stream) = self.streams.get_mut(&cookie) {
+            if stream.observation.transport == Transport::Udp {
+                // Connected UDP: the first datagram (a QUIC Initial, if anything) decides.
+                if chunk.header.offset == 0 {
+                    stream.best = examine_datagram(&chunk.data);
+                    return self.finish_stream(cookie, now);
+                }
+                return None;
+            }
+            stream.prefix.insert(chunk.header.seq, &chunk.data);
+            let verdict = examine_stream(stream.prefix.bytes());
+            if verdict.naming.is_some() {
+                stream.best = verdict.naming;
+            }
+            if verdict.complete || stream.prefix.bytes().len() >= StreamPrefix::limit() {
+                return self.finish_stream(cookie, now);
+            }
+            return None;
+        }
+        let key = (cookie, chunk.destination(), chunk.header.dport);
+        if let Some(d) = self.datagrams.get_mut(&key) {
+            if chunk.header.offset == 0 && d.naming.is_none() {
+                // Only the first chunk of the first datagram: a QUIC Initial fits in one.
+                d.naming = examine_datagram(&chunk.data);
+            }
+        }
+        None
+    }
+
+    fn on_dns_answer(&mut self, chunk: &PayloadChunk, now: Instant) {
+        match naming::dns::parse_message(&chunk.data) {
+            Ok(msg) if msg.is_response => {
+                for a in naming::dns::address_names(&msg) {
+                    self.dns.insert(chunk.header.owner_tgid, a.ip, &a.name, a.ttl, now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("DNS answer from {} not parsed: {e}", chunk.source()),
+        }
+    }
+
+    fn fallback(&mut self, observation: &Observation, best: Option<Naming>, now: Instant) -> Naming {
+        let tls = match best {
+            Some(n) if n.domain.is_some() => return n,
+            Some(n) => n.tls,
+            None => None,
+        };
+        match self.dns.lookup(observation.raw.tgid, observation.destination, now) {
+            Some((name, scope)) => Naming {
+                domain: Some(name),
+                source: match scope {
+                    DnsScope::Process => NameSource::DnsAnswerProcess,
+                    DnsScope::Host => NameSource::DnsAnswerHost,
+                },
+                tls,
+                proxy: None,
+            },
+            None => Naming { tls, ..Naming::unnamed() },
+        }
+    }
+
+    fn finish_stream(&mut self, cookie: u64, now: Instant) -> Option<Finished> {
+        let s = self.streams.remove(&cookie)?;
+        let naming = self.fallback(&s.observation, s.best, now);
+        Some(Finished { observation: s.observation, process: s.process, naming, is_datagram: false })
+    }
+
+    /// Records whose wait is over (all pending records if `all`), oldest first.
+    pub fn due(&mut self, now: Instant, all: bool) -> Vec<Finished> {
+        let mut out = Vec::new();
+        while let Some(&(deadline, cookie)) = self.stream_deadlines.front() {
+            if !all && deadline > now {
+                break;
+            }
+            self.stream_deadlines.pop_front();
+            if let Some(f) = self.finish_stream(cookie, now) {
+                out.push(f);
+            }
+        }
+        while let Some(&(deadline, key)) = self.datagram_deadlines.front() {
+            if !all && deadline > now {
+                break;
+            }
+            self.datagram_deadlines.pop_front();
+            if let Some(d) = self.datagrams.remove(&key) {
+                let naming = self.fallback(&d.observation, d.naming, now);
+                out.push(Finished { observation: d.observation, process: d.process, naming, is_datagram: true });
+            }
+        }
+        out
+    }
+
+    /// The earliest moment a pending record is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        let s = self.stream_deadlines.front().map(|d| d.0);
+        let d = self.datagram_deadlines.front().map(|d| d.0);
+        match (s, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

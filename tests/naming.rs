@@ -1,0 +1,262 @@
+//! Naming destinations from real clients' first bytes and from DNS answers.
+//!
+//! Every client here talks only to loopback peers: a TLS server with a throwaway certificate,
+//! HTTP CONNECT and SOCKS5 proxies that send every tunnel to that server whatever host was asked
+//! (no name is ever resolved by a real resolver), dnsmasq on 127.0.0.2 answering from a fixed
+//! table, and a UDP socket that receives a QUIC Initial.
+use std::{process::Command, time::Duration};
+
+use integration_tests::{
+    Daemon, DnsServer, Fixture, PYTHON, real_executable, run_client, run_client_any_exit, venv_python,
+};
+use serde_json::{Value, json};
+
+const ARGS: &[&str] = &["--include-loopback", "--log-connections"];
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The one record of `pid` to `port`.
+fn record_to(daemon: &Daemon, pid: u32, port: u16) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let found: Vec<Value> = daemon
+            .records_for(pid)
+            .into_iter()
+            .filter(|r| r["destination"]["port"] == port || r["relaywatch"]["proxy"]["port"] == port)
+            .collect();
+        if found.len() > 1 {
+            panic!("several records for pid {pid} port {port}: {found:#?}");
+        }
+        if let Some(r) = found.into_iter().next() {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no record for pid {pid} port {port}; all: {:#?}\nstderr:\n{}", daemon.records_for(pid), daemon.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_named(r: &Value, domain: &str, source: &str) {
+    assert_eq!(r["destination"]["domain"], domain, "{r:#}");
+    assert_eq!(r["relaywatch"]["name_source"], source, "{r:#}");
+}
+
+fn assert_tls(r: &Value, server_name: &str) {
+    assert_eq!(r["tls"]["client"]["server_name"], server_name, "{r:#}");
+    let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
+    assert!(ja4.starts_with("t13d") || ja4.starts_with("t12d"), "JA4 {ja4:?} in {r:#}");
+    assert_eq!(ja4.len(), 36, "JA4 a_b_c is 10+1+12+1+12 characters: {ja4:?}");
+}
+
+#[test]
+fn curl_tls_sni_names_the_destination() {
+    let daemon = Daemon::start(ARGS);
+    let server = Fixture::tls();
+    let port = server.port;
+    let url = format!("https://api.openai.com:{port}/v1/models");
+    let resolve = format!("api.openai.com:{port}:127.0.0.1");
+    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+    let r = record_to(&daemon, pid, port);
+    assert_eq!(r["process"]["executable"], real_executable("/usr/bin/curl"));
+    assert_eq!(r["destination"]["ip"], "127.0.0.1");
+    assert_named(&r, "api.openai.com", "sni");
+    assert_tls(&r, "api.openai.com");
+    assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.iter().any(|p| p == "http/1.1")), "{r:#}");
+}
+
+#[test]
+fn python_ssl_client_hello_written_with_write2_is_read() {
+    let daemon = Daemon::start(ARGS);
+    let server = Fixture::tls();
+    let script = "import socket,ssl,sys\n\
+        ctx=ssl.create_default_context(); ctx.check_hostname=False; ctx.verify_mode=ssl.CERT_NONE\n\
+        s=ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='api.anthropic.com')\n\
+        s.sendall(b'GET / HTTP/1.1\\r\\nHost: api.anthropic.com\\r\\n\\r\\n'); s.recv(100); s.close()";
+    let pid = run_client(Command::new(PYTHON).args(["-c", script, &server.port.to_string()]));
+    let r = record_to(&daemon, pid, server.port);
+    assert_named(&r, "api.anthropic.com", "sni");
+    assert_tls(&r, "api.anthropic.com");
+}
+
+#[test]
+fn openssl_s_client_servername_is_read() {
+    let daemon = Daemon::start(ARGS);
+    let server = Fixture::tls();
+    let connect = format!("127.0.0.1:{}", server.port);
+    let pid = run_client(
+        Command::new("openssl")
+            .args(["s_client", "-connect", &connect, "-servername", "generativelanguage.googleapis.com", "-brief"])
+            .stdin(std::process::Stdio::null()),
+    );
+    let r = record_to(&daemon, pid, server.port);
+    assert_named(&r, "generativelanguage.googleapis.com", "sni");
+    assert_eq!(r["process"]["name"], "openssl");
+}
+
+#[test]
+fn node_tls_connect_servername_is_read() {
+    let daemon = Daemon::start(ARGS);
+    let server = Fixture::tls();
+    let script = "const tls=require('tls');\
+        const s=tls.connect({host:'127.0.0.1',port:+process.argv[1],servername:'api.x.ai',rejectUnauthorized:false},()=>{s.end();});\
+        s.on('error',()=>{}); s.on('close',()=>process.exit(0));";
+    let pid = run_client(Command::new("node").args(["-e", script, &server.port.to_string()]));
+    let r = record_to(&daemon, pid, server.port);
+    assert_named(&r, "api.x.ai", "sni");
+    assert_eq!(r["process"]["name"], "node");
+}
+
+#[test]
+fn post_quantum_sized_client_hello_in_two_sends_is_read_whole() {
+    let daemon = Daemon::start(ARGS);
+    let sink = Fixture::start(&["sink"]);
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/pq_client_hello.py");
+    let pid = run_client(Command::new(PYTHON).arg(script).args([&sink.port.to_string(), "api.openai.com"]));
+    let r = record_to(&daemon, pid, sink.port);
+    assert_named(&r, "api.openai.com", "sni");
+    assert_tls(&r, "api.openai.com");
+    assert_eq!(r["tls"]["client"]["alpn"], json!(["h2", "http/1.1"]));
+}
+
+#[test]
+fn plain_http_host_is_read_and_secrets_never_leave_the_daemon() {
+    let daemon = Daemon::start(ARGS);
+    let server = integration_tests::LoopbackServer::start("127.0.0.1");
+    let port = server.port;
+    let url = format!("http://api.deepseek.com:{port}/v1/chat/completions");
+    let resolve = format!("api.deepseek.com:{port}:127.0.0.1");
+    // The secret header and the prompt travel only in the request bytes (read from files), so
+    // anything of them in the output would be captured payload leaking.
+    let secret = "sk-relaywatch-test-0123456789abcdef";
+    let dir = std::env::temp_dir().join(format!("relaywatch-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let headers = dir.join("headers");
+    let body = dir.join("body");
+    std::fs::write(&headers, format!("Authorization: Bearer {secret}\n")).unwrap();
+    std::fs::write(&body, "{\"prompt\":\"confidential-prompt-text\"}").unwrap();
+    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve]).arg("-H").arg(format!("@{}", headers.display())).arg("--data-binary").arg(format!("@{}", body.display())).arg(&url));
+    let r = record_to(&daemon, pid, port);
+    assert_named(&r, "api.deepseek.com", "http_host");
+
+    // A key on the command line itself is process context: kept in shape, value redacted.
+    let auth = format!("Authorization: Bearer {secret}");
+    let pid2 = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, "-H", &auth, &url]));
+    let r2 = record_to(&daemon, pid2, port);
+    assert_eq!(r2["process"]["args"][9], "Authorization: [REDACTED]", "{r2:#}");
+
+    let (status, stderr) = daemon.stop();
+    assert!(status.success());
+    let everything = format!("{r}{r2}{stderr}");
+    for leaked in [secret, "Bearer", "confidential-prompt-text"] {
+        assert!(!everything.contains(leaked), "{leaked} leaked: {everything}");
+    }
+}
+
+#[test]
+fn curl_through_a_local_http_connect_proxy_is_named_by_the_tunnelled_sni() {
+    // Default configuration: loopback is not egress, but a proxy connection still is.
+    let daemon = Daemon::start(&["--log-connections"]);
+    let server = Fixture::tls();
+    let proxy = Fixture::start(&["connect-proxy", &server.port.to_string()]);
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "-x", &proxy_url, "https://api.openai.com/v1/models"]));
+    let r = record_to(&daemon, pid, proxy.port);
+    assert_named(&r, "api.openai.com", "sni");
+    assert_eq!(r["destination"]["port"], 443, "{r:#}");
+    assert!(r["destination"].get("ip").is_none(), "the target's address is the proxy's business: {r:#}");
+    assert_eq!(r["relaywatch"]["proxy"], json!({"ip": "127.0.0.1", "port": proxy.port}));
+    assert_eq!(r["process"]["name"], "curl");
+    assert_tls(&r, "api.openai.com");
+}
+
+#[test]
+fn curl_through_a_local_socks5_proxy_with_remote_resolution_is_named() {
+    let daemon = Daemon::start(&["--log-connections"]);
+    let server = Fixture::tls();
+    let proxy = Fixture::start(&["socks5", &server.port.to_string()]);
+    let socks = format!("127.0.0.1:{}", proxy.port);
+    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--socks5-hostname", &socks, "https://api.anthropic.com:8443/v1/messages"]));
+    let r = record_to(&daemon, pid, proxy.port);
+    assert_named(&r, "api.anthropic.com", "sni");
+    assert_eq!(r["destination"]["port"], 8443, "{r:#}");
+    assert_eq!(r["relaywatch"]["proxy"], json!({"ip": "127.0.0.1", "port": proxy.port}));
+}
+
+#[test]
+fn socks5_target_without_tls_is_named_by_the_proxy_target() {
+    let daemon = Daemon::start(&["--log-connections", "--name-wait-ms", "1000"]);
+    let sink = Fixture::start(&["sink"]);
+    let proxy = Fixture::start(&["socks5", &sink.port.to_string()]);
+    // A SOCKS5 client that opens a tunnel to api.mistral.ai:443 and then sends nothing.
+    let script = "import socket,sys,time\n\
+        s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        s.sendall(b'\\x05\\x01\\x00'); s.recv(2)\n\
+        n=b'api.mistral.ai'; s.sendall(b'\\x05\\x01\\x00\\x03'+bytes([len(n)])+n+(443).to_bytes(2,'big')); s.recv(10)\n\
+        time.sleep(1.5)";
+    let pid = run_client(Command::new(PYTHON).args(["-c", script, &proxy.port.to_string()]));
+    let r = record_to(&daemon, pid, proxy.port);
+    assert_named(&r, "api.mistral.ai", "proxy_target");
+    assert_eq!(r["destination"]["port"], 443);
+}
+
+#[test]
+fn local_traffic_that_is_not_a_proxy_stays_unreported() {
+    let daemon = Daemon::start(&["--log-connections"]);
+    let server = Fixture::tls();
+    let url = format!("https://api.openai.com:{}/", server.port);
+    let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
+    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(daemon.records_for(pid).is_empty(), "{:#?}", daemon.records_for(pid));
+}
+
+#[test]
+fn dns_answer_names_a_bare_tcp_connection() {
+    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let sink = Fixture::start(&["sink"]);
+    let dns = DnsServer::start(&[("api.deepseek.com", "127.0.0.77"), ("chat.relay.example", "127.0.0.78")]);
+    // The client asks dnsmasq itself, then opens a bare TCP connection and sends nothing.
+    let script = "import socket,struct,sys,time\n\
+        name=sys.argv[2]\n\
+        q=b'\\xab\\xcd\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'+b''.join(bytes([len(p)])+p.encode() for p in name.split('.'))+b'\\x00\\x00\\x01\\x00\\x01'\n\
+        u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3); u.sendto(q, (sys.argv[1], 53)); a=u.recv(512)\n\
+        ip=socket.inet_ntoa(a[-4:])\n\
+        c=socket.socket(); c.settimeout(2)\n\
+        try: c.connect((ip, int(sys.argv[3])))\n\
+        except OSError: pass\n\
+        time.sleep(0.8)";
+    let pid = run_client(Command::new(PYTHON).args(["-c", script, dns.ip, "api.deepseek.com", &sink.port.to_string()]));
+    let r = record_to(&daemon, pid, sink.port);
+    assert_eq!(r["destination"]["ip"], "127.0.0.77", "{r:#}");
+    assert_named(&r, "api.deepseek.com", "dns_answer_process");
+
+    // Another process connecting to an address someone else resolved: host-wide evidence.
+    let script2 = "import socket,sys,time\n\
+        c=socket.socket(); c.settimeout(2)\n\
+        try: c.connect(('127.0.0.77', int(sys.argv[1])))\n\
+        except OSError: pass\n\
+        time.sleep(0.8)";
+    let pid2 = run_client(Command::new(PYTHON).args(["-c", script2, &sink.port.to_string()]));
+    let r2 = record_to(&daemon, pid2, sink.port);
+    assert_named(&r2, "api.deepseek.com", "dns_answer_host");
+}
+
+#[test]
+fn quic_initial_from_aioquic_is_named_by_its_sni() {
+    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let script = "import socket,sys,time\n\
+        from aioquic.quic.configuration import QuicConfiguration\n\
+        from aioquic.quic.connection import QuicConnection\n\
+        c=QuicConnection(configuration=QuicConfiguration(is_client=True, server_name='api.openai.com', alpn_protocols=['h3']))\n\
+        c.connect(('127.0.0.1', int(sys.argv[1])), now=time.time())\n\
+        u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        for data, addr in c.datagrams_to_send(now=time.time()): u.sendto(data, addr)\n\
+        time.sleep(0.3)";
+    let pid = run_client_any_exit(Command::new(venv_python()).args(["-c", script, &port.to_string()]));
+    let r = record_to(&daemon, pid, port);
+    assert_eq!(r["network"]["transport"], "udp");
+    assert_named(&r, "api.openai.com", "quic_sni");
+    let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
+    assert!(ja4.starts_with("q13d"), "QUIC JA4 {ja4:?}");
+    assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.iter().any(|p| p == "h3")), "{r:#}");
+}
