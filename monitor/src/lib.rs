@@ -8,3 +8,4 @@ pub mod loader;
 pub mod preflight;
 pub mod process;
 pub mod record;
+pub mod store;
