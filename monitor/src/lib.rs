@@ -2,11 +2,14 @@
 //! front end, and fuzz targets and benchmarks reach the pure parsers through here.
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod daemon;
+pub mod diag;
 pub mod ingest;
 pub mod loader;
 pub mod preflight;
 pub mod process;
 pub mod record;
+pub mod render;
 pub mod store;
