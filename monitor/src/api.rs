@@ -27,7 +27,7 @@ use std::{
     convert::Infallible,
     ffi::CString,
     fmt, fs,
-    os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     pin::Pin,
     sync::Arc,
@@ -190,10 +190,10 @@ pub fn parse_list_params(kind: ListKind, pairs: &[(String, String)], now: System
             _ => unreachable!("every name in LIST_PARAMS is handled"),
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since > until {
-            return Err(param_error("until", "is before since"));
-        }
+    if let (Some(since), Some(until)) = (query.since, query.until)
+        && since > until
+    {
+        return Err(param_error("until", "is before since"));
     }
     Ok(ListRequest { query, follow })
 }
@@ -340,14 +340,8 @@ impl Drop for SocketFile {
 }
 
 fn bind(socket: &Path, gid: Option<u32>) -> anyhow::Result<(UnixListener, SocketFile)> {
-    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .with_context(|| format!("creating the socket directory {}", parent.display()))?;
-        fs::set_permissions(parent, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the mode of {}", parent.display()))?;
+    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
+        store::ensure_dir(parent, 0o755, "the socket directory")?;
     }
     match fs::symlink_metadata(socket) {
         Ok(m) if m.file_type().is_socket() => {

@@ -426,25 +426,25 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Create `dir` (mode 0750) if it is missing.
-fn ensure_state_dir(dir: &Path) -> Result<()> {
+/// Create `dir` and its missing parents with exactly `mode` (not narrowed by the umask) if it
+/// is missing; `what` names it in errors ("the state directory").
+pub fn ensure_dir(dir: &Path, mode: u32, what: &str) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o750)
+        .mode(mode)
         .create(dir)
-        .with_context(|| format!("creating the state directory {}", dir.display()))?;
-    // The umask may have narrowed the mode; widen to exactly 0750.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("creating {what} {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", dir.display()))
 }
 
 impl Store {
     /// Open (or create) `<dir>/relaywatch.db`, check it and bring its schema up to date.
     pub fn open(dir: &Path) -> Result<Store> {
-        ensure_state_dir(dir)?;
+        ensure_dir(dir, 0o750, "the state directory")?;
         let path = dir.join(DB_FILE);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags)
