@@ -175,3 +175,66 @@ fn bad_arguments_are_refused_with_the_reason() {
     assert!(stderr.contains("--udp-window-ms") && stderr.contains("0"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `relaywatch CMD --socket S --json ARGS` against a running daemon.
+fn cli_json(daemon: &Daemon, cmd: &str, args: &[&str]) -> Value {
+    let out = Command::new(relaywatch_bin())
+        .arg(cmd)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "relaywatch {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    // Status is one (pretty-printed) object; lists are JSON lines, one object per row.
+    if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+        return Value::Array(vec![v]);
+    }
+    let items: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{cmd} --json line {l:?}: {e}")))
+        .collect();
+    Value::Array(items)
+}
+
+#[test]
+fn cli_reads_status_and_connections_from_the_running_daemon() {
+    let daemon = Daemon::start(&["--include-loopback"]);
+    let server = integration_tests::LoopbackServer::start("127.0.0.1");
+    let url = format!("http://api.openai.com:{}/v1/models", server.port);
+    let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
+    for _ in 0..2 {
+        integration_tests::run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let row = loop {
+        let rows = cli_json(&daemon, "connections", &["--domain", "api.openai.com"]);
+        let found = rows.as_array().and_then(|r| r.iter().find(|r| r["destination_port"] == server.port).cloned());
+        if let Some(row) = found.filter(|r| r["count"] == 2) {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary row with count 2: {rows}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(row["executable"], integration_tests::real_executable("/usr/bin/curl"), "{row}");
+    assert_eq!(row["user_name"], "root", "{row}");
+    assert_eq!(row["destination_ip"], "127.0.0.1", "{row}");
+
+    // Counters in the status are refreshed every second.
+    let status = loop {
+        let status = cli_json(&daemon, "status", &[])[0].clone();
+        if status["events_total"].as_u64().is_some_and(|n| n >= 2) {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "events_total never reached 2: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status["programs_attached"], 8, "{status}");
+    assert_eq!(status["store"]["connections"], 1, "{status}");
+    assert!(status["uptime_seconds"].is_u64(), "{status}");
+
+    let (ok, stderr) = daemon.stop();
+    assert!(ok.success(), "{stderr}");
+}

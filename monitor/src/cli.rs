@@ -1,8 +1,26 @@
 //! Command-line interface. Every flag is defined once here, with its documentation.
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::{DEFAULT_GROUP, DEFAULT_SOCKET, MAX_LIMIT};
+
+const EXIT_CODES: &str = "\
+Exit codes of the query commands (status, alerts, connections, reload):
+  0  ok
+  1  the daemon answered with an error (or another error)
+  2  usage error (bad flag or value)
+  3  the daemon cannot be reached (not running, wrong --socket)
+  4  permission denied (only root and members of group relaywatch may query the agent)";
+
 #[derive(Parser, Debug)]
-#[command(name = "relaywatch", version, about = "Which process sent data to an AI relay or an overseas AI API", long_about = None)]
+#[command(
+    name = "relaywatch",
+    version,
+    about = "Which process sent data to an AI relay or an overseas AI API",
+    long_about = None,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -25,6 +43,110 @@ impl Cli {
 pub enum Command {
     /// Run the agent in the foreground: load and attach the kernel programs, report connections.
     Run(RunArgs),
+    /// Show the running agent's status.
+    #[command(after_help = EXIT_CODES)]
+    Status(ConnectArgs),
+    /// List stored alerts (most recent last), optionally following new ones.
+    #[command(after_help = EXIT_CODES)]
+    Alerts(AlertsArgs),
+    /// List connection summaries: one row per executable, user and destination.
+    #[command(after_help = EXIT_CODES)]
+    Connections(ListArgs),
+    /// Ask the running agent to reload its configuration and blocklists.
+    #[command(after_help = EXIT_CODES)]
+    Reload(ConnectArgs),
+    /// Test aid: insert alerts into the store in DIR one committed transaction at a time,
+    /// printing each committed id (used to check the store survives kill -9).
+    #[command(hide = true)]
+    StoreSoak(StoreSoakArgs),
+    /// Test and diagnostic aid: serve the control API over the store in DIR with a fixed
+    /// status and a no-op reload, without loading any kernel program. Reads lines
+    /// `{"alert": {...}}` or `{"connection": {ECS record}}` on stdin and stores them.
+    #[command(hide = true)]
+    ApiServe(ApiServeArgs),
+}
+
+/// How to reach the daemon.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Print JSON instead of a table: the status object, or one object per line for lists.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Filters of `alerts` and `connections`.
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Only items since this long ago (30s, 15m, 1h, 2d) or since this RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Only items until this long ago or until this RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+
+    /// Only this process: its name (curl) or its executable (/usr/bin/curl).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub process: Option<String>,
+
+    /// Only this process id.
+    #[arg(long)]
+    pub pid: Option<u32>,
+
+    /// Only this user name.
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Only this destination domain or its subdomains (openai.com matches api.openai.com).
+    #[arg(long)]
+    pub domain: Option<String>,
+
+    /// At most this many items, the most recent ones (the daemon's default is 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_LIMIT as i64))]
+    pub limit: Option<u32>,
+
+    /// Keep running and print new items as they arrive (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+
+    /// Only alerts of this rule category.
+    #[arg(long)]
+    pub category: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreSoakArgs {
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub count: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiServeArgs {
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// Group whose members may use the API (besides root).
+    #[arg(long, default_value = DEFAULT_GROUP)]
+    pub group: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -48,4 +170,13 @@ pub struct RunArgs {
     /// Host, proxy target) before it is written with DNS evidence or none.
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub name_wait_ms: u64,
+
+    /// Directory of the local store (relaywatch.db) [default: /var/lib/relaywatch].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where to serve the control API used by `relaywatch status`, `alerts`, ...
+    /// [default: /run/relaywatch/relaywatch.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }

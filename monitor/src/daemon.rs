@@ -8,10 +8,17 @@
 //! (see correlate.rs). An unconnected datagram opens a repeat window in the kernel; its record
 //! waits until the window has closed so it can carry the window's final count (read from
 //! UDP_FLOWS). On shutdown every pending record is written with what is known so far.
-use std::{io::Write as _, time::Duration};
+use std::{
+    io::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
-use monitor_common::{COUNTER_RINGBUF_LOST, FilterConfig};
+use monitor_common::{
+    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST, FilterConfig,
+};
+use serde_json::{Value, json};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -19,6 +26,7 @@ use tokio::{
 };
 
 use crate::{
+    api,
     cli::RunArgs,
     correlate::{Correlator, Finished},
     ingest::{self, Lifecycle, Record},
@@ -27,6 +35,7 @@ use crate::{
     process::{ProcReader, UserNames},
     proctable::ProcessTable,
     record::ConnectionRecord,
+    store::{ConnectionSummaryUpdate, DEFAULT_STATE_DIR, StoreHandle},
 };
 
 /// Extra wait after a window closes, so that the last datagrams' counts have landed.
@@ -36,7 +45,7 @@ const DNS_CACHE_ENTRIES: usize = 65_536;
 /// Processes remembered from exec events.
 const PROCESS_TABLE_ENTRIES: usize = 32_768;
 /// How often lost-event counters are checked.
-const STATS_INTERVAL: Duration = Duration::from_secs(10);
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs) -> Result<()> {
     let host = preflight::check()?;
@@ -49,6 +58,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 struct Reporter {
     args: RunArgs,
+    store: StoreHandle,
     procs: ProcReader,
     processes: ProcessTable,
     users: UserNames,
@@ -122,9 +132,6 @@ impl Reporter {
     }
 
     fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) {
-        if !self.args.log_connections {
-            return;
-        }
         let user_name = self.users.name(f.observation.raw.uid);
         let record = ConnectionRecord {
             observation: &f.observation,
@@ -133,7 +140,14 @@ impl Reporter {
             repeat_count,
             naming: Some(&f.naming),
         };
-        let line = record.to_ecs().to_string();
+        let doc = record.to_ecs();
+        if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
+            self.store.record_connection(update);
+        }
+        if !self.args.log_connections {
+            return;
+        }
+        let line = doc.to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             if !self.stdout_failed {
@@ -152,6 +166,51 @@ fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>> {
         .map_err(|e| anyhow::anyhow!("polling {what}: {e}"))
 }
 
+/// What the control API reports; refreshed by the main loop.
+struct DaemonState {
+    started: std::time::Instant,
+    status: Mutex<Value>,
+    store: StoreHandle,
+}
+
+impl api::Daemon for DaemonState {
+    fn status(&self) -> Value {
+        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or(Value::Null);
+        s["uptime_seconds"] = json!(self.started.elapsed().as_secs());
+        s
+    }
+
+    fn reload(&self) -> Result<Value, String> {
+        Err("reload is not available: this build has no reloadable configuration yet".into())
+    }
+
+    fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.store.subscribe_alerts()
+    }
+
+    fn subscribe_connections(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.store.subscribe_connections()
+    }
+}
+
+/// Counter readings for status and rates.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    events: u64,
+    lost: u64,
+    payload_chunks: u64,
+    payload_lost: u64,
+}
+
+fn read_counters(agent: &Agent) -> Counters {
+    Counters {
+        events: agent.counter(COUNTER_EVENTS),
+        lost: agent.counter(COUNTER_RINGBUF_LOST),
+        payload_chunks: agent.counter(COUNTER_PAYLOAD_CHUNKS),
+        payload_lost: agent.counter(COUNTER_PAYLOAD_LOST),
+    }
+}
+
 async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     let window = Duration::from_millis(args.udp_window_ms);
     let config = FilterConfig {
@@ -161,6 +220,10 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    let store = StoreHandle::open(&state_dir)?;
+    let socket = args.socket.clone().unwrap_or_else(|| api::DEFAULT_SOCKET.into());
 
     let mut agent = Agent::load_and_attach(&host, config)?;
     let events = agent.events.take().context("ring buffer already taken")?;
@@ -177,8 +240,23 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
         args.udp_window_ms
     );
 
+    let daemon_state = Arc::new(DaemonState {
+        started: std::time::Instant::now(),
+        status: Mutex::new(json!({})),
+        store: store.clone(),
+    });
+    let api_task = {
+        let (socket, daemon, store) = (socket.clone(), daemon_state.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = api::serve(&socket, api::DEFAULT_GROUP, daemon, store).await {
+                log::error!("control API on {}: {e:#}", socket.display());
+            }
+        })
+    };
+
     let name_wait = Duration::from_millis(args.name_wait_ms);
     let mut reporter = Reporter {
+        store: store.clone(),
         args,
         procs: ProcReader::new(),
         processes: ProcessTable::new(PROCESS_TABLE_ENTRIES),
@@ -189,6 +267,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     };
     let mut stats = tokio::time::interval(STATS_INTERVAL);
     let mut lost_reported = 0u64;
+    let mut previous = (std::time::Instant::now(), Counters::default());
 
     loop {
         let due = reporter.correlator.next_due().map(Instant::from_std);
@@ -212,11 +291,29 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
                 reporter.finish_due(&mut agent, false);
             }
             _ = stats.tick() => {
-                let lost = agent.counter(COUNTER_RINGBUF_LOST);
+                let now = (std::time::Instant::now(), read_counters(&agent));
+                let lost = now.1.lost + now.1.payload_lost;
                 if lost > lost_reported {
                     log::warn!("{} events lost to a full ring buffer ({} in total)", lost - lost_reported, lost);
                     lost_reported = lost;
                 }
+                let secs = now.0.duration_since(previous.0).as_secs_f64().max(0.001);
+                let rate = (now.1.events.saturating_sub(previous.1.events)) as f64 / secs;
+                if let Ok(mut s) = daemon_state.status.lock() {
+                    *s = json!({
+                        "version": env!("CARGO_PKG_VERSION"),
+                        "programs_attached": PROGRAM_COUNT,
+                        "cgroup": host.cgroup2.display().to_string(),
+                        "events_total": now.1.events,
+                        "events_per_second": (rate * 10.0).round() / 10.0,
+                        "events_lost": now.1.lost,
+                        "payload_chunks_total": now.1.payload_chunks,
+                        "payload_chunks_lost": now.1.payload_lost,
+                        "records_malformed": reporter.malformed,
+                        "processes_tracked": reporter.processes.len(),
+                    });
+                }
+                previous = now;
             }
         }
     }
@@ -237,5 +334,10 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     drop(logs);
     drop(agent);
     log::info!("detached; exiting");
+    api_task.abort();
+    let _ = api_task.await;
+    if let Err(e) = store.flush().await {
+        log::error!("flushing the store: {e:#}");
+    }
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! relaywatch's daemon and CLI as a library: the `relaywatch` binary (`main.rs`) is a thin
 //! front end, and fuzz targets and benchmarks reach the pure parsers through here.
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod correlate;
 pub mod daemon;
+pub mod diag;
 pub mod dns_cache;
 pub mod ingest;
 pub mod loader;
@@ -13,4 +16,6 @@ pub mod process;
 pub mod proctable;
 pub mod record;
 pub mod redact;
+pub mod render;
+pub mod store;
 pub mod stream;

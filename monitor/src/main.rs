@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::{cli, daemon};
+use monitor::{cli, client, daemon, diag};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -15,6 +15,13 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => daemon::run(args),
+        // The query commands print their own one-line errors and choose their exit codes.
+        cli::Command::Status(args) => return client::status(args),
+        cli::Command::Alerts(args) => return client::alerts(args),
+        cli::Command::Connections(args) => return client::connections(args),
+        cli::Command::Reload(args) => return client::reload(args),
+        cli::Command::StoreSoak(args) => diag::store_soak(args),
+        cli::Command::ApiServe(args) => diag::api_serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,9 @@ pub fn require_root() {
 /// A running `relaywatch run` with its stdout records collected.
 pub struct Daemon {
     child: Child,
+    /// This daemon's own state directory and control socket (so tests can run side by side).
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
     records: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -55,8 +58,19 @@ impl Daemon {
 
     fn spawn(args: &[&str], keep_records: bool) -> Daemon {
         require_root();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("relaywatch-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state_dir = dir.join("state");
+        let socket = dir.join("relaywatch.sock");
         let mut child = Command::new(relaywatch_bin())
             .arg("run")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--socket")
+            .arg(&socket)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -87,7 +101,7 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        let mut daemon = Daemon { child, records, stderr };
+        let mut daemon = Daemon { child, state_dir, socket, records, stderr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !daemon.stderr().contains("attached") {
             if Instant::now() > deadline {

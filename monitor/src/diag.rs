@@ -1,0 +1,132 @@
+//! Hidden test and diagnostic commands: they exercise the store and the control API as real
+//! processes, without loading kernel programs.
+//!
+//! - `relaywatch store-soak --state-dir DIR [--count N]`: inserts alerts, each in its own
+//!   committed transaction, printing every committed id on stdout. The `store` integration
+//!   test SIGKILLs it at random moments and checks that every printed id survived.
+//! - `relaywatch api-serve --socket PATH --state-dir DIR [--group G]`: `api::serve` over a real
+//!   store, with a fixed status and a reload that always succeeds. Lines on stdin are stored:
+//!   `{"alert": {...}}` answers `alert ID`, `{"connection": {ECS record}}` answers `connection`
+//!   once committed (`error: ...` otherwise). Stops on SIGTERM/SIGINT, removing the socket.
+use std::{
+    io::{BufRead as _, Write as _},
+    sync::Arc,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::broadcast,
+};
+
+use crate::{
+    api,
+    cli::{ApiServeArgs, StoreSoakArgs},
+    clock,
+    store::{ConnectionSummaryUpdate, Store, StoreHandle},
+};
+
+pub fn store_soak(args: StoreSoakArgs) -> Result<()> {
+    let mut store = Store::open(&args.state_dir)?;
+    let mut out = std::io::stdout().lock();
+    // Some bulk, so that the WAL reaches its auto-checkpoint size within a run and kills
+    // also land during checkpoints.
+    let padding = "relaywatch-soak ".repeat(64);
+    for i in 0..args.count {
+        let alert = json!({
+            "@timestamp": clock::rfc3339(std::time::SystemTime::now()),
+            "event": { "kind": "alert", "severity": 73, "sequence": i },
+            "rule": { "category": "soak", "name": "store soak" },
+            "process": { "name": "store-soak", "pid": std::process::id() },
+            "destination": { "domain": "soak.invalid", "ip": "192.0.2.1", "port": 443 },
+            "message": padding,
+        });
+        let id = store.insert_alert(&alert)?;
+        writeln!(out, "{id}").and_then(|()| out.flush()).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// A stand-in for the daemon: fixed status, reload always succeeds, live items from the store.
+struct HarnessDaemon {
+    started: Instant,
+    store: StoreHandle,
+}
+
+impl api::Daemon for HarnessDaemon {
+    fn status(&self) -> Value {
+        json!({
+            "daemon": "relaywatch api-serve (test harness)",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+        })
+    }
+
+    fn reload(&self) -> Result<Value, String> {
+        Ok(json!({ "reloaded": true }))
+    }
+
+    fn subscribe_alerts(&self) -> broadcast::Receiver<Value> {
+        self.store.subscribe_alerts()
+    }
+
+    fn subscribe_connections(&self) -> broadcast::Receiver<Value> {
+        self.store.subscribe_connections()
+    }
+}
+
+/// Store one stdin line; the answer line for stdout.
+async fn feed(store: &StoreHandle, line: &str) -> String {
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return format!("error: not JSON: {e}"),
+    };
+    if let Some(alert) = v.get("alert") {
+        return match store.insert_alert(alert.clone()).await {
+            Ok(id) => format!("alert {id}"),
+            Err(e) => format!("error: {e:#}"),
+        };
+    }
+    let Some(update) = v.get("connection").and_then(ConnectionSummaryUpdate::from_ecs) else {
+        return "error: expected {\"alert\": {...}} or {\"connection\": {ECS record with destination.ip and port}}".into();
+    };
+    store.record_connection(update);
+    match store.flush().await {
+        Ok(()) => "connection".into(),
+        Err(e) => format!("error: {e:#}"),
+    }
+}
+
+pub fn api_serve(args: ApiServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = StoreHandle::open(&args.state_dir)?;
+        let daemon = Arc::new(HarnessDaemon { started: Instant::now(), store: store.clone() });
+        let feeder = store.clone();
+        let handle = tokio::runtime::Handle::current();
+        // std's stdin blocks: read it on its own thread, store through the handle.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let answer = handle.block_on(feed(&feeder, &line));
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
+            }
+        });
+        let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::select! {
+            result = api::serve(&args.socket, &args.group, daemon, store.clone()) => result,
+            _ = sigterm.recv() => Ok(()),
+            _ = sigint.recv() => Ok(()),
+        }
+    })
+}
