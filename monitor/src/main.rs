@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::{cli, daemon};
+use monitor::{blocklist, cli, daemon};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => daemon::run(args),
+        // Has its own exit statuses (`test`: 0 match, 1 none, 2 error).
+        cli::Command::Blocklist(command) => return blocklist::command::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,168 @@
+//! Domain names as the matcher sees them, and the hash that makes suffix lookups cheap.
+//!
+//! Every name, in a rule or in a query, is brought to one canonical form before it is compared:
+//! ASCII lower case, no trailing dot, Unicode labels in their `xn--` (Punycode) form. A rule and a
+//! query therefore match whatever case, trailing dot or script either was written in.
+//!
+//! Domain rules are found by walking the query's label suffixes (`a.b.example.com`,
+//! `b.example.com`, `example.com`, `com`) and looking each one up in a hash table. `suffix_hashes`
+//! computes the hashes of all those suffixes in a single right-to-left pass over the bytes, so a
+//! lookup costs O(length) hashing plus O(labels) table probes, and only label boundaries are ever
+//! tried: `openai.com` can match `api.openai.com` but never `notopenai.com`.
+use std::borrow::Cow;
+
+/// The longest name DNS can carry (RFC 1035, without the trailing dot).
+const MAX_NAME_LEN: usize = 253;
+
+/// Canonical form of a name written in a list: lower case, no trailing dot, `xn--` labels.
+/// Errors say what is wrong in words a list author can act on.
+pub fn canonical_rule_name(written: &str) -> Result<String, String> {
+    if written.is_empty() {
+        return Err("empty name".into());
+    }
+    let name = canonical(written).ok_or_else(|| format!("'{written}' is not a valid internationalised domain name"))?;
+    validate(&name).map_err(|why| format!("'{written}' is not a valid domain name: {why}"))?;
+    Ok(name.into_owned())
+}
+
+/// Canonical form of a name seen on the wire or typed by a user; `None` when it cannot be a
+/// domain name at all (nothing then matches it). ASCII names, the common case, are only
+/// lower-cased (borrowed when already lower case).
+pub fn canonical_query_name(name: &str) -> Option<Cow<'_, str>> {
+    let name = canonical(name.trim())?;
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    Some(name)
+}
+
+fn canonical(name: &str) -> Option<Cow<'_, str>> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_ascii() {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some(Cow::Owned(name.to_ascii_lowercase()))
+        } else {
+            Some(Cow::Borrowed(name))
+        }
+    } else {
+        idna::domain_to_ascii(name).ok().map(Cow::Owned)
+    }
+}
+
+fn validate(name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(format!("character '{c}' is not allowed"));
+    }
+    if name.split('.').any(str::is_empty) {
+        return Err("empty label".into());
+    }
+    if name.split('.').any(|label| label.len() > 63) {
+        return Err("label longer than 63 characters".into());
+    }
+    Ok(())
+}
+
+/// Hash of a whole canonical name, consistent with `suffix_hashes`.
+pub fn name_hash(name: &str) -> u64 {
+    let mut h = FNV_OFFSET;
+    for &b in name.as_bytes().iter().rev() {
+        h = fnv_step(h, b);
+    }
+    finish(h)
+}
+
+/// Calls `f(start, hash)` for every label suffix `name[start..]`, longest first, where `hash` is
+/// `name_hash(&name[start..])`. One pass over the bytes, right to left.
+pub fn suffix_hashes(name: &str, mut f: impl FnMut(usize, u64)) {
+    let bytes = name.as_bytes();
+    let mut h = FNV_OFFSET;
+    // Suffixes are produced shortest first by the right-to-left pass; collect them so the
+    // caller sees the longest (most specific) first. A name has at most 127 labels.
+    let mut found: [(u8, u64); 128] = [(0, 0); 128];
+    let mut n = 0;
+    for i in (0..bytes.len()).rev() {
+        h = fnv_step(h, bytes[i]);
+        if (i == 0 || bytes[i - 1] == b'.') && n < found.len() {
+            // i < MAX_NAME_LEN < 256 for canonical query names.
+            found[n] = (u8::try_from(i).unwrap_or(u8::MAX), finish(h));
+            n += 1;
+        }
+    }
+    for &(start, hash) in found[..n].iter().rev() {
+        f(usize::from(start), hash);
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// Final avalanche (MurmurHash3 fmix64): the tables use the hash as is, and FNV alone leaves
+/// the high bits, which the table uses for its control bytes, poorly mixed.
+fn finish(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// A `Hasher` for keys that already are good hashes.
+#[derive(Default, Clone, Copy)]
+pub struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this hasher; keep it total anyway.
+        for &b in bytes {
+            self.0 = fnv_step(self.0, b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+pub type PrehashedMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<PrehashedKey>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(canonical_rule_name("OpenAI.COM.").unwrap(), "openai.com");
+        assert_eq!(canonical_rule_name("例え.jp").unwrap(), "xn--r8jz45g.jp");
+        assert_eq!(canonical_rule_name("Bücher.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(canonical_query_name("API.OpenAI.com.").unwrap(), "api.openai.com");
+        assert!(matches!(canonical_query_name("api.openai.com").unwrap(), Cow::Borrowed(_)));
+        assert_eq!(canonical_query_name("BÜCHER.example").unwrap(), "xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn rule_name_errors() {
+        assert!(canonical_rule_name("").is_err());
+        assert!(canonical_rule_name("a..b").unwrap_err().contains("empty label"));
+        assert!(canonical_rule_name("a/b.com").unwrap_err().contains("'/'"));
+        assert!(canonical_rule_name(&"a".repeat(64)).unwrap_err().contains("63"));
+    }
+
+    #[test]
+    fn suffix_hashes_are_label_suffixes_longest_first() {
+        let name = "a.bc.example.com";
+        let mut got = Vec::new();
+        suffix_hashes(name, |start, h| {
+            assert_eq!(h, name_hash(&name[start..]));
+            got.push(&name[start..]);
+        });
+        assert_eq!(got, ["a.bc.example.com", "bc.example.com", "example.com", "com"]);
+    }
+}
