@@ -112,7 +112,7 @@ pub(super) fn overseas_category(file: &str, rule: &RuleLine<'_>) -> Category {
     let file = file.strip_prefix(V2FLY_PREFIX).unwrap_or(file);
     if file == "category-ai-!cn"
         && let Pattern::Domain(name) | Pattern::Full(name) = &rule.pattern
-        && let Some((_, c)) = DIRECT_RULE_CATEGORIES.iter().find(|(n, _)| n == name)
+        && let Some((_, c)) = DIRECT_RULE_CATEGORIES.iter().find(|(n, _)| *n == name.as_ref())
     {
         return *c;
     }

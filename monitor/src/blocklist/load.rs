@@ -100,6 +100,7 @@ impl<'f> Walk<'f> {
         let is_root = self.stack.is_empty();
         self.stack.push(name.to_string());
         let file = builder.add_file(name);
+        builder.reserve(text);
         for (n, line) in text.lines().enumerate() {
             let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
             match parse_line(line) {
@@ -110,10 +111,10 @@ impl<'f> Walk<'f> {
                     }
                 }
                 Ok(Line::Include(include)) => self.include(builder, name, line_no, &include, list_of),
-                Ok(Line::Rules(rules)) => {
-                    for rule in rules.iter().filter(|r| self.passes(&r.attrs)) {
-                        let list = list_of(name, rule);
-                        builder.add_rule(&rule.pattern, rule.written, Origin { list, file, line: line_no });
+                Ok(Line::Rule(rule)) => self.add(builder, name, file, line_no, &rule, list_of),
+                Ok(Line::Hosts(rules)) => {
+                    for rule in &rules {
+                        self.add(builder, name, file, line_no, rule, list_of);
                     }
                 }
                 Err(reason) => self.error(name, line_no, reason),
@@ -146,6 +147,21 @@ impl<'f> Walk<'f> {
         self.filters.push((owned(&include.required), owned(&include.excluded)));
         self.read(builder, &name, &text, list_of);
         self.filters.pop();
+    }
+
+    fn add(
+        &self,
+        builder: &mut Builder,
+        name: &str,
+        file: u32,
+        line: u32,
+        rule: &RuleLine<'_>,
+        list_of: &mut dyn FnMut(&str, &RuleLine<'_>) -> u32,
+    ) {
+        if self.passes(&rule.attrs) {
+            let list = list_of(name, rule);
+            builder.add_rule(&rule.pattern, rule.written, Origin { list, file, line });
+        }
     }
 
     fn passes(&self, attrs: &[&str]) -> bool {

@@ -5,9 +5,8 @@
 //! files) and then only read, so it is shared as is across threads. Every rule lives in `rules`;
 //! its texts (the canonical name or pattern, and the rule as written) are spans of one string
 //! arena, so a million rules cost a few allocations, not millions. Rules are found through:
-//! - `names`: hash of a canonical name -> first rule with that hash (`domain:` and `full:` rules);
-//!   further rules with the same hash are chained through `Rule::next`. A name lookup probes the
-//!   hash of each of its label suffixes, O(labels) probes.
+//! - `names`: hash of a canonical name -> the `domain:` and `full:` rules with that hash (see
+//!   `NameIndex`). A name lookup probes the hash of each of its label suffixes, O(labels) probes.
 //! - `keywords`: one Aho-Corasick automaton over every distinct keyword.
 //! - `regexps`: one `RegexSet` over every distinct regexp.
 //! - `v4`, `v6`: binary prefix tries over address rules; duplicates chain through `Rule::next`.
@@ -34,7 +33,7 @@ use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use serde::Serialize;
 
-use name::{PrehashedMap, canonical_query_name, name_hash, suffix_hashes};
+use name::{NameIndex, canonical_query_name, name_hash, suffix_hashes};
 use prefix_trie::{PrefixTrie, address_bits};
 use syntax::Pattern;
 
@@ -284,7 +283,7 @@ struct Rule {
     file: u32,
     line: u32,
     kind: RuleKind,
-    /// Next rule with the same name hash, keyword, regexp or prefix; `NO_RULE` ends the chain.
+    /// Next rule with the same keyword, regexp or prefix; `NO_RULE` ends the chain.
     next: u32,
 }
 
@@ -294,7 +293,7 @@ pub struct Blocklists {
     files: Vec<String>,
     text: String,
     rules: Vec<Rule>,
-    names: PrehashedMap<u32>,
+    names: NameIndex,
     keywords: Option<AhoCorasick>,
     keyword_heads: Vec<u32>,
     regexps: Option<RegexSet>,
@@ -362,9 +361,9 @@ impl Blocklists {
         // (rule, rank, length): rank orders kinds by specificity, length within a kind.
         let mut hits: Vec<(u32, u8, usize)> = Vec::new();
         suffix_hashes(name, |start, hash| {
-            let Some(&head) = self.names.get(&hash) else { return };
             let suffix = &name[start..];
-            self.for_chain(head, |i, rule| {
+            self.names.candidates(hash, |i| {
+                let rule = &self.rules[i as usize];
                 let exact_only = rule.kind == RuleKind::Full;
                 if self.span(rule.key) == suffix && (start == 0 || !exact_only) {
                     hits.push((i, if exact_only { 4 } else { 3 }, suffix.len()));
@@ -440,7 +439,7 @@ impl Blocklists {
     pub fn heap_bytes(&self) -> usize {
         self.text.capacity()
             + self.rules.capacity() * std::mem::size_of::<Rule>()
-            + self.names.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+            + self.names.heap_bytes()
             + self.v4.heap_bytes()
             + self.v6.heap_bytes()
     }
@@ -504,7 +503,8 @@ struct Builder {
     files: Vec<String>,
     text: String,
     rules: Vec<Rule>,
-    names: PrehashedMap<u32>,
+    /// (name hash, rule) of `domain:` and `full:` rules, indexed by `finish`.
+    names: Vec<(u64, u32)>,
     keywords: Vec<String>,
     keyword_heads: Vec<u32>,
     keyword_index: std::collections::HashMap<String, usize>,
@@ -561,18 +561,29 @@ impl Builder {
         (w, k)
     }
 
-    fn add_rule(&mut self, pattern: &Pattern, written: &str, at: Origin) {
+    /// Makes room for the rules of `text` (about one per line) up front: growing the tables
+    /// while loading a large list would cost rehashing and, at the moment of each doubling,
+    /// twice the memory.
+    fn reserve(&mut self, text: &str) {
+        let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+        self.rules.reserve(lines);
+        self.names.reserve(lines);
+        self.text.reserve(text.len());
+    }
+
+    fn add_rule(&mut self, pattern: &Pattern<'_>, written: &str, at: Origin) {
         let index = self.rules.len() as u32;
         let (kind, key) = match pattern {
-            Pattern::Domain(n) => (RuleKind::Domain, n.as_str()),
-            Pattern::Full(n) => (RuleKind::Full, n.as_str()),
-            Pattern::Keyword(k) => (RuleKind::Keyword, k.as_str()),
-            Pattern::Regexp(r) => (RuleKind::Regexp, r.as_str()),
+            Pattern::Domain(n) => (RuleKind::Domain, n.as_ref()),
+            Pattern::Full(n) => (RuleKind::Full, n.as_ref()),
+            Pattern::Keyword(k) => (RuleKind::Keyword, k.as_ref()),
+            Pattern::Regexp(r) => (RuleKind::Regexp, *r),
             Pattern::Cidr { .. } => (RuleKind::Cidr, ""),
         };
         let next = match pattern {
             Pattern::Domain(n) | Pattern::Full(n) => {
-                std::mem::replace(self.names.entry(name_hash(n)).or_insert(NO_RULE), index)
+                self.names.push((name_hash(n), index));
+                NO_RULE
             }
             Pattern::Keyword(k) => chain_pattern(k, index, &mut self.keywords, &mut self.keyword_heads, &mut self.keyword_index),
             Pattern::Regexp(r) => chain_pattern(r, index, &mut self.regexps, &mut self.regexp_heads, &mut self.regexp_index),
@@ -611,7 +622,7 @@ impl Builder {
             files: self.files,
             text,
             rules,
-            names: self.names,
+            names: NameIndex::build(self.names),
             keywords,
             keyword_heads: self.keyword_heads,
             regexps,
@@ -637,7 +648,7 @@ impl Builder {
             files: Vec::new(),
             text: String::new(),
             rules: Vec::new(),
-            names: PrehashedMap::default(),
+            names: NameIndex::build(Vec::new()),
             keywords: None,
             keyword_heads: Vec::new(),
             regexps: None,

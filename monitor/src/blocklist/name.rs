@@ -16,13 +16,13 @@ const MAX_NAME_LEN: usize = 253;
 
 /// Canonical form of a name written in a list: lower case, no trailing dot, `xn--` labels.
 /// Errors say what is wrong in words a list author can act on.
-pub fn canonical_rule_name(written: &str) -> Result<String, String> {
+pub fn canonical_rule_name(written: &str) -> Result<Cow<'_, str>, String> {
     if written.is_empty() {
         return Err("empty name".into());
     }
     let name = canonical(written).ok_or_else(|| format!("'{written}' is not a valid internationalised domain name"))?;
     validate(&name).map_err(|why| format!("'{written}' is not a valid domain name: {why}"))?;
-    Ok(name.into_owned())
+    Ok(name)
 }
 
 /// Canonical form of a name seen on the wire or typed by a user; `None` when it cannot be a
@@ -49,18 +49,27 @@ fn canonical(name: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// One pass over the bytes of a canonical (ASCII) name.
 fn validate(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_LEN {
         return Err(format!("longer than {MAX_NAME_LEN} characters"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!("character '{c}' is not allowed"));
+    let mut label = 0usize;
+    for c in name.chars() {
+        match c {
+            '.' if label == 0 => return Err("empty label".into()),
+            '.' => label = 0,
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => {
+                label += 1;
+                if label > 63 {
+                    return Err("label longer than 63 characters".into());
+                }
+            }
+            c => return Err(format!("character '{c}' is not allowed")),
+        }
     }
-    if name.split('.').any(str::is_empty) {
+    if label == 0 {
         return Err("empty label".into());
-    }
-    if name.split('.').any(|label| label.len() > 63) {
-        return Err("label longer than 63 characters".into());
     }
     Ok(())
 }
@@ -112,26 +121,53 @@ fn finish(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// A `Hasher` for keys that already are good hashes.
-#[derive(Default, Clone, Copy)]
-pub struct PrehashedKey(u64);
-
-impl std::hash::Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed with this hasher; keep it total anyway.
-        for &b in bytes {
-            self.0 = fnv_step(self.0, b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// Name hashes -> rule indices, as a table sorted by hash.
+///
+/// Built once from all (hash, rule) pairs: sorted, then cut into 2^k buckets by the hash's top
+/// k bits (k chosen so there are about as many buckets as entries). `offsets[b]..offsets[b+1]`
+/// is bucket `b`'s range of `entries`, each entry the hash's low 32 bits and the rule. A lookup
+/// reads one offset pair and scans about one entry; the caller confirms a candidate by comparing
+/// the rule's name. 8 bytes per entry plus 4 per bucket, and building it is a sort and a
+/// sequential pass, where inserting a million names one by one into a hash table is a million
+/// cache misses.
+pub struct NameIndex {
+    shift: u32,
+    offsets: Box<[u32]>,
+    entries: Box<[(u32, u32)]>,
 }
 
-pub type PrehashedMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<PrehashedKey>>;
+impl NameIndex {
+    /// `pending`: (name_hash, rule) pairs; rules of one name keep their relative order.
+    pub fn build(mut pending: Vec<(u64, u32)>) -> NameIndex {
+        let bits = (usize::BITS - pending.len().max(16).leading_zeros()).min(31);
+        let shift = 64 - bits;
+        pending.sort_unstable();
+        let mut offsets = vec![0u32; (1usize << bits) + 1];
+        for &(hash, _) in &pending {
+            offsets[(hash >> shift) as usize + 1] += 1;
+        }
+        for b in 1..offsets.len() {
+            offsets[b] += offsets[b - 1];
+        }
+        let entries = pending.iter().map(|&(hash, rule)| (hash as u32, rule)).collect();
+        NameIndex { shift, offsets: offsets.into_boxed_slice(), entries }
+    }
+
+    /// Calls `f` with every rule whose name may have this hash.
+    pub fn candidates(&self, hash: u64, mut f: impl FnMut(u32)) {
+        let b = (hash >> self.shift) as usize;
+        let (Some(&lo), Some(&hi)) = (self.offsets.get(b), self.offsets.get(b + 1)) else { return };
+        for &(low, rule) in self.entries.get(lo as usize..hi as usize).unwrap_or_default() {
+            if low == hash as u32 {
+                f(rule);
+            }
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.offsets.len() * 4 + self.entries.len() * 8
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +189,21 @@ mod tests {
         assert!(canonical_rule_name("a..b").unwrap_err().contains("empty label"));
         assert!(canonical_rule_name("a/b.com").unwrap_err().contains("'/'"));
         assert!(canonical_rule_name(&"a".repeat(64)).unwrap_err().contains("63"));
+    }
+
+    #[test]
+    fn name_index_finds_every_rule_of_a_name() {
+        let names = ["a.example", "b.example", "a.example", "c.example"];
+        let index = NameIndex::build(names.iter().enumerate().map(|(i, n)| (name_hash(n), i as u32)).collect());
+        let find = |n: &str| {
+            let mut v = Vec::new();
+            index.candidates(name_hash(n), |r| v.push(r));
+            v
+        };
+        assert_eq!(find("a.example"), [0, 2]);
+        assert_eq!(find("c.example"), [3]);
+        assert!(find("d.example").is_empty());
+        assert!(NameIndex::build(Vec::new()).heap_bytes() > 0);
     }
 
     #[test]

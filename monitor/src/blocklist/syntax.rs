@@ -12,22 +12,22 @@
 //!
 //! A comment line `# relaywatch: key=value ...` is the list's header (category, severity, ...);
 //! its keys are interpreted by the loader.
-use std::net::IpAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use super::name::canonical_rule_name;
 use super::prefix_trie::address_bits;
 
 /// What a rule matches, in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pattern {
+pub enum Pattern<'a> {
     /// The name and every name below it (canonical name).
-    Domain(String),
+    Domain(Cow<'a, str>),
     /// Exactly the name (canonical name).
-    Full(String),
+    Full(Cow<'a, str>),
     /// Any canonical name containing this lower-case ASCII text.
-    Keyword(String),
+    Keyword(Cow<'a, str>),
     /// A regular expression over the canonical name (already checked to compile).
-    Regexp(String),
+    Regexp(&'a str),
     /// An address prefix: `bits` left-aligned, `len` significant bits, `width` 32 or 128.
     Cidr { bits: u128, len: u8, width: u8 },
 }
@@ -35,7 +35,7 @@ pub enum Pattern {
 /// One rule as written on a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleLine<'a> {
-    pub pattern: Pattern,
+    pub pattern: Pattern<'a>,
     /// The rule's text as written (`domain:OpenAI.com`, `10.0.0.0/8`, a hosts-file name).
     pub written: &'a str,
     /// `@attr` tags, without the `@`.
@@ -58,8 +58,9 @@ pub enum Line<'a> {
     /// `# relaywatch: key=value ...`
     Header(Vec<(&'a str, &'a str)>),
     Include(IncludeLine<'a>),
-    /// Usually one rule; a hosts-file line gives one per name.
-    Rules(Vec<RuleLine<'a>>),
+    Rule(RuleLine<'a>),
+    /// A hosts-file line: one rule per name.
+    Hosts(Vec<RuleLine<'a>>),
 }
 
 const HEADER_TAG: &str = "relaywatch:";
@@ -90,7 +91,7 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, String> {
     }
     let pattern = parse_pattern(first)?;
     let attrs = parse_attrs(&rest)?;
-    Ok(Line::Rules(vec![RuleLine { pattern, written: first, attrs }]))
+    Ok(Line::Rule(RuleLine { pattern, written: first, attrs }))
 }
 
 fn parse_header(fields: &str) -> Result<Line<'_>, String> {
@@ -153,10 +154,10 @@ fn parse_hosts_line<'a>(ip: IpAddr, names: &[&'a str]) -> Result<Line<'a>, Strin
         let canonical = canonical_rule_name(name)?;
         rules.push(RuleLine { pattern: Pattern::Full(canonical), written: name, attrs: Vec::new() });
     }
-    Ok(Line::Rules(rules))
+    Ok(Line::Hosts(rules))
 }
 
-fn parse_pattern(token: &str) -> Result<Pattern, String> {
+fn parse_pattern(token: &str) -> Result<Pattern<'_>, String> {
     if let Some(cidr) = parse_address_rule(token)? {
         return Ok(cidr);
     }
@@ -173,14 +174,18 @@ fn parse_pattern(token: &str) -> Result<Pattern, String> {
         "domain" => Ok(Pattern::Domain(canonical_rule_name(value)?)),
         "full" => Ok(Pattern::Full(canonical_rule_name(value)?)),
         "keyword" => {
-            let keyword = value.to_ascii_lowercase();
+            let keyword = if value.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(value.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(value)
+            };
             if let Some(c) = keyword.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
                 return Err(format!("keyword '{value}' has character '{c}', which never occurs in a domain name (write Unicode in its xn-- form)"));
             }
             Ok(Pattern::Keyword(keyword))
         }
         "regexp" => match regex::Regex::new(value) {
-            Ok(_) => Ok(Pattern::Regexp(value.to_string())),
+            Ok(_) => Ok(Pattern::Regexp(value)),
             Err(e) => Err(format!("bad regexp '{value}': {}", one_line(&e.to_string()))),
         },
         _ => Err(format!(
@@ -190,7 +195,7 @@ fn parse_pattern(token: &str) -> Result<Pattern, String> {
 }
 
 /// `Some` for an IP address or CIDR, `None` for anything that is not trying to be one.
-fn parse_address_rule(token: &str) -> Result<Option<Pattern>, String> {
+fn parse_address_rule(token: &str) -> Result<Option<Pattern<'static>>, String> {
     let (addr, len) = match token.split_once('/') {
         Some((addr, len)) => (addr, Some(len)),
         None => (token, None),
@@ -243,7 +248,7 @@ mod tests {
 
     fn rule(line: &str) -> RuleLine<'_> {
         match parse_line(line) {
-            Ok(Line::Rules(mut r)) if r.len() == 1 => r.remove(0),
+            Ok(Line::Rule(r)) => r,
             other => panic!("{line:?}: {other:?}"),
         }
     }
@@ -254,7 +259,7 @@ mod tests {
         assert_eq!(rule("domain:OpenAI.com.").pattern, Pattern::Domain("openai.com".into()));
         assert_eq!(rule("full:ai.google.dev").pattern, Pattern::Full("ai.google.dev".into()));
         assert_eq!(rule("keyword:GPT").pattern, Pattern::Keyword("gpt".into()));
-        assert_eq!(rule(r"regexp:^a\d+\.example$").pattern, Pattern::Regexp(r"^a\d+\.example$".into()));
+        assert_eq!(rule(r"regexp:^a\d+\.example$").pattern, Pattern::Regexp(r"^a\d+\.example$"));
         let r = rule("full:browser-intake-datadoghq.com @ads &other # tracking");
         assert_eq!(r.attrs, ["ads"]);
         assert_eq!(r.written, "full:browser-intake-datadoghq.com");
@@ -266,7 +271,7 @@ mod tests {
         assert_eq!(rule("*.example.org").pattern, Pattern::Domain("example.org".into()));
         assert_eq!(
             parse_line("0.0.0.0 a.example b.example # x").unwrap(),
-            Line::Rules(vec![
+            Line::Hosts(vec![
                 RuleLine { pattern: Pattern::Full("a.example".into()), written: "a.example", attrs: vec![] },
                 RuleLine { pattern: Pattern::Full("b.example".into()), written: "b.example", attrs: vec![] },
             ])
