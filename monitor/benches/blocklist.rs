@@ -88,23 +88,30 @@ fn name_list() -> (PathBuf, Vec<String>) {
     (write_list("names", "# relaywatch: category=ai-relay", &body), queries)
 }
 
+/// 100,000 distinct prefixes, /16 to /32 for IPv4 and /24 to /64 for IPv6 (the sizes real
+/// address lists hold), and queries: one address inside each prefix, and as many random ones.
 fn cidr_list() -> (PathBuf, Vec<IpAddr>) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut body = String::new();
     let mut queries = Vec::new();
-    for _ in 0..V4_CIDRS {
-        let len = 8 + (rng.next() % 25) as u32;
-        let addr = (rng.next() as u32) & (u32::MAX << (32 - len));
-        writeln!(body, "{}/{len}", Ipv4Addr::from(addr)).expect("write to String");
-        queries.push(IpAddr::V4(Ipv4Addr::from(addr | (rng.next() as u32 & !(u32::MAX << (32 - len)) & u32::MAX))));
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < V4_CIDRS {
+        let len = 16 + (rng.next() % 17) as u32;
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        let addr = (rng.next() as u32) & mask;
+        if seen.insert((u128::from(addr), len)) {
+            writeln!(body, "{}/{len}", Ipv4Addr::from(addr)).expect("write to String");
+            queries.push(IpAddr::V4(Ipv4Addr::from(addr | (rng.next() as u32 & !mask))));
+        }
     }
-    for _ in 0..V6_CIDRS {
-        let len = 16 + (rng.next() % 49) as u32;
+    while seen.len() < V4_CIDRS + V6_CIDRS {
+        let len = 24 + (rng.next() % 41) as u32;
         let addr = (u128::from(rng.next()) << 64) & (u128::MAX << (128 - len));
-        writeln!(body, "{}/{len}", Ipv6Addr::from(addr)).expect("write to String");
-        queries.push(IpAddr::V6(Ipv6Addr::from(addr | 1)));
+        if seen.insert((addr, len + 1000)) {
+            writeln!(body, "{}/{len}", Ipv6Addr::from(addr)).expect("write to String");
+            queries.push(IpAddr::V6(Ipv6Addr::from(addr | 1)));
+        }
     }
-    // As many misses as hits.
     for _ in 0..queries.len() {
         queries.push(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
     }
