@@ -613,6 +613,9 @@ impl Builder {
                     .map_err(|e| self.set_error(RuleKind::Regexp, e.to_string()))?,
             )
         };
+        let (mut v4, mut v6) = (self.v4, self.v6);
+        v4.freeze();
+        v6.freeze();
         let mut text = self.text;
         text.shrink_to_fit();
         let mut rules = self.rules;
@@ -627,8 +630,8 @@ impl Builder {
             keyword_heads: self.keyword_heads,
             regexps,
             regexp_heads: self.regexp_heads,
-            v4: self.v4,
-            v6: self.v6,
+            v4,
+            v6,
         })
     }
 
