@@ -240,7 +240,7 @@ mod tests {
                 .filter(|(bits, len, _)| *len == 0 || (addr ^ bits) >> (128 - u32::from(*len)) == 0)
                 .map(|&(_, len, v)| (len, v))
                 .collect();
-            want.sort_by(|a, b| b.0.cmp(&a.0));
+            want.sort_by_key(|w| std::cmp::Reverse(w.0));
             let mut got = Vec::new();
             t.covering(addr, 32, &mut got);
             assert_eq!(got, want, "{addr:x}");
