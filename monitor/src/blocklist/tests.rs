@@ -308,3 +308,14 @@ fn shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Blocklists>();
 }
+
+#[test]
+fn builtin_rule_counts() {
+    let l = Blocklists::builtin();
+    let count = |c: Category| l.lists().iter().filter(|i| i.category == c).map(|i| i.rules).sum::<usize>();
+    // category-ai-!cn resolves to 180 rules, 5 of them @ads (data/blocklists/v2fly README).
+    assert_eq!(count(Category::AiProvider) + count(Category::AiAggregator) + count(Category::AiTool), 175);
+    assert_eq!((count(Category::AiProvider), count(Category::AiAggregator), count(Category::AiTool)), (126, 6, 43));
+    assert_eq!(count(Category::AiDomestic), 113);
+    assert_eq!(count(Category::AiRelay), 254);
+}
