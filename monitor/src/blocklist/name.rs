@@ -5,7 +5,7 @@
 //! query therefore match whatever case, trailing dot or script either was written in.
 //!
 //! Domain rules are found by walking the query's label suffixes (`a.b.example.com`,
-//! `b.example.com`, `example.com`, `com`) and looking each one up in a hash table. `suffix_hashes`
+//! `b.example.com`, `example.com`, `com`) and looking each one up by hash (`NameIndex`). `suffix_hashes`
 //! computes the hashes of all those suffixes in a single right-to-left pass over the bytes, so a
 //! lookup costs O(length) hashing plus O(labels) table probes, and only label boundaries are ever
 //! tried: `openai.com` can match `api.openai.com` but never `notopenai.com`.
