@@ -64,6 +64,9 @@ pub enum Command {
     /// `{"alert": {...}}` or `{"connection": {ECS record}}` on stdin and stores them.
     #[command(hide = true)]
     ApiServe(ApiServeArgs),
+    /// Check list files and look names or addresses up in the blocklists.
+    #[command(subcommand)]
+    Blocklist(BlocklistCommand),
 }
 
 /// How to reach the daemon.
@@ -147,6 +150,50 @@ pub struct ApiServeArgs {
     /// Group whose members may use the API (besides root).
     #[arg(long, default_value = DEFAULT_GROUP)]
     pub group: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlocklistCommand {
+    /// Check list files: print a summary per valid file, or every error as FILE:LINE: reason on
+    /// stderr (exit status 1).
+    Check(BlocklistCheckArgs),
+    /// Look a name or an address up in the built-in lists and any --list files; exit status 0 on
+    /// a match, 1 on none, 2 on a usage or list error.
+    Test(BlocklistTestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BlocklistCheckArgs {
+    /// Category for files whose header names none (for unmodified upstream v2fly files).
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+
+    /// List files to check.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BlocklistTestArgs {
+    /// An extra list file to check against (repeatable).
+    #[arg(long = "list", value_name = "FILE")]
+    pub lists: Vec<std::path::PathBuf>,
+
+    /// Leave the built-in lists out.
+    #[arg(long)]
+    pub no_builtin: bool,
+
+    /// Category for --list files whose header names none.
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The domain name or IP address to look up.
+    #[arg(value_name = "NAME|IP")]
+    pub target: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,6 +1,7 @@
 //! relaywatch's daemon and CLI as a library: the `relaywatch` binary (`main.rs`) is a thin
 //! front end, and fuzz targets and benchmarks reach the pure parsers through here.
 pub mod api;
+pub mod blocklist;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::{cli, client, daemon, diag};
+use monitor::{blocklist, cli, client, daemon, diag};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         cli::Command::Reload(args) => return client::reload(args),
         cli::Command::StoreSoak(args) => diag::store_soak(args),
         cli::Command::ApiServe(args) => diag::api_serve(args),
+        // Has its own exit statuses (`test`: 0 match, 1 none, 2 error).
+        cli::Command::Blocklist(command) => return blocklist::command::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
