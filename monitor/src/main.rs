@@ -5,7 +5,11 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::{cli, daemon};
+use monitor::{
+    cli::{self, Command, ConfigCommand},
+    config::{self, Config},
+    daemon, generate,
+};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -14,7 +18,16 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     let result = match cli.command {
-        cli::Command::Run(args) => daemon::run(args),
+        Command::Run(flags) => Config::for_run(&flags)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| daemon::run(config.run_args())),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::default_toml());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { files }) => return check_config(&files),
+        Command::GenerateMan { dir } => generate::man_pages(&dir).map(|_| ()),
+        Command::GenerateCompletions { dir } => generate::completions(&dir).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -24,4 +37,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `relaywatch config check FILE...`: "FILE: ok" on stdout, or every problem on stderr.
+fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match Config::load(file) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
