@@ -27,7 +27,8 @@ fn write_page(dir: &Path, cmd: clap::Command, written: &mut Vec<PathBuf>) -> Res
     let path = dir.join(format!("{name}.1"));
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     written.push(path);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // `build()` added a `help` subcommand to each level; its page would say nothing new.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
         // A subcommand page is named after its full invocation, as git's are.
         let sub = sub.clone().name(format!("{name}-{}", sub.get_name()));
         write_page(dir, sub, written)?;
@@ -66,7 +67,8 @@ mod tests {
         for expected in ["relaywatch.1", "relaywatch-run.1", "relaywatch-config.1", "relaywatch-config-check.1", "relaywatch-config-default.1"] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
         }
-        assert!(!names.iter().any(|n| n.contains("generate")), "hidden commands got pages: {names:?}");
+        assert!(!names.iter().any(|n| n.contains("generate") || n.contains("help")), "hidden or help commands got pages: {names:?}");
+        assert_eq!(names.len(), 5, "{names:?}");
         let run = std::fs::read_to_string(dir.join("relaywatch-run.1")).unwrap();
         assert!(run.starts_with(".ie") || run.contains(".TH"), "not roff: {}", &run[..80.min(run.len())]);
         assert!(run.contains("include\\-loopback") && run.contains("config"), "{run}");

@@ -62,7 +62,7 @@ pub fn ensure(tests: bool) -> Result<()> {
     }
     if linker.is_none() {
         eprintln!("xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX} (about a minute)");
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        crate::cargo_anywhere()
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", LLVM_PREFIX)
@@ -70,6 +70,29 @@ pub fn ensure(tests: bool) -> Result<()> {
         if bpf_linker_path().is_none() {
             bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
         }
+    }
+    Ok(())
+}
+
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// cargo-deb, for `cargo xtask package` (and `test`, which checks the package).
+pub fn ensure_cargo_deb() -> Result<()> {
+    let installed = crate::cargo_anywhere()
+        .args(["deb", "--version"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing cargo-deb {CARGO_DEB_VERSION} (about a minute)");
+    crate::cargo_anywhere()
+        .args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])
+        .run("cargo install cargo-deb")?;
+    if which("cargo-deb").is_none() {
+        bail!("cargo-deb was installed but is not on PATH: add ~/.cargo/bin to PATH");
     }
     Ok(())
 }
