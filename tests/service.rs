@@ -18,11 +18,11 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The package under test: $RELAYWATCH_DEB, else the one `cargo xtask package` left in
-/// target/debian/.
+/// The package under test: $RELAYWATCH_DEB (relative to the workspace, as cargo runs tests in
+/// tests/), else the newest one `cargo xtask package` left in target/debian/.
 fn deb() -> PathBuf {
     if let Some(p) = std::env::var_os("RELAYWATCH_DEB") {
-        return PathBuf::from(p);
+        return workspace().join(p);
     }
     let dir = workspace().join("target/debian");
     let newest = std::fs::read_dir(&dir).ok().and_then(|entries| {

@@ -30,8 +30,10 @@ const BUILD_PACKAGES: &[&str] = &[
     "libzstd-dev",
 ];
 
-/// Debian packages the test suite and benchmarks drive: real clients and kernel inspection.
-const TEST_PACKAGES: &[&str] = &["bpftool", "curl", "python3", "iproute2", "util-linux", "openssl", "procps"];
+/// Debian packages the test suite and benchmarks drive: real clients and kernel inspection;
+/// systemd (systemd-analyze), man-db and adduser for the packaging tests.
+const TEST_PACKAGES: &[&str] =
+    &["bpftool", "curl", "python3", "iproute2", "util-linux", "openssl", "procps", "systemd", "man-db", "adduser"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
