@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::{DEFAULT_GROUP, DEFAULT_SOCKET, MAX_LIMIT};
+use crate::config::{NAME_WAIT_MS, UDP_WINDOW_MS};
 
 const EXIT_CODES: &str = "\
 Exit codes of the query commands (status, alerts, connections, reload):
@@ -42,7 +43,16 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the agent in the foreground: load and attach the kernel programs, report connections.
-    Run(RunArgs),
+    Run(RunFlags),
+    /// Print or check the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Write man pages (relaywatch.1 and one per subcommand) into DIR. Used by packaging.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+    /// Write bash, zsh and fish completions into DIR. Used by packaging.
+    #[command(hide = true)]
+    GenerateCompletions { dir: PathBuf },
     /// Show the running agent's status.
     #[command(after_help = EXIT_CODES)]
     Status(ConnectArgs),
@@ -196,34 +206,72 @@ pub struct BlocklistTestArgs {
     pub target: String,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+/// Flags of `relaywatch run`. They override the configuration file: a flag given on the
+/// command line wins over the same setting in the file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Configuration file. Without this flag /etc/relaywatch/config.toml is read if it exists;
+    /// built-in defaults are used otherwise. A file named here must exist.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Treat loopback, unspecified and link-local destinations as egress (normally skipped in
-    /// the kernel). For tests and for watching local proxies.
+    /// the kernel). For tests and for watching local proxies. [file: agent.include_loopback]
     #[arg(long)]
     pub include_loopback: bool,
 
     /// Print one JSON record (ECS field names) on stdout for every outbound connection, not
-    /// only for alerts.
+    /// only for alerts. [file: agent.log_connections]
     #[arg(long)]
     pub log_connections: bool,
 
     /// Window in milliseconds in which repeated unconnected datagrams from one process to one
-    /// destination are reported as one record with a count.
-    #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
-    pub udp_window_ms: u64,
+    /// destination are reported as one record with a count. [default: 2000; file:
+    /// agent.udp_window_ms]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(UDP_WINDOW_MS.0..=UDP_WINDOW_MS.1))]
+    pub udp_window_ms: Option<u64>,
 
     /// How long a connection's record waits for its first bytes to name it (TLS SNI, HTTP
-    /// Host, proxy target) before it is written with DNS evidence or none.
-    #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub name_wait_ms: u64,
+    /// Host, proxy target) before it is written with DNS evidence or none. [default: 2000;
+    /// file: agent.name_wait_ms]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(NAME_WAIT_MS.0..=NAME_WAIT_MS.1))]
+    pub name_wait_ms: Option<u64>,
 
-    /// Directory of the local store (relaywatch.db) [default: /var/lib/relaywatch].
+    /// Directory of the local store (relaywatch.db). [default: /var/lib/relaywatch; file:
+    /// agent.state_dir]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
     /// Where to serve the control API used by `relaywatch status`, `alerts`, ...
-    /// [default: /run/relaywatch/relaywatch.sock].
+    /// [default: /run/relaywatch/relaywatch.sock; file: agent.socket]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+}
+
+/// The settings the daemon loop runs with: the configuration file with `RunFlags` applied
+/// (`config::Config::for_run(..).run_args()`).
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub include_loopback: bool,
+    pub log_connections: bool,
+    pub udp_window_ms: u64,
+    pub name_wait_ms: u64,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_group: String,
+    /// Everything else in the configuration (blocklists, alerts, sinks, store, metrics).
+    pub config: crate::config::Config,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the default configuration file, every key commented out at its default and
+    /// explained (the file installed as /etc/relaywatch/config.toml).
+    Default,
+    /// Check configuration files: print "FILE: ok", or each problem (file, line, key, reason)
+    /// on stderr and exit 1.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }

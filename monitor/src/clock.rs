@@ -1,4 +1,5 @@
-//! Kernel timestamps (CLOCK_BOOTTIME nanoseconds) to wall-clock time for `@timestamp`.
+//! Kernel timestamps (CLOCK_BOOTTIME nanoseconds) to wall-clock time for `@timestamp`, and the
+//! monotonic clock for systemd notifications.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ns(clock: libc::clockid_t) -> u64 {
@@ -11,6 +12,11 @@ fn now_ns(clock: libc::clockid_t) -> u64 {
 /// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
 pub fn boot_ns() -> u64 {
     now_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock systemd's MONOTONIC_USEC refers to.
+pub fn monotonic_ns() -> u64 {
+    now_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// The wall-clock time at which the kernel's boot-clock reading `ts_boot_ns` was taken.

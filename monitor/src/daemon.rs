@@ -35,7 +35,7 @@ use crate::{
     process::{ProcReader, UserNames},
     proctable::ProcessTable,
     record::ConnectionRecord,
-    store::{ConnectionSummaryUpdate, DEFAULT_STATE_DIR, StoreHandle},
+    store::{ConnectionSummaryUpdate, StoreHandle},
 };
 
 /// Extra wait after a window closes, so that the last datagrams' counts have landed.
@@ -221,9 +221,9 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| DEFAULT_STATE_DIR.into());
-    let store = StoreHandle::open(&state_dir)?;
-    let socket = args.socket.clone().unwrap_or_else(|| api::DEFAULT_SOCKET.into());
+    let store = StoreHandle::open(&args.state_dir)?;
+    let socket = args.socket.clone();
+    let socket_group = args.socket_group.clone();
 
     let mut agent = Agent::load_and_attach(&host, config)?;
     let events = agent.events.take().context("ring buffer already taken")?;
@@ -246,9 +246,9 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
         store: store.clone(),
     });
     let api_task = {
-        let (socket, daemon, store) = (socket.clone(), daemon_state.clone(), store.clone());
+        let (socket, socket_group, daemon, store) = (socket.clone(), socket_group, daemon_state.clone(), store.clone());
         tokio::spawn(async move {
-            if let Err(e) = api::serve(&socket, api::DEFAULT_GROUP, daemon, store).await {
+            if let Err(e) = api::serve(&socket, &socket_group, daemon, store).await {
                 log::error!("control API on {}: {e:#}", socket.display());
             }
         })

@@ -5,7 +5,13 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::{blocklist, cli, client, daemon, diag};
+use monitor::{
+    blocklist,
+    cli::{self, Command, ConfigCommand},
+    client,
+    config::{self, Config},
+    daemon, diag, generate,
+};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -14,16 +20,25 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     let result = match cli.command {
-        cli::Command::Run(args) => daemon::run(args),
+        Command::Run(flags) => Config::for_run(&flags)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| daemon::run(config.run_args())),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::default_toml());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { files }) => return check_config(&files),
+        Command::GenerateMan { dir } => generate::man_pages(&dir).map(|_| ()),
+        Command::GenerateCompletions { dir } => generate::completions(&dir).map(|_| ()),
         // The query commands print their own one-line errors and choose their exit codes.
-        cli::Command::Status(args) => return client::status(args),
-        cli::Command::Alerts(args) => return client::alerts(args),
-        cli::Command::Connections(args) => return client::connections(args),
-        cli::Command::Reload(args) => return client::reload(args),
-        cli::Command::StoreSoak(args) => diag::store_soak(args),
-        cli::Command::ApiServe(args) => diag::api_serve(args),
+        Command::Status(args) => return client::status(args),
+        Command::Alerts(args) => return client::alerts(args),
+        Command::Connections(args) => return client::connections(args),
+        Command::Reload(args) => return client::reload(args),
+        Command::StoreSoak(args) => diag::store_soak(args),
+        Command::ApiServe(args) => diag::api_serve(args),
         // Has its own exit statuses (`test`: 0 match, 1 none, 2 error).
-        cli::Command::Blocklist(command) => return blocklist::command::run(&command),
+        Command::Blocklist(command) => return blocklist::command::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,4 +48,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `relaywatch config check FILE...`: "FILE: ok" on stdout, or every problem on stderr.
+fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match Config::load(file) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

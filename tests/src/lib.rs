@@ -48,15 +48,21 @@ pub struct Daemon {
 impl Daemon {
     /// Start `relaywatch run ARGS` and wait until its programs are attached.
     pub fn start(args: &[&str]) -> Daemon {
-        Daemon::spawn(args, true)
+        Daemon::spawn(&[], args, true)
     }
 
     /// Like `start`, but records are read and thrown away (benchmarks: no memory growth).
     pub fn start_discarding_records(args: &[&str]) -> Daemon {
-        Daemon::spawn(args, false)
+        Daemon::spawn(&[], args, false)
     }
 
-    fn spawn(args: &[&str], keep_records: bool) -> Daemon {
+    /// Like `start`, under a wrapper that execs its last argument (`setpriv ... --`), so the
+    /// pid is still the daemon's.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Daemon {
+        Daemon::spawn(wrapper, args, true)
+    }
+
+    fn spawn(wrapper: &[&str], args: &[&str], keep_records: bool) -> Daemon {
         require_root();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -65,7 +71,15 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let state_dir = dir.join("state");
         let socket = dir.join("relaywatch.sock");
-        let mut child = Command::new(relaywatch_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(relaywatch_bin());
+                c
+            }
+            None => Command::new(relaywatch_bin()),
+        };
+        let mut child = command
             .arg("run")
             .arg("--state-dir")
             .arg(&state_dir)

@@ -1,7 +1,8 @@
-//! Developer workflows: `cargo xtask setup | build | run | test | bench`.
+//! Developer workflows: `cargo xtask setup | build | run | test | bench | package`.
 //!
 //! `setup` is the only place that installs anything. It is idempotent and checks before it
 //! acts, so `run`, `test` and `bench` call it every time at the cost of a few file lookups.
+mod package;
 mod setup;
 
 use std::{
@@ -47,6 +48,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the Debian package (target/debian/relaywatch_VERSION-1_ARCH.deb) with cargo-deb,
+    /// installing cargo-deb first if it is missing. See packaging/ and monitor/Cargo.toml.
+    Package {
+        /// Package the debug build instead of the release build (what `test` does, to reuse
+        /// the binary it already built).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Criterion benchmarks of the agent's overhead, as ratios against a run without it.
     Bench {
         /// Extra arguments for the criterion harness (e.g. a benchmark name filter).
@@ -89,9 +98,19 @@ fn run(task: Task) -> Result<()> {
             require_root("the integration tests load eBPF programs")?;
             setup::ensure(true)?;
             let bin = build(&root, false)?;
+            // The packaging tests (tests/service.rs) inspect and install this .deb.
+            let deb = package::build_deb(&root, false)?;
             let mut cmd = cargo(&root);
-            cmd.args(["test", "--workspace", "--exclude", "monitor-ebpf"]).args(args).env("RELAYWATCH_BIN", &bin);
+            cmd.args(["test", "--workspace", "--exclude", "monitor-ebpf"])
+                .args(args)
+                .env("RELAYWATCH_BIN", &bin)
+                .env("RELAYWATCH_DEB", &deb);
             run_tests_with_summary(cmd)
+        }
+        Task::Package { debug } => {
+            let deb = package::build_deb(&root, !debug)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::Bench { args } => {
             require_root("the benchmarks attach the agent")?;
@@ -138,14 +157,20 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn cargo(root: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+/// `cargo` in the workspace root.
+pub(crate) fn cargo(root: &Path) -> Command {
+    let mut cmd = cargo_anywhere();
     cmd.current_dir(root);
     cmd
 }
 
+/// The cargo that runs xtask (so the same toolchain), in the current directory.
+pub(crate) fn cargo_anywhere() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 /// Build `relaywatch` and return the path of the binary.
-fn build(root: &Path, release: bool) -> Result<PathBuf> {
+pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
     let mut cmd = cargo(root);
     cmd.args(["build", "-p", "monitor", "--bin", "relaywatch"]);
     if release {

@@ -30,7 +30,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "libzstd-dev",
 ];
 
-/// Debian packages the test suite and benchmarks drive: real clients and kernel inspection.
+/// Debian packages the test suite and benchmarks drive: real clients and kernel inspection;
+/// dnsmasq for the DNS tests; systemd (systemd-analyze), man-db and adduser for the packaging
+/// tests.
 const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "curl",
@@ -41,6 +43,9 @@ const TEST_PACKAGES: &[&str] = &[
     "openssl",
     "procps",
     "dnsmasq-base",
+    "systemd",
+    "man-db",
+    "adduser",
 ];
 
 /// Python packages the tests drive from the test virtualenv (target/test-venv).
@@ -79,7 +84,7 @@ pub fn ensure(tests: bool) -> Result<()> {
     }
     if linker.is_none() {
         eprintln!("xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX} (about a minute)");
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        crate::cargo_anywhere()
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", LLVM_PREFIX)
@@ -117,6 +122,29 @@ fn ensure_test_venv() -> Result<()> {
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
         .args(TEST_PYTHON_PACKAGES)
         .run("pip install")
+}
+
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// cargo-deb, for `cargo xtask package` (and `test`, which checks the package).
+pub fn ensure_cargo_deb() -> Result<()> {
+    let installed = crate::cargo_anywhere()
+        .args(["deb", "--version"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing cargo-deb {CARGO_DEB_VERSION} (about a minute)");
+    crate::cargo_anywhere()
+        .args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])
+        .run("cargo install cargo-deb")?;
+    if which("cargo-deb").is_none() {
+        bail!("cargo-deb was installed but is not on PATH: add ~/.cargo/bin to PATH");
+    }
+    Ok(())
 }
 
 /// Packages from `wanted` that dpkg does not report as installed.

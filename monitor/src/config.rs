@@ -1,0 +1,869 @@
+//! The configuration file (TOML, /etc/relaywatch/config.toml by default).
+//!
+//! Every key has a default, so the daemon runs with no file at all. Loading happens in two
+//! stages:
+//! 1. serde reads the text into the section structs. Syntax errors, unknown keys (every table
+//!    denies unknown fields: a typo must not silently fall back to a default) and wrong types stop
+//!    here, reported with line, column and key path.
+//! 2. `validate` checks ranges and the per-kind rules of `[[sink]]` tables, collecting every
+//!    problem, and turns each raw sink into a typed [`Sink`].
+//!
+//! Command-line flags of `relaywatch run` override the file (see [`Config::apply_run_args`]).
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{RunArgs, RunFlags};
+
+pub const DEFAULT_PATH: &str = "/etc/relaywatch/config.toml";
+
+const MIB: u64 = 1024 * 1024;
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub agent: Agent,
+    pub output: Output,
+    pub sinks: Vec<Sink>,
+    pub blocklists: Blocklists,
+    pub alerts: Alerts,
+    pub store: Store,
+    pub metrics: Metrics,
+}
+
+/// `[agent]`: what the kernel side reports and where the daemon keeps its state.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Agent {
+    pub include_loopback: bool,
+    pub log_connections: bool,
+    pub udp_window_ms: u64,
+    pub name_wait_ms: u64,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_group: String,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent {
+            include_loopback: false,
+            log_connections: false,
+            udp_window_ms: 2000,
+            name_wait_ms: 2000,
+            state_dir: PathBuf::from("/var/lib/relaywatch"),
+            socket: PathBuf::from("/run/relaywatch/relaywatch.sock"),
+            socket_group: "relaywatch".into(),
+        }
+    }
+}
+
+pub const UDP_WINDOW_MS: (u64, u64) = (10, 600_000);
+pub const NAME_WAIT_MS: (u64, u64) = (0, 60_000);
+
+/// `[output]`: the records written on stdout.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Output {
+    pub format: Format,
+    pub stdout: bool,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output { format: Format::Ecs, stdout: true }
+    }
+}
+
+/// Field naming of output records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Elastic Common Schema.
+    Ecs,
+    /// Open Cybersecurity Schema Framework.
+    Ocsf,
+}
+
+/// One `[[sink]]`: where alerts are forwarded, validated per kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    /// RFC 5424 syslog; `url` is udp://, tcp:// or tls:// HOST[:PORT].
+    Syslog { url: String, queue_max_bytes: u64 },
+    /// JSON lines in a local file, rotated at `max_bytes`, keeping `max_files` old files.
+    File { path: PathBuf, max_bytes: u64, max_files: u32 },
+    /// Splunk HTTP Event Collector; the token is read from `token_file`.
+    SplunkHec { url: String, token_file: PathBuf, index: Option<String>, queue_max_bytes: u64 },
+    /// Elasticsearch / OpenSearch bulk API; `token_file` holds an API key if the cluster needs one.
+    Elasticsearch { url: String, token_file: Option<PathBuf>, index: String, queue_max_bytes: u64 },
+}
+
+pub const SINK_QUEUE_MAX_BYTES: u64 = 64 * MIB;
+pub const FILE_SINK_MAX_BYTES: u64 = 100 * MIB;
+pub const FILE_SINK_MAX_FILES: u32 = 5;
+pub const ELASTICSEARCH_INDEX: &str = "logs-relaywatch-default";
+
+impl Sink {
+    /// The kind as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sink::Syslog { .. } => SinkKind::Syslog.name(),
+            Sink::File { .. } => SinkKind::File.name(),
+            Sink::SplunkHec { .. } => SinkKind::SplunkHec.name(),
+            Sink::Elasticsearch { .. } => SinkKind::Elasticsearch.name(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SinkKind {
+    Syslog,
+    File,
+    SplunkHec,
+    Elasticsearch,
+}
+
+impl SinkKind {
+    fn name(self) -> &'static str {
+        match self {
+            SinkKind::Syslog => "syslog",
+            SinkKind::File => "file",
+            SinkKind::SplunkHec => "splunk-hec",
+            SinkKind::Elasticsearch => "elasticsearch",
+        }
+    }
+}
+
+/// A `[[sink]]` table as written, before the per-kind rules are applied.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: SinkKind,
+    url: Option<String>,
+    path: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    max_files: Option<u32>,
+    queue_max_bytes: Option<u64>,
+    index: Option<String>,
+}
+
+/// `[blocklists]`: where the lists of AI relays and providers come from and what each category does.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Blocklists {
+    /// Paths or glob patterns of list files.
+    pub files: Vec<String>,
+    /// Use the lists compiled into the binary.
+    pub builtin: bool,
+    pub resolve_interval_s: u64,
+    /// DNS server for resolving list names; None: the system resolver.
+    pub nameserver: Option<SocketAddr>,
+    pub actions: Actions,
+}
+
+impl Default for Blocklists {
+    fn default() -> Self {
+        Blocklists {
+            files: vec!["/etc/relaywatch/blocklist.d/*.list".into()],
+            builtin: true,
+            resolve_interval_s: 3600,
+            nameserver: None,
+            actions: Actions::default(),
+        }
+    }
+}
+
+/// `[blocklists.actions]`: the action per blocklist category.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Actions {
+    pub ai_relay: Action,
+    pub ai_provider: Action,
+    pub ai_aggregator: Action,
+    pub ai_tool: Action,
+    pub ai_domestic: Action,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            ai_relay: Action::Alert,
+            ai_provider: Action::Alert,
+            ai_aggregator: Action::Alert,
+            ai_tool: Action::Alert,
+            ai_domestic: Action::Ignore,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Ignore,
+    Alert,
+    Block,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// One alert per (process, destination, rule) within this many seconds.
+    pub dedupe_window_s: u64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { dedupe_window_s: 600 }
+    }
+}
+
+/// `[store]`: the local SQLite store under the state directory.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    pub retention_days: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { retention_days: 30, max_bytes: 512 * MIB }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
+}
+
+/// The file as deserialized: sinks still raw.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    agent: Agent,
+    output: Output,
+    #[serde(rename = "sink")]
+    sinks: Vec<RawSink>,
+    blocklists: Blocklists,
+    alerts: Alerts,
+    store: Store,
+    metrics: Metrics,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line and column, when the parser knows them.
+    pub position: Option<(usize, usize)>,
+    /// The message, starting with the key path where there is one (`agent.udp_window_ms: ...`).
+    pub message: String,
+}
+
+/// Everything wrong with one configuration file; displayed as one line per problem, each
+/// starting with the file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.position {
+                Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, p.message)?,
+                None => write!(f, "{}: {}", self.file, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read and validate the file at `path`. A missing file is an error here; see
+    /// [`Config::load_or_default`] for the daemon's rule.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            problems: vec![Problem { position: None, message: format!("cannot read: {e}") }],
+        })?;
+        Config::from_str_named(&text, &name)
+    }
+
+    /// The daemon's rule: an explicit `--config PATH` must exist; without one, the default path
+    /// is read if it exists, and built-in defaults are used if it does not.
+    pub fn load_or_default(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(path) => Config::load(path),
+            None if Path::new(DEFAULT_PATH).exists() => Config::load(Path::new(DEFAULT_PATH)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Parse and validate `text`; `name` (usually the path) starts every error line.
+    pub fn from_str_named(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError { file: name.to_owned(), problems };
+        let raw = parse(text).map_err(|p| fail(vec![p]))?;
+        validate(raw).map_err(fail)
+    }
+
+    /// The configuration `relaywatch run` uses: the file named by `--config` (or the default
+    /// file, or built-in defaults), then the flags on top of it.
+    pub fn for_run(flags: &RunFlags) -> Result<Config, ConfigError> {
+        let mut config = Config::load_or_default(flags.config.as_deref())?;
+        config.apply_run_flags(flags);
+        Ok(config)
+    }
+
+    /// Let `relaywatch run` flags override the file. A boolean flag can only switch a feature
+    /// on (its absence says nothing, so a `true` in the file stays); a valued flag overrides
+    /// when it is given.
+    pub fn apply_run_flags(&mut self, flags: &RunFlags) {
+        self.agent.include_loopback |= flags.include_loopback;
+        self.agent.log_connections |= flags.log_connections;
+        if let Some(ms) = flags.udp_window_ms {
+            self.agent.udp_window_ms = ms;
+        }
+        if let Some(ms) = flags.name_wait_ms {
+            self.agent.name_wait_ms = ms;
+        }
+        if let Some(dir) = &flags.state_dir {
+            self.agent.state_dir = dir.clone();
+        }
+        if let Some(socket) = &flags.socket {
+            self.agent.socket = socket.clone();
+        }
+    }
+
+    /// The settings today's daemon loop reads (until it takes the whole `Config`).
+    pub fn run_args(&self) -> RunArgs {
+        RunArgs {
+            include_loopback: self.agent.include_loopback,
+            log_connections: self.agent.log_connections,
+            udp_window_ms: self.agent.udp_window_ms,
+            name_wait_ms: self.agent.name_wait_ms,
+            state_dir: self.agent.state_dir.clone(),
+            socket: self.agent.socket.clone(),
+            socket_group: self.agent.socket_group.clone(),
+            config: self.clone(),
+        }
+    }
+}
+
+/// Stage 1: text to structs. Stops at the first problem (serde cannot go on past it).
+fn parse(text: &str) -> Result<FileConfig, Problem> {
+    let at = |span: Option<std::ops::Range<usize>>| span.map(|s| line_col(text, s.start));
+    let de = toml::Deserializer::parse(text).map_err(|e| Problem { position: at(e.span()), message: e.message().trim().to_owned() })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        Problem { position: at(inner.span()), message: describe(&path, inner.message().trim()) }
+    })
+}
+
+/// Phrase a serde message with its key path: unknown fields become `unknown key "a.b"`.
+fn describe(path: &str, message: &str) -> String {
+    if let Some((field, expected)) = message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+        // serde_path_to_error's path already ends with the unknown key.
+        let full = if path == "." || path.is_empty() { field } else { path };
+        let expected = expected.trim_start_matches(',').trim();
+        return if expected.is_empty() {
+            format!("unknown key \"{full}\"")
+        } else {
+            format!("unknown key \"{full}\" ({expected})")
+        };
+    }
+    if path == "." || path.is_empty() { message.to_owned() } else { format!("{path}: {message}") }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Stage 2: ranges and sink rules; every problem is collected.
+fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |message: String| problems.push(Problem { position: None, message });
+
+    let mut in_range = |key: &str, value: u64, (min, max): (u64, u64)| {
+        if value < min {
+            problem(format!("{key}: {value} is below the minimum {min}"));
+        } else if value > max {
+            problem(format!("{key}: {value} is above the maximum {max}"));
+        }
+    };
+    in_range("agent.udp_window_ms", raw.agent.udp_window_ms, UDP_WINDOW_MS);
+    in_range("agent.name_wait_ms", raw.agent.name_wait_ms, NAME_WAIT_MS);
+    in_range("blocklists.resolve_interval_s", raw.blocklists.resolve_interval_s, (1, u64::MAX));
+    in_range("store.retention_days", raw.store.retention_days, (1, u64::MAX));
+    in_range("store.max_bytes", raw.store.max_bytes, (MIB, u64::MAX));
+
+    let mut absolute = |key: &str, path: &Path| {
+        if !path.is_absolute() {
+            problem(format!("{key}: \"{}\" is not an absolute path", path.display()));
+        }
+    };
+    absolute("agent.state_dir", &raw.agent.state_dir);
+    absolute("agent.socket", &raw.agent.socket);
+    for (i, f) in raw.blocklists.files.iter().enumerate() {
+        absolute(&format!("blocklists.files[{i}]"), Path::new(f));
+    }
+    if raw.agent.socket_group.trim().is_empty() {
+        problem("agent.socket_group: empty".into());
+    }
+
+    let mut sinks = Vec::new();
+    for (i, s) in raw.sinks.into_iter().enumerate() {
+        match sink(s, &format!("sink[{i}]")) {
+            Ok(s) => sinks.push(s),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Config {
+        agent: raw.agent,
+        output: raw.output,
+        sinks,
+        blocklists: raw.blocklists,
+        alerts: raw.alerts,
+        store: raw.store,
+        metrics: raw.metrics,
+    })
+}
+
+/// Which optional keys each sink kind accepts, and which it requires.
+fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
+    let kind = raw.kind.name();
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, reason: String| problems.push(Problem { position: None, message: format!("{at}.{key}: {reason}") });
+
+    let (required, allowed): (&[&str], &[&str]) = match raw.kind {
+        SinkKind::Syslog => (&["url"], &["queue_max_bytes"]),
+        SinkKind::File => (&["path"], &["max_bytes", "max_files"]),
+        SinkKind::SplunkHec => (&["url", "token_file"], &["index", "queue_max_bytes"]),
+        SinkKind::Elasticsearch => (&["url"], &["token_file", "index", "queue_max_bytes"]),
+    };
+    let present = [
+        ("url", raw.url.is_some()),
+        ("path", raw.path.is_some()),
+        ("token_file", raw.token_file.is_some()),
+        ("max_bytes", raw.max_bytes.is_some()),
+        ("max_files", raw.max_files.is_some()),
+        ("queue_max_bytes", raw.queue_max_bytes.is_some()),
+        ("index", raw.index.is_some()),
+    ];
+    for (key, is_set) in present {
+        if !is_set && required.contains(&key) {
+            problem(key, format!("missing (required for kind \"{kind}\")"));
+        } else if is_set && !required.contains(&key) && !allowed.contains(&key) {
+            problem(key, format!("not allowed for kind \"{kind}\""));
+        }
+    }
+
+    if let Some(url) = &raw.url {
+        let schemes: &[&str] = match raw.kind {
+            SinkKind::Syslog => &["udp", "tcp", "tls"],
+            _ => &["http", "https"],
+        };
+        if let Err(reason) = check_url(url, schemes, raw.kind == SinkKind::Syslog) {
+            problem("url", reason);
+        }
+    }
+    for (key, path) in [("path", &raw.path), ("token_file", &raw.token_file)] {
+        if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+            problem(key, format!("\"{}\" is not an absolute path", p.display()));
+        }
+    }
+    for (key, value) in [("max_bytes", raw.max_bytes), ("queue_max_bytes", raw.queue_max_bytes), ("max_files", raw.max_files.map(u64::from))] {
+        if value == Some(0) {
+            problem(key, "must be greater than 0".into());
+        }
+    }
+    if raw.index.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        problem("index", "empty".into());
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let queue_max_bytes = raw.queue_max_bytes.unwrap_or(SINK_QUEUE_MAX_BYTES);
+    // The checks above guarantee the required keys; `unwrap_or_default` only keeps this total.
+    Ok(match raw.kind {
+        SinkKind::Syslog => Sink::Syslog { url: raw.url.unwrap_or_default(), queue_max_bytes },
+        SinkKind::File => Sink::File {
+            path: raw.path.unwrap_or_default(),
+            max_bytes: raw.max_bytes.unwrap_or(FILE_SINK_MAX_BYTES),
+            max_files: raw.max_files.unwrap_or(FILE_SINK_MAX_FILES),
+        },
+        SinkKind::SplunkHec => Sink::SplunkHec {
+            url: raw.url.unwrap_or_default(),
+            token_file: raw.token_file.unwrap_or_default(),
+            index: raw.index,
+            queue_max_bytes,
+        },
+        SinkKind::Elasticsearch => Sink::Elasticsearch {
+            url: raw.url.unwrap_or_default(),
+            token_file: raw.token_file,
+            index: raw.index.unwrap_or_else(|| ELASTICSEARCH_INDEX.into()),
+            queue_max_bytes,
+        },
+    })
+}
+
+/// `SCHEME://HOST[:PORT][/PATH]`; syslog URLs take no path. Hosts may be names, IPv4 or [IPv6].
+fn check_url(url: &str, schemes: &[&str], no_path: bool) -> Result<(), String> {
+    let expected = || schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("\"{url}\" is not a URL (expected {})", expected()));
+    };
+    if !schemes.contains(&scheme) {
+        return Err(format!("\"{url}\": scheme \"{scheme}\" is not supported here (expected {})", expected()));
+    }
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    if no_path && !path.is_empty() {
+        return Err(format!("\"{url}\": a {scheme}:// URL takes no path"));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, tail.strip_prefix(':')),
+            _ => return Err(format!("\"{url}\": bad [IPv6] host")),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() || host.contains(['@', ' ', '/']) {
+        return Err(format!("\"{url}\": missing or bad host"));
+    }
+    if let Some(p) = port.filter(|p| p.parse::<u16>().ok().filter(|&p| p != 0).is_none()) {
+        return Err(format!("\"{url}\": bad port \"{p}\""));
+    }
+    Ok(())
+}
+
+/// The configuration file shipped in /etc/relaywatch/config.toml and printed by
+/// `relaywatch config default`: every key, commented out at its default value, with its meaning.
+///
+/// Lines `#key = value` are settings (uncommenting them all gives the same configuration, which
+/// the tests check); lines `# ...` are prose and examples.
+pub fn default_toml() -> String {
+    DEFAULT_TOML.to_owned()
+}
+
+const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
+#
+# Every setting below is commented out at its built-in default: relaywatch runs the same with this
+# file empty or absent. Uncomment and change what you need. Flags of `relaywatch run` override the
+# values here. Check a file with `relaywatch config check FILE`; reload a running agent with
+# `systemctl reload relaywatch` (or `relaywatch reload`).
+
+[agent]
+# Treat loopback, unspecified and link-local destinations as egress (normally skipped in the
+# kernel). Local proxies (Clash, V2Ray, sing-box) are named through the proxy either way.
+#include_loopback = false
+# Write a record for every outbound connection, not only for alerts.
+#log_connections = false
+# Repeated unconnected datagrams from one process to one destination within this window (ms)
+# are one record with a count. 10 to 600000.
+#udp_window_ms = 2000
+# How long (ms) a connection record waits for its destination name (TLS SNI, HTTP Host, DNS
+# answer) before it is written without one. 0 to 60000.
+#name_wait_ms = 2000
+# Where the local store and queues live.
+#state_dir = "/var/lib/relaywatch"
+# The local API socket used by `relaywatch status`, `alerts`, `connections`, `reload`.
+#socket = "/run/relaywatch/relaywatch.sock"
+# Members of this group may use the local API socket.
+#socket_group = "relaywatch"
+
+[output]
+# Field names of the JSON records on stdout: "ecs" (Elastic Common Schema) or "ocsf".
+#format = "ecs"
+# Write records on stdout (the journal, under systemd).
+#stdout = true
+
+# Sinks: where alerts are forwarded, one [[sink]] table each. None by default. Examples:
+#
+# [[sink]]
+# kind = "syslog"                 # RFC 5424; url is udp://, tcp:// or tls:// HOST[:PORT]
+# url = "tls://siem.example.com:6514"
+# queue_max_bytes = 67108864      # on-disk buffer while the collector is down (default 64 MiB)
+#
+# [[sink]]
+# kind = "file"                   # JSON lines; path is required
+# path = "/var/log/relaywatch/alerts.json"
+# max_bytes = 104857600           # rotate at this size (default 100 MiB)
+# max_files = 5                   # rotated files kept (default 5)
+#
+# [[sink]]
+# kind = "splunk-hec"             # url and token_file are required
+# url = "https://splunk.example.com:8088"
+# token_file = "/etc/relaywatch/hec.token"
+# index = "security"              # optional; the token's default index otherwise
+#
+# [[sink]]
+# kind = "elasticsearch"          # also OpenSearch; url is required
+# url = "https://elastic.example.com:9200"
+# token_file = "/etc/relaywatch/elastic.apikey"   # optional API key
+# index = "logs-relaywatch-default"               # the default
+
+[blocklists]
+# List files: absolute paths or glob patterns.
+#files = ["/etc/relaywatch/blocklist.d/*.list"]
+# Also use the lists compiled into relaywatch.
+#builtin = true
+# How often (s) names on the lists are resolved to addresses again.
+#resolve_interval_s = 3600
+# DNS server ("IP:PORT") for resolving list names; the system resolver when unset. Example:
+# nameserver = "127.0.0.1:53"
+
+[blocklists.actions]
+# What a match in each category does: "ignore", "alert", or "block" (enforcement, opt-in).
+#ai-relay = "alert"
+#ai-provider = "alert"
+#ai-aggregator = "alert"
+#ai-tool = "alert"
+#ai-domestic = "ignore"
+
+[alerts]
+# Repeated alerts for the same process, destination and rule within this many seconds are one.
+#dedupe_window_s = 600
+
+[store]
+# The local store (SQLite, under state_dir): records older than this are deleted...
+#retention_days = 30
+# ...and the oldest are deleted when it grows past this size (bytes; default 512 MiB).
+#max_bytes = 536870912
+
+[metrics]
+# Prometheus text-format endpoint at http://LISTEN/metrics. Off by default. It has no
+# authentication: keep it on a loopback address unless the port is firewalled.
+#enabled = false
+#listen = "127.0.0.1:9464"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::from_str_named(text, "c.toml").unwrap_err().to_string().lines().map(str::to_owned).collect()
+    }
+
+    /// Uncomment every `#key = value` line of the default file.
+    fn uncommented(text: &str) -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every key path of the default configuration, from its serialized form.
+    fn key_paths(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => key_paths(&path, t, out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_str_named("", "c.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn default_file_parses_to_the_default_as_is_and_uncommented() {
+        let text = default_toml();
+        assert_eq!(Config::from_str_named(&text, "default").unwrap(), Config::default());
+        let active = uncommented(&text);
+        assert_eq!(Config::from_str_named(&active, "uncommented").unwrap(), Config::default());
+        // Every key with a value by default is set in it (nameserver, unset, has an example).
+        let d = Config::default();
+        let mut table = toml::Table::new();
+        for (name, section) in [
+            ("agent", toml::Table::try_from(&d.agent).unwrap()),
+            ("output", toml::Table::try_from(&d.output).unwrap()),
+            ("blocklists", toml::Table::try_from(&d.blocklists).unwrap()),
+            ("alerts", toml::Table::try_from(&d.alerts).unwrap()),
+            ("store", toml::Table::try_from(&d.store).unwrap()),
+            ("metrics", toml::Table::try_from(&d.metrics).unwrap()),
+        ] {
+            table.insert(name.into(), toml::Value::Table(section));
+        }
+        let mut expected = Vec::new();
+        key_paths("", &table, &mut expected);
+        let mut written = Vec::new();
+        key_paths("", &active.parse::<toml::Table>().unwrap(), &mut written);
+        assert!(expected.len() >= 22, "{expected:?}");
+        for key in &expected {
+            assert!(written.contains(key), "default_toml() does not document {key}");
+        }
+    }
+
+    #[test]
+    fn sink_examples_in_the_default_file_are_valid() {
+        let examples: String = DEFAULT_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[sink]]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let c = Config::from_str_named(&examples, "examples").unwrap();
+        let kinds: Vec<_> = c.sinks.iter().map(Sink::kind).collect();
+        assert_eq!(kinds, ["syslog", "file", "splunk-hec", "elasticsearch"]);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = Config::from_str_named(
+            "[agent]\nudp_window_ms = 10\nname_wait_ms = 0\n[output]\nformat = \"ocsf\"\n\
+             [blocklists]\nnameserver = \"127.0.0.1:5353\"\n[blocklists.actions]\nai-domestic = \"block\"\n\
+             [metrics]\nenabled = true\nlisten = \"[::1]:9000\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.agent.udp_window_ms, 10);
+        assert_eq!(c.agent.name_wait_ms, 0);
+        assert_eq!(c.output.format, Format::Ocsf);
+        assert_eq!(c.blocklists.nameserver, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(c.blocklists.actions.ai_domestic, Action::Block);
+        assert_eq!(c.blocklists.actions.ai_relay, Action::Alert);
+        assert_eq!(c.metrics.listen, "[::1]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_its_path_and_line() {
+        assert_eq!(
+            errors("[agent]\n\ninclude_loopbak = true\n"),
+            ["c.toml:3:1: unknown key \"agent.include_loopbak\" (expected one of `include_loopback`, `log_connections`, `udp_window_ms`, `name_wait_ms`, `state_dir`, `socket`, `socket_group`)"]
+        );
+        assert!(errors("[agnet]\n")[0].starts_with("c.toml:1:2: unknown key \"agnet\""), "{:?}", errors("[agnet]\n"));
+        assert!(errors("[[sink]]\nkind = \"file\"\npath = \"/x\"\nurl2 = 1\n")[0].starts_with("c.toml:4:1: unknown key \"sink[0].url2\""));
+        assert!(errors("[blocklists.actions]\nai-relays = \"alert\"\n")[0].starts_with("c.toml:2:1: unknown key \"blocklists.actions.ai-relays\""));
+    }
+
+    #[test]
+    fn wrong_types_and_values_name_the_key() {
+        assert_eq!(errors("[agent]\nudp_window_ms = \"5\"\n"), ["c.toml:2:17: agent.udp_window_ms: invalid type: string \"5\", expected u64"]);
+        assert_eq!(errors("[output]\nformat = \"xml\"\n"), ["c.toml:2:10: output.format: unknown variant `xml`, expected `ecs` or `ocsf`"]);
+        assert_eq!(errors("[metrics]\nlisten = \"localhost\"\n"), ["c.toml:2:10: metrics.listen: invalid socket address syntax"]);
+        assert_eq!(errors("[agent]\nudp_window_ms = -1\n"), ["c.toml:2:17: agent.udp_window_ms: invalid value: integer `-1`, expected u64"]);
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let e = errors("[agent]\ninclude_loopback = \n");
+        assert!(e[0].starts_with("c.toml:2:"), "{e:?}");
+        let e = errors("[agent]\nsocket = \"/a\"\nsocket = \"/b\"\n");
+        assert!(e[0].starts_with("c.toml:3:") && e[0].contains("duplicate"), "{e:?}");
+    }
+
+    #[test]
+    fn ranges_are_checked_and_all_problems_reported() {
+        assert_eq!(
+            errors("[agent]\nudp_window_ms = 5\nname_wait_ms = 60001\nstate_dir = \"var/lib\"\n[blocklists]\nfiles = [\"x.list\"]\n"),
+            [
+                "c.toml: agent.udp_window_ms: 5 is below the minimum 10",
+                "c.toml: agent.name_wait_ms: 60001 is above the maximum 60000",
+                "c.toml: agent.state_dir: \"var/lib\" is not an absolute path",
+                "c.toml: blocklists.files[0]: \"x.list\" is not an absolute path",
+            ]
+        );
+    }
+
+    #[test]
+    fn sinks_are_checked_per_kind() {
+        assert_eq!(
+            errors(
+                "[[sink]]\nkind = \"file\"\npath = \"/var/log/a.json\"\n\
+                 [[sink]]\nkind = \"syslog\"\ntoken_file = \"/t\"\n\
+                 [[sink]]\nkind = \"splunk-hec\"\nurl = \"udp://h:1\"\n\
+                 [[sink]]\nkind = \"syslog\"\nurl = \"tcp://h:99999\"\n\
+                 [[sink]]\nkind = \"elasticsearch\"\nurl = \"https://:9200\"\nmax_files = 0\n"
+            ),
+            [
+                "c.toml: sink[1].url: missing (required for kind \"syslog\")",
+                "c.toml: sink[1].token_file: not allowed for kind \"syslog\"",
+                "c.toml: sink[2].token_file: missing (required for kind \"splunk-hec\")",
+                "c.toml: sink[2].url: \"udp://h:1\": scheme \"udp\" is not supported here (expected http://, https://)",
+                "c.toml: sink[3].url: \"tcp://h:99999\": bad port \"99999\"",
+                "c.toml: sink[4].max_files: not allowed for kind \"elasticsearch\"",
+                "c.toml: sink[4].url: \"https://:9200\": missing or bad host",
+                "c.toml: sink[4].max_files: must be greater than 0",
+            ]
+        );
+        assert!(errors("[[sink]]\nkind = \"kafka\"\n")[0].starts_with("c.toml:2:8: sink[0].kind: unknown variant `kafka`"));
+    }
+
+    #[test]
+    fn sinks_get_their_defaults() {
+        let c = Config::from_str_named(
+            "[[sink]]\nkind = \"syslog\"\nurl = \"udp://[::1]:514\"\n\
+             [[sink]]\nkind = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200/prefix\"\n\
+             [[sink]]\nkind = \"file\"\npath = \"/var/log/relaywatch/a.json\"\nmax_files = 2\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks,
+            [
+                Sink::Syslog { url: "udp://[::1]:514".into(), queue_max_bytes: SINK_QUEUE_MAX_BYTES },
+                Sink::Elasticsearch {
+                    url: "http://127.0.0.1:9200/prefix".into(),
+                    token_file: None,
+                    index: ELASTICSEARCH_INDEX.into(),
+                    queue_max_bytes: SINK_QUEUE_MAX_BYTES
+                },
+                Sink::File { path: "/var/log/relaywatch/a.json".into(), max_bytes: FILE_SINK_MAX_BYTES, max_files: 2 },
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let e = Config::load(Path::new("/nonexistent/relaywatch.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/relaywatch.toml: cannot read: "), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("a\nbé c", 6), (2, 4));
+        assert_eq!(line_col("", 10), (1, 1));
+    }
+}
