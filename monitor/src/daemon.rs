@@ -27,7 +27,11 @@ use tokio::{
 
 use crate::{
     api,
-    cli::RunArgs,
+    alert::{self, Deduper, HostInfo, SharedLists},
+    cli::{RunArgs, RunFlags},
+    config::Config,
+    metrics::Metrics,
+    sdnotify,
     correlate::{Correlator, Finished},
     ingest::{self, Lifecycle, Record},
     loader::{Agent, PROGRAM_COUNT},
@@ -47,18 +51,22 @@ const PROCESS_TABLE_ENTRIES: usize = 32_768;
 /// How often lost-event counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunArgs, flags: RunFlags) -> Result<()> {
     let host = preflight::check()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, host))
+    runtime.block_on(serve(args, flags, host))
 }
 
 struct Reporter {
     args: RunArgs,
     store: StoreHandle,
+    lists: SharedLists,
+    dedupe: Deduper,
+    host_info: HostInfo,
+    metrics: Arc<Metrics>,
     procs: ProcReader,
     processes: ProcessTable,
     users: UserNames,
@@ -144,9 +152,38 @@ impl Reporter {
         if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
             self.store.record_connection(update);
         }
-        if !self.args.log_connections {
-            return;
+        if self.args.log_connections {
+            self.write_line(&doc);
         }
+        let lists = match self.lists.read() {
+            Ok(l) => Arc::clone(&l),
+            Err(_) => return,
+        };
+        let ip = doc["destination"]["ip"].as_str().and_then(|s| s.parse().ok());
+        if let Some(finding) = alert::classify(&lists, f.naming.domain.as_deref(), ip) {
+            let alert = alert::alert_document(&doc, &finding, &self.host_info);
+            if self.dedupe.admit(&alert, std::time::Instant::now()) {
+                self.raise(alert);
+            }
+        }
+    }
+
+    /// An alert (or a dedupe summary) goes to every output: stdout and the store.
+    fn raise(&mut self, alert: Value) {
+        self.metrics.add_alert(alert["rule"]["category"].as_str().unwrap_or("unknown"));
+        if self.args.config.output.stdout {
+            self.write_line(&alert);
+        }
+        self.store.submit_alert(alert);
+    }
+
+    fn close_dedupe_windows(&mut self, all: bool) {
+        for summary in self.dedupe.close_due(std::time::Instant::now(), all) {
+            self.raise(summary);
+        }
+    }
+
+    fn write_line(&mut self, doc: &Value) {
         let line = doc.to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
@@ -155,6 +192,13 @@ impl Reporter {
                 self.stdout_failed = true;
             }
         }
+    }
+}
+
+/// sd_notify failures are worth a warning, never a stop.
+fn notify(what: &str, result: std::io::Result<()>) {
+    if let Err(e) = result {
+        log::warn!("sd_notify {what}: {e}");
     }
 }
 
@@ -171,6 +215,27 @@ struct DaemonState {
     started: std::time::Instant,
     status: Mutex<Value>,
     store: StoreHandle,
+    lists: SharedLists,
+    flags: RunFlags,
+}
+
+impl DaemonState {
+    /// Re-read the configuration file and the lists it names; swap the lists in atomically.
+    /// On any error the running lists stay and the error is returned (`FILE:LINE: reason`).
+    fn reload_lists(&self) -> Result<Value, String> {
+        let config = Config::for_run(&self.flags).map_err(|e| e.to_string())?;
+        let lists = alert::load_lists(&config.blocklists)?;
+        let summary = lists_status(&lists);
+        match self.lists.write() {
+            Ok(mut current) => *current = Arc::new(lists),
+            Err(_) => return Err("internal: blocklist lock poisoned".into()),
+        }
+        Ok(json!({ "reloaded": true, "lists": summary }))
+    }
+}
+
+fn lists_status(lists: &crate::blocklist::Blocklists) -> Value {
+    serde_json::to_value(lists.lists()).unwrap_or(Value::Null)
 }
 
 impl api::Daemon for DaemonState {
@@ -181,7 +246,12 @@ impl api::Daemon for DaemonState {
     }
 
     fn reload(&self) -> Result<Value, String> {
-        Err("reload is not available: this build has no reloadable configuration yet".into())
+        let result = self.reload_lists();
+        match &result {
+            Ok(_) => log::info!("reloaded blocklists (API request)"),
+            Err(e) => log::error!("reload refused, previous lists stay active: {e}"),
+        }
+        result
     }
 
     fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
@@ -211,7 +281,7 @@ fn read_counters(agent: &Agent) -> Counters {
     }
 }
 
-async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
+async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<()> {
     let window = Duration::from_millis(args.udp_window_ms);
     let config = FilterConfig {
         include_loopback: u32::from(args.include_loopback),
@@ -221,7 +291,15 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
+    let lists = alert::load_lists(&args.config.blocklists).map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
+    let lists: SharedLists = Arc::new(std::sync::RwLock::new(Arc::new(lists)));
     let store = StoreHandle::open(&args.state_dir)?;
+    let metrics = Metrics::new();
+    if args.config.metrics.enabled {
+        let listener = crate::metrics::bind(args.config.metrics.listen).await?;
+        tokio::spawn(crate::metrics::serve_on(listener, metrics.clone()));
+    }
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let socket = args.socket.clone();
     let socket_group = args.socket_group.clone();
 
@@ -244,6 +322,8 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
         started: std::time::Instant::now(),
         status: Mutex::new(json!({})),
         store: store.clone(),
+        lists: lists.clone(),
+        flags,
     });
     let api_task = {
         let (socket, socket_group, daemon, store) = (socket.clone(), socket_group, daemon_state.clone(), store.clone());
@@ -255,7 +335,12 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     };
 
     let name_wait = Duration::from_millis(args.name_wait_ms);
+    let dedupe_window = Duration::from_secs(args.config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
+        lists: lists.clone(),
+        dedupe: Deduper::new(dedupe_window),
+        host_info: HostInfo::read(),
+        metrics: metrics.clone(),
         store: store.clone(),
         args,
         procs: ProcReader::new(),
@@ -265,6 +350,9 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
         stdout_failed: false,
         malformed: 0,
     };
+    notify("ready", sdnotify::ready());
+    notify("status", sdnotify::status(&format!("watching: {PROGRAM_COUNT} programs attached")));
+    let mut watchdog = sdnotify::watchdog_interval().map(|i| tokio::time::interval(i / 2));
     let mut stats = tokio::time::interval(STATS_INTERVAL);
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
@@ -272,8 +360,19 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
     loop {
         let due = reporter.correlator.next_due().map(Instant::from_std);
         tokio::select! {
-            _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
-            _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
+            _ = sigint.recv() => { log::info!("SIGINT: shutting down"); notify("stopping", sdnotify::stopping()); break; }
+            _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); notify("stopping", sdnotify::stopping()); break; }
+            _ = sighup.recv() => {
+                notify("reloading", sdnotify::reloading());
+                match daemon_state.reload_lists() {
+                    Ok(_) => log::info!("SIGHUP: reloaded blocklists"),
+                    Err(e) => log::error!("SIGHUP: reload refused, previous lists stay active: {e}"),
+                }
+                notify("ready", sdnotify::ready());
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notify("watchdog", sdnotify::watchdog());
+            }
             ready = events.readable_mut() => {
                 let mut guard = ready.context("waiting on the ring buffer")?;
                 let ring = guard.get_inner_mut();
@@ -291,7 +390,10 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
                 reporter.finish_due(&mut agent, false);
             }
             _ = stats.tick() => {
+                reporter.close_dedupe_windows(false);
                 let now = (std::time::Instant::now(), read_counters(&agent));
+                metrics.add_events(now.1.events.saturating_sub(previous.1.events));
+                metrics.set_events_lost(now.1.lost + now.1.payload_lost);
                 let lost = now.1.lost + now.1.payload_lost;
                 if lost > lost_reported {
                     log::warn!("{} events lost to a full ring buffer ({} in total)", lost - lost_reported, lost);
@@ -311,6 +413,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
                         "payload_chunks_lost": now.1.payload_lost,
                         "records_malformed": reporter.malformed,
                         "processes_tracked": reporter.processes.len(),
+                        "lists": lists.read().map(|l| lists_status(&l)).unwrap_or(Value::Null),
                     });
                 }
                 previous = now;
@@ -326,6 +429,7 @@ async fn serve(args: RunArgs, host: preflight::Host) -> Result<()> {
         }
     }
     reporter.finish_due(&mut agent, true);
+    reporter.close_dedupe_windows(true);
     let lost = agent.counter(COUNTER_RINGBUF_LOST);
     if lost > 0 {
         log::warn!("{lost} events were lost to a full ring buffer during this run");

@@ -1,5 +1,6 @@
 //! relaywatch's daemon and CLI as a library: the `relaywatch` binary (`main.rs`) is a thin
 //! front end, and fuzz targets and benchmarks reach the pure parsers through here.
+pub mod alert;
 pub mod api;
 pub mod blocklist;
 pub mod cli;

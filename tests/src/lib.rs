@@ -143,12 +143,18 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Records so far whose `process.pid` is `pid`.
+    /// Connection records (`event.kind: "event"`) so far whose `process.pid` is `pid`.
     pub fn records_for(&self, pid: u32) -> Vec<Value> {
+        self.everything_for(pid).into_iter().filter(|r| r["event"]["kind"] == "event").collect()
+    }
+
+    /// Every line so far (connection records and alerts) whose `process.pid` is `pid`.
+    pub fn everything_for(&self, pid: u32) -> Vec<Value> {
         self.records.lock().unwrap().iter().filter(|r| r["process"]["pid"] == pid).cloned().collect()
     }
 
-    /// Wait (up to `timeout`) until at least `n` records for `pid` arrived; return them all.
+    /// Wait (up to `timeout`) until at least `n` connection records for `pid` arrived; return
+    /// them all.
     pub fn wait_records(&self, pid: u32, n: usize, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
