@@ -238,3 +238,52 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
     let (ok, stderr) = daemon.stop();
     assert!(ok.success(), "{stderr}");
 }
+
+/// The daemon speaks sd_notify to a real NOTIFY_SOCKET datagram listener: READY=1 once the
+/// programs are attached, RELOADING=1 then READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM,
+/// and WATCHDOG=1 keepalives when WATCHDOG_USEC asks for them.
+#[test]
+fn sd_notify_protocol_against_a_real_notify_socket() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("relaywatch-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    listener.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut child = Command::new(relaywatch_bin())
+        .args(["run", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(dir.join("api.sock"))
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received: Vec<String> = Vec::new();
+    let mut read_until = |want: &str, received: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = listener.recv(&mut buf).unwrap_or_else(|e| panic!("waiting for {want}: {e}; got {received:?}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            received.push(msg.clone());
+            if msg.lines().any(|l| l == want) {
+                return msg;
+            }
+        }
+    };
+    read_until("READY=1", &mut received);
+    // The programs are attached by the time READY=1 is sent.
+    assert_eq!(programs_of(child.id()).len(), 8);
+    read_until("WATCHDOG=1", &mut received);
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let reloading = read_until("RELOADING=1", &mut received);
+    assert!(reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading}");
+    read_until("READY=1", &mut received);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    read_until("STOPPING=1", &mut received);
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

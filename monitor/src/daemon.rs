@@ -48,6 +48,8 @@ const WINDOW_GRACE: Duration = Duration::from_millis(100);
 const DNS_CACHE_ENTRIES: usize = 65_536;
 /// Processes remembered from exec events.
 const PROCESS_TABLE_ENTRIES: usize = 32_768;
+/// How often the store's retention limits are applied.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often lost-event counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -354,6 +356,10 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     notify("status", sdnotify::status(&format!("watching: {PROGRAM_COUNT} programs attached")));
     let mut watchdog = sdnotify::watchdog_interval().map(|i| tokio::time::interval(i / 2));
     let mut stats = tokio::time::interval(STATS_INTERVAL);
+    // Retention runs at start and then hourly, on the store's own thread.
+    let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+    let retention_age = Duration::from_secs(reporter.args.config.store.retention_days.saturating_mul(86_400));
+    let retention_bytes = reporter.args.config.store.max_bytes;
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
 
@@ -388,6 +394,19 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
             }
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 reporter.finish_due(&mut agent, false);
+            }
+            _ = retention.tick() => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    match store.apply_retention(retention_age, retention_bytes).await {
+                        Ok(r) if r.alerts_deleted + r.connections_deleted > 0 => log::info!(
+                            "store retention: deleted {} alerts and {} connection rows ({} -> {} bytes)",
+                            r.alerts_deleted, r.connections_deleted, r.bytes_before, r.bytes_after
+                        ),
+                        Ok(_) => {}
+                        Err(e) => log::error!("store retention: {e:#}"),
+                    }
+                });
             }
             _ = stats.tick() => {
                 reporter.close_dedupe_windows(false);
