@@ -23,6 +23,36 @@ pub struct ProcessDetails {
     pub parent_pid: Option<u32>,
     /// The process's (main thread's) comm, which can differ from the sending thread's.
     pub name: Option<String>,
+    /// cgroup v2 path (`/system.slice/ollama.service`, `/kubepods.slice/.../cri-containerd-ID.scope`).
+    pub cgroup: Option<String>,
+}
+
+impl ProcessDetails {
+    pub fn unknown() -> ProcessDetails {
+        ProcessDetails { executable: None, args: None, parent_pid: None, name: None, cgroup: None }
+    }
+}
+
+/// The cgroup v2 path from /proc/PID/cgroup (the `0::PATH` line).
+pub fn parse_cgroup(text: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned).filter(|p| !p.is_empty())
+}
+
+/// The systemd unit a cgroup path belongs to: the innermost `.service` (else `.scope`) component.
+pub fn systemd_unit(cgroup: &str) -> Option<&str> {
+    let parts: Vec<&str> = cgroup.split('/').collect();
+    parts.iter().rev().find(|p| p.ends_with(".service")).or_else(|| parts.iter().rev().find(|p| p.ends_with(".scope"))).copied()
+}
+
+/// A container id in a cgroup path: 64 hex digits as Docker, containerd, CRI-O and Podman name
+/// their cgroups (`docker-ID.scope`, `cri-containerd-ID.scope`, `crio-ID.scope`, `libpod-ID.scope`,
+/// `/docker/ID`).
+pub fn container_id(cgroup: &str) -> Option<&str> {
+    cgroup.split('/').rev().find_map(|part| {
+        let part = part.strip_suffix(".scope").unwrap_or(part);
+        let id = part.rsplit('-').next()?;
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    })
 }
 
 /// Fields of /proc/PID/stat that we use.
@@ -93,7 +123,7 @@ impl ProcReader {
         if matches!(stat.state, 'Z' | 'X') {
             // Exited but not yet reaped: the pid and parent are still this process's, but its
             // memory (cmdline) and exe link are gone.
-            return Some(ProcessDetails { executable: None, args: None, parent_pid: Some(stat.ppid), name: None });
+            return Some(ProcessDetails { parent_pid: Some(stat.ppid), ..ProcessDetails::unknown() });
         }
         let base = self.root.join(tgid.to_string());
         let executable = fs::read_link(base.join("exe")).ok().map(|p| {
@@ -112,7 +142,8 @@ impl ProcReader {
         if self.stat(tgid)?.start_ticks != stat.start_ticks {
             return None; // turned over while we read
         }
-        Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name })
+        let cgroup = fs::read_to_string(base.join("cgroup")).ok().and_then(|c| parse_cgroup(&c));
+        Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name, cgroup })
     }
 }
 
@@ -199,6 +230,21 @@ mod tests {
         let reader = ProcReader::new();
         let pid = std::process::id();
         assert_eq!(reader.details(pid, pid, "not-this-one", crate::clock::boot_ns()), None);
+    }
+
+    #[test]
+    fn cgroup_paths_name_units_and_containers() {
+        assert_eq!(parse_cgroup("0::/system.slice/ollama.service\n").as_deref(), Some("/system.slice/ollama.service"));
+        assert_eq!(parse_cgroup("1:name=systemd:/x\n0::/user.slice\n").as_deref(), Some("/user.slice"));
+        assert_eq!(parse_cgroup("0::\n"), None);
+        assert_eq!(systemd_unit("/system.slice/ollama.service"), Some("ollama.service"));
+        assert_eq!(systemd_unit("/user.slice/user-1000.slice/session-3.scope"), Some("session-3.scope"));
+        assert_eq!(systemd_unit("/"), None);
+        let id = "4f5c2e0b9d1a7c3e8f6b2a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
+        assert_eq!(container_id(&format!("/system.slice/docker-{id}.scope")), Some(id));
+        assert_eq!(container_id(&format!("/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope")), Some(id));
+        assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
+        assert_eq!(container_id("/system.slice/ssh.service"), None);
     }
 
     #[test]

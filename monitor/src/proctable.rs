@@ -40,7 +40,7 @@ impl ProcessTable {
     pub fn on_exec(&mut self, procs: &ProcReader, tgid: u32, comm: &str, filename: &str, ts_ns: u64) {
         let mut details = procs
             .details(tgid, tgid, comm, ts_ns)
-            .unwrap_or(ProcessDetails { executable: None, args: None, parent_pid: None, name: None });
+            .unwrap_or_else(ProcessDetails::unknown);
         if details.executable.is_none() && filename.starts_with('/') {
             // /proc/PID/exe shows the file with symlinks resolved (/bin/bash is /usr/bin/bash
             // on merged-/usr systems); resolve the execve path the same way when it still exists.

@@ -49,6 +49,7 @@ impl ConnectionRecord<'_> {
                 process.insert("parent".into(), json!({ "pid": ppid }));
             }
         }
+        let cgroup = self.process.and_then(|p| p.cgroup.as_deref());
 
         let mut user = Map::new();
         user.insert("id".into(), json!(e.uid.to_string()));
@@ -59,6 +60,12 @@ impl ConnectionRecord<'_> {
         let mut relaywatch = Map::new();
         relaywatch.insert("socket_cookie".into(), json!(e.cookie));
         relaywatch.insert("cgroup_id".into(), json!(e.cgroup_id));
+        if let Some(path) = cgroup {
+            relaywatch.insert("cgroup".into(), json!(path));
+            if let Some(unit) = crate::process::systemd_unit(path) {
+                relaywatch.insert("systemd_unit".into(), json!(unit));
+            }
+        }
         if let Some(n) = self.repeat_count {
             relaywatch.insert("repeat_count".into(), json!(n));
         }
@@ -119,6 +126,9 @@ impl ConnectionRecord<'_> {
         if let Some(tls) = tls {
             doc["tls"] = tls;
         }
+        if let Some(id) = cgroup.and_then(crate::process::container_id) {
+            doc["container"] = json!({ "id": id });
+        }
         doc
     }
 }
@@ -158,6 +168,7 @@ mod tests {
             args: Some(vec!["resolve".into(), "-x".into()]),
             parent_pid: Some(1),
             name: Some("resolve".into()),
+            cgroup: Some("/system.slice/docker-4f5c2e0b9d1a7c3e8f6b2a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e.scope".into()),
         };
         let v = ConnectionRecord { observation: &o, process: Some(&details), user_name: Some("alice"), repeat_count: Some(7), naming: None }.to_ecs();
         assert_eq!(v["event"]["kind"], "event");
@@ -172,6 +183,8 @@ mod tests {
         assert_eq!(v["process"]["parent"]["pid"], 1);
         assert_eq!(v["user"], json!({"id": "1000", "name": "alice"}));
         assert_eq!(v["relaywatch"]["repeat_count"], 7);
+        assert_eq!(v["container"]["id"], "4f5c2e0b9d1a7c3e8f6b2a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e");
+        assert!(v["relaywatch"]["systemd_unit"].as_str().is_some_and(|u| u.starts_with("docker-")));
         assert_eq!(v["relaywatch"]["name_source"], "none");
         assert!(v.get("tls").is_none());
         assert!(v["@timestamp"].as_str().unwrap().ends_with('Z'));
