@@ -9,8 +9,13 @@ use std::{
 use integration_tests::{Daemon, Fixture, real_executable, relaywatch_bin, run_client};
 use serde_json::{Value, json};
 
+/// Alerts and dedupe summaries of `pid` (not the follow-up "connection end" records).
 fn alerts_for(daemon: &Daemon, pid: u32) -> Vec<Value> {
-    daemon.everything_for(pid).into_iter().filter(|r| r["event"]["kind"] == "alert").collect()
+    daemon
+        .everything_for(pid)
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert" && r["event"]["type"] != json!(["connection", "end"]))
+        .collect()
 }
 
 fn wait_alerts(daemon: &Daemon, pid: u32, n: usize) -> Vec<Value> {
@@ -92,7 +97,13 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert_eq!(summary[0]["relaywatch"]["dedupe"]["repeats"], 2, "{:#}", summary[0]);
     assert_eq!(summary[0]["event"]["type"], json!(["connection", "info"]));
 
-    // The store has both, for `relaywatch alerts`.
+    // The first connection's end record (its volume) came too; repeats have none.
+    let ends: Vec<Value> = daemon.everything_for(pid).into_iter().filter(|r| r["event"]["type"] == json!(["connection", "end"])).collect();
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert!(ends[0]["source"]["bytes"].as_u64().is_some_and(|b| b > 200), "{:#}", ends[0]);
+    assert!(daemon.everything_for(pid2).is_empty());
+
+    // The store has the alert, its end record and the summary, for `relaywatch alerts`.
     let out = Command::new(relaywatch_bin())
         .args(["alerts", "--json", "--category", "ai-provider", "--socket"])
         .arg(&daemon.socket)
@@ -100,7 +111,7 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stored: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(stored.len(), 2, "{stored:#?}");
+    assert_eq!(stored.len(), 3, "{stored:#?}");
 }
 
 #[test]
@@ -153,4 +164,46 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["rule"]["category"], "ai-aggregator");
     assert_eq!(a[0]["event"]["severity"], 47);
+}
+
+#[test]
+fn a_closed_alerted_connection_reports_its_volume() {
+    let setup = Setup::new("volume", "");
+    let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
+    let server = Fixture::start(&["bulk", "50000"]);
+    // Plain HTTP to "api.anthropic.com": named by its Host header, then 100,000 bytes of body
+    // up and 50,000 down, sent after a pause so that the whole transfer is counted.
+    let script = "import socket,sys,time\n\
+        s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+        body=b'p'*100000\n\
+        s.sendall(b'POST /v1/messages HTTP/1.1\\r\\nHost: api.anthropic.com\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body))\n\
+        time.sleep(0.5)\n\
+        s.sendall(body)\n\
+        got=b''\n\
+        while True:\n\
+        \x20   c=s.recv(65536)\n\
+        \x20   if not c: break\n\
+        \x20   got+=c\n\
+        assert len(got) > 50000, len(got)\n\
+        s.close()";
+    let pid = run_client(Command::new(integration_tests::PYTHON).args(["-c", script, &server.port.to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let end = loop {
+        let ends: Vec<Value> =
+            daemon.everything_for(pid).into_iter().filter(|a| a["event"]["type"] == json!(["connection", "end"])).collect();
+        if let Some(e) = ends.into_iter().next() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no end record: {:#?}\n{}", daemon.everything_for(pid), daemon.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(end["rule"]["category"], "ai-provider");
+    assert_eq!(end["destination"]["domain"], "api.anthropic.com");
+    assert_eq!(end["relaywatch"]["name_source"], "http_host");
+    let sent = end["source"]["bytes"].as_u64().unwrap();
+    let received = end["destination"]["bytes"].as_u64().unwrap();
+    // Request head (~80 bytes) + body; response head (~70 bytes) + body.
+    assert!((100_000..100_200).contains(&sent), "sent {sent}: {end:#}");
+    assert!((50_000..50_200).contains(&received), "received {received}: {end:#}");
+    assert!(end["event"]["duration"].as_u64().is_some_and(|d| d >= 500_000_000), "{end:#}");
 }

@@ -68,6 +68,7 @@ fn shutdown_leaves_nothing_attached(signal: i32) {
             "relaywatch_exec",
             "relaywatch_exit",
             "relaywatch_ingress",
+            "relaywatch_release",
             "relaywatch_sendmsg4",
             "relaywatch_sendmsg6"
         ],
@@ -231,7 +232,7 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
         assert!(std::time::Instant::now() < deadline, "events_total never reached 2: {status}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert_eq!(status["programs_attached"], 8, "{status}");
+    assert_eq!(status["programs_attached"], 9, "{status}");
     assert_eq!(status["store"]["connections"], 1, "{status}");
     assert!(status["uptime_seconds"].is_u64(), "{status}");
 
@@ -276,7 +277,7 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     };
     read_until("READY=1", &mut received);
     // The programs are attached by the time READY=1 is sent.
-    assert_eq!(programs_of(child.id()).len(), 8);
+    assert_eq!(programs_of(child.id()).len(), 9);
     read_until("WATCHDOG=1", &mut received);
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     let reloading = read_until("RELOADING=1", &mut received);

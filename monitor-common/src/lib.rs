@@ -20,6 +20,7 @@ pub const EVENT_CONNECT: u32 = 1;
 pub const EVENT_PAYLOAD: u32 = 2;
 pub const EVENT_EXEC: u32 = 3;
 pub const EVENT_EXIT: u32 = 4;
+pub const EVENT_FLOW_END: u32 = 5;
 
 /// Bytes of the exec'd file name kept (longer paths are cut; userspace prefers /proc/PID/exe).
 pub const EXEC_FILENAME_LEN: usize = 256;
@@ -65,8 +66,6 @@ pub const CAPTURE_MAX_BYTES: u32 = 16_384;
 pub const CAPTURE_MAX_SEGMENTS: u16 = 8;
 /// Capacity of the per-socket capture state map (LRU).
 pub const CAPTURE_CAPACITY: u32 = 16_384;
-/// Capacity of the DNS socket owner map (LRU).
-pub const DNS_SOCKETS_CAPACITY: u32 = 8_192;
 
 /// Payload direction.
 pub const DIR_EGRESS: u8 = 1;
@@ -75,6 +74,12 @@ pub const DIR_INGRESS: u8 = 2;
 /// `ConnectEvent.flags`: emitted when a local connection's first bytes showed a proxy protocol
 /// (HTTP CONNECT, SOCKS4/4a/5), rather than at connect time.
 pub const FLAG_LOCAL_PROXY: u8 = 1;
+
+/// `CaptureState.mode`: no payload wanted (the entry exists for DNS answers or byte counting).
+pub const CAPTURE_NONE: u8 = 0;
+/// `CaptureState.flags`: count the socket's payload bytes both ways and report them when it is
+/// released (set by the daemon for connections that raised an alert).
+pub const STATE_WATCH: u8 = 1;
 
 /// `CaptureState.mode`: what the kernel still wants from a socket's outgoing payload.
 /// Non-local stream (TCP / connected UDP) whose first payload has not been seen yet.
@@ -213,7 +218,22 @@ pub struct ProcessEvent {
     pub filename: [u8; EXEC_FILENAME_LEN],
 }
 
-/// Value of the `CAPTURE` map, keyed by socket cookie.
+/// A watched socket was released: its payload byte counts (tracepoint-free flow volume).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEndEvent {
+    /// Always [`EVENT_FLOW_END`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub cookie: u64,
+    /// Payload bytes sent and received since the daemon started watching.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub watch_start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Value of the `CAPTURE` map, keyed by socket cookie: everything the kernel keeps per socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureState {
@@ -226,8 +246,39 @@ pub struct CaptureState {
     pub need: u32,
     /// Payload-bearing packets seen so far.
     pub segments: u16,
+    /// `CAPTURE_*`.
     pub mode: u8,
-    pub _pad: [u8; 5],
+    /// `STATE_WATCH` or 0.
+    pub flags: u8,
+    /// The tgid that sent to port 53 on this socket (0: not a DNS socket): answers arriving on
+    /// it are read on ingress.
+    pub dns_owner: u32,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub watch_start_ns: u64,
+}
+
+impl CaptureState {
+    /// An entry that captures nothing (yet): for a DNS socket, or one the daemon watches.
+    pub const fn empty() -> CaptureState {
+        CaptureState {
+            event: ConnectEvent::zeroed(),
+            captured: 0,
+            need: 0,
+            segments: 0,
+            mode: CAPTURE_NONE,
+            flags: 0,
+            dns_owner: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            watch_start_ns: 0,
+        }
+    }
+
+    /// Whether the entry still has a job once capture is over.
+    pub const fn outlives_capture(&self) -> bool {
+        self.dns_owner != 0 || self.flags & STATE_WATCH != 0
+    }
 }
 
 /// Settings the daemon writes into the `CONFIG` array (index 0) before attaching.
@@ -387,6 +438,7 @@ mod user {
     unsafe impl aya::Pod for super::PayloadHeader {}
     unsafe impl aya::Pod for super::CaptureState {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::FlowEndEvent {}
 }
 
 #[cfg(test)]
@@ -414,7 +466,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<UdpFlowWindow>(), 32);
         assert_eq!(core::mem::size_of::<PayloadHeader>(), 80);
         assert_eq!(core::mem::size_of::<PayloadEvent>(), 80 + PAYLOAD_CHUNK);
-        assert_eq!(core::mem::size_of::<CaptureState>(), 104);
+        assert_eq!(core::mem::size_of::<CaptureState>(), 128);
+        assert_eq!(core::mem::size_of::<FlowEndEvent>(), 48);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 32 + EXEC_FILENAME_LEN);
     }
 

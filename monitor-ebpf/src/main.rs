@@ -30,8 +30,8 @@ mod sock_addr;
 mod udp_fold;
 
 use aya_ebpf::{
-    macros::{cgroup_skb, cgroup_sock_addr, tracepoint},
-    programs::{SkBuffContext, SockAddrContext, TracePointContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, tracepoint},
+    programs::{SkBuffContext, SockAddrContext, SockContext, TracePointContext},
 };
 
 /// Verdict for cgroup sock_addr programs: let the operation proceed.
@@ -81,6 +81,12 @@ pub fn relaywatch_egress(ctx: SkBuffContext) -> i32 {
 #[cgroup_skb(ingress)]
 pub fn relaywatch_ingress(ctx: SkBuffContext) -> i32 {
     payload::ingress(&ctx);
+    PASS
+}
+
+#[cgroup_sock(sock_release)]
+pub fn relaywatch_release(ctx: SockContext) -> i32 {
+    payload::release(&ctx);
     PASS
 }
 

@@ -11,18 +11,20 @@
 //!   `UdpFlowWindow`. The first datagram of a window emits an event; later ones within
 //!   `udp_window_ns` only bump `cur_count`. A datagram after the window rolls `cur` into `prev`
 //!   and opens a new window. Entries age out by LRU eviction; the daemon only reads them.
-//! - `CAPTURE` (LRU hash, 16,384 entries): socket cookie -> `CaptureState`. Present while the
-//!   kernel still wants outgoing payload from that socket (see `payload.rs`). Inserted by the
-//!   connect/sendmsg hooks, removed by the egress program when enough was captured, or by the
-//!   daemon once it has named the connection. Absent is the common case: one lookup per packet.
-//! - `DNS_SOCKETS` (LRU hash, 8,192 entries): cookie of a socket that sent to port 53 -> the
-//!   tgid that sent it. The ingress program captures UDP answers only for these sockets.
+//! - `CAPTURE` (LRU hash, 16,384 entries): socket cookie -> `CaptureState`, everything kept per
+//!   socket, so that every packet costs exactly one lookup. Present while the kernel still wants
+//!   the socket's outgoing payload (capture modes, see `payload.rs`), while it is a DNS socket
+//!   (`dns_owner`: answers are read on ingress), or while the daemon watches it (`STATE_WATCH`:
+//!   payload bytes are counted both ways). Inserted by the connect/sendmsg hooks; capture ends
+//!   in the egress program (the entry goes unless it has another job); the daemon sets the watch
+//!   flag or ends capture early; the sock_release program removes the entry when the socket
+//!   goes (reporting the byte counts of watched sockets). Absent is the common case.
 use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, CaptureState, DNS_SOCKETS_CAPACITY, EVENTS_RINGBUF_BYTES,
+    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, CaptureState, EVENTS_RINGBUF_BYTES,
     FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
 };
 
@@ -41,9 +43,6 @@ pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
 
 #[map(name = "CAPTURE")]
 pub static CAPTURE: LruHashMap<u64, CaptureState> = LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
-
-#[map(name = "DNS_SOCKETS")]
-pub static DNS_SOCKETS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(DNS_SOCKETS_CAPACITY, 0);
 
 /// Settings in force; the defaults if the daemon has not written them (it always does first).
 #[inline(always)]

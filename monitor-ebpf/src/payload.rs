@@ -17,21 +17,28 @@
 //! chunks of 4 KiB (at most 4 per packet) with its TCP sequence number, and the daemon
 //! reassembles by sequence number (retransmissions repeat a sequence number and are dropped).
 //!
-//! Ingress: one `DNS_SOCKETS` lookup per packet; for sockets that sent to port 53, UDP packets
-//! from port 53 are copied (one chunk: answers up to 4 KiB, the EDNS default).
+//! Ingress: one `CAPTURE` lookup per packet; for sockets that sent to UDP port 53, packets from
+//! port 53 are copied (one chunk: answers up to 4 KiB, the EDNS default).
+//!
+//! Flow volume: for sockets the daemon marks `STATE_WATCH` (connections that raised an alert),
+//! both programs add each packet's payload bytes to the entry, and the sock_release program
+//! reports the totals when the socket goes (`FlowEndEvent`). Counted at the cgroup hook, so
+//! retransmitted bytes count again; loopback has none.
 use aya_ebpf::{
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
     programs::SkBuffContext,
 };
+use aya_ebpf::programs::SockContext;
 use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
-    CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, DIR_EGRESS,
-    DIR_INGRESS, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET,
-    PROTO_UDP, PayloadEvent, looks_like_proxy_start, tls_record_need,
+    CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
+    COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
+    FLAG_LOCAL_PROXY, FlowEndEvent, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
+    PayloadEvent, STATE_WATCH, looks_like_proxy_start, tls_record_need,
 };
 
 use crate::{
-    maps::{self, CAPTURE, DNS_SOCKETS, EVENTS},
+    maps::{self, CAPTURE, EVENTS},
     packet::{self, Packet},
 };
 
@@ -44,11 +51,20 @@ pub fn egress(ctx: &SkBuffContext) {
         return;
     };
     let state = unsafe { &mut *state };
+    if state.mode == CAPTURE_NONE && state.flags & STATE_WATCH == 0 {
+        return; // a DNS socket: nothing to do on egress
+    }
     let Some(p) = packet::parse(ctx) else {
         return;
     };
     if p.payload_len == 0 {
         return; // SYN, pure ACK, FIN
+    }
+    if state.flags & STATE_WATCH != 0 {
+        state.bytes_out = state.bytes_out.saturating_add(p.payload_len as u64);
+    }
+    if state.mode == CAPTURE_NONE {
+        return;
     }
     let mut done = false;
     match state.mode {
@@ -64,7 +80,7 @@ pub fn egress(ctx: &SkBuffContext) {
             if state.mode == CAPTURE_LOCAL_PROBE {
                 if !proxy {
                     // Local traffic that is not a proxy request: never reported, never copied.
-                    let _ = CAPTURE.remove(&cookie);
+                    end_capture(cookie, state);
                     return;
                 }
                 state.event.flags = FLAG_LOCAL_PROXY;
@@ -91,6 +107,16 @@ pub fn egress(ctx: &SkBuffContext) {
         done = true;
     }
     if done {
+        end_capture(cookie, state);
+    }
+}
+
+/// Capture is over: the entry goes, unless it is also a DNS socket or watched.
+#[inline(always)]
+fn end_capture(cookie: u64, state: &mut CaptureState) {
+    if state.outlives_capture() {
+        state.mode = CAPTURE_NONE;
+    } else {
         let _ = CAPTURE.remove(&cookie);
     }
 }
@@ -98,17 +124,50 @@ pub fn egress(ctx: &SkBuffContext) {
 #[inline(always)]
 pub fn ingress(ctx: &SkBuffContext) {
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
-    let Some(owner) = DNS_SOCKETS.get_ptr(&cookie) else {
+    let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
         return;
     };
-    let owner = unsafe { *owner };
+    let state = unsafe { &mut *state };
+    if !state.outlives_capture() {
+        return; // capturing this socket's outgoing bytes only
+    }
     let Some(p) = packet::parse(ctx) else {
         return;
     };
-    if p.protocol != PROTO_UDP || p.sport != DNS_PORT || p.payload_len == 0 {
+    if p.payload_len == 0 {
         return;
     }
-    copy_chunk(ctx, &p, cookie, DIR_INGRESS, 0, owner, 0);
+    if state.flags & STATE_WATCH != 0 {
+        state.bytes_in = state.bytes_in.saturating_add(p.payload_len as u64);
+    }
+    if state.dns_owner != 0 && p.protocol == PROTO_UDP && p.sport == DNS_PORT {
+        copy_chunk(ctx, &p, cookie, DIR_INGRESS, 0, state.dns_owner, 0);
+    }
+}
+
+/// A socket is released: report a watched socket's byte counts, and drop its entry.
+#[inline(always)]
+pub fn release(ctx: &SockContext) {
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
+    let Some(state) = CAPTURE.get_ptr(&cookie) else {
+        return;
+    };
+    let state = unsafe { &*state };
+    if state.flags & STATE_WATCH != 0 {
+        let end = FlowEndEvent {
+            kind: EVENT_FLOW_END,
+            _pad: 0,
+            cookie,
+            bytes_out: state.bytes_out,
+            bytes_in: state.bytes_in,
+            watch_start_ns: state.watch_start_ns,
+            end_ns: unsafe { bpf_ktime_get_boot_ns() },
+        };
+        if EVENTS.output::<FlowEndEvent>(&end, 0).is_err() {
+            maps::count(COUNTER_RINGBUF_LOST);
+        }
+    }
+    let _ = CAPTURE.remove(&cookie);
 }
 
 /// Copy a packet's payload in chunks; returns the bytes copied.

@@ -10,8 +10,8 @@
 //! Capture arming (read by `payload.rs`): every reported stream socket gets `CAPTURE_NEW`, every
 //! window-opening datagram `CAPTURE_DATAGRAM`. A local TCP connection that is not reported gets
 //! `CAPTURE_LOCAL_PROBE` with its event kept in the state: if its first bytes are a proxy
-//! request, the event is reported then. Sockets that talk to port 53 are remembered in
-//! `DNS_SOCKETS` so their answers can be read on ingress.
+//! request, the event is reported then. Sockets that talk to UDP port 53 get `dns_owner` set so
+//! their answers can be read on ingress.
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{
@@ -26,7 +26,7 @@ use monitor_common::{
 };
 
 use crate::{
-    maps::{self, CAPTURE, DNS_SOCKETS},
+    maps::{self, CAPTURE},
     sock_addr::Target,
     udp_fold,
 };
@@ -38,20 +38,19 @@ const DNS_PORT: u16 = 53;
 pub fn connect(ctx: &SockAddrContext, target: &Target) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    remember_dns_socket(target, cookie, pid_tgid);
+    let dns_owner = dns_owner(target, pid_tgid);
     let local = is_skipped_local(target);
     if local && target.protocol != PROTO_TCP {
+        if dns_owner != 0 {
+            mark_dns_socket(cookie, dns_owner);
+        }
         return;
     }
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let state = CaptureState {
-        event: event(target, HOOK_CONNECT, pid_tgid, now, cookie),
-        captured: 0,
-        need: 0,
-        segments: 0,
-        mode: if local { CAPTURE_LOCAL_PROBE } else { CAPTURE_NEW },
-        _pad: [0; 5],
-    };
+    let mut state = CaptureState::empty();
+    state.event = event(target, HOOK_CONNECT, pid_tgid, now, cookie);
+    state.mode = if local { CAPTURE_LOCAL_PROBE } else { CAPTURE_NEW };
+    state.dns_owner = dns_owner;
     if !local {
         maps::output_event(&state.event);
     }
@@ -63,35 +62,48 @@ pub fn connect(ctx: &SockAddrContext, target: &Target) {
 pub fn datagram(ctx: &SockAddrContext, target: &Target) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    remember_dns_socket(target, cookie, pid_tgid);
+    let dns_owner = dns_owner(target, pid_tgid);
     if is_skipped_local(target) {
+        if dns_owner != 0 {
+            mark_dns_socket(cookie, dns_owner);
+        }
         return;
     }
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let window = maps::config().udp_window_ns;
     if udp_fold::fold_into_open_window(ctx, (pid_tgid >> 32) as u32, target, now, window) {
         maps::count(COUNTER_UDP_FOLDED);
+        if dns_owner != 0 {
+            mark_dns_socket(cookie, dns_owner);
+        }
         return;
     }
-    let state = CaptureState {
-        event: event(target, HOOK_SENDMSG, pid_tgid, now, cookie),
-        captured: 0,
-        need: 0,
-        segments: 0,
-        mode: CAPTURE_DATAGRAM,
-        _pad: [0; 5],
-    };
+    let mut state = CaptureState::empty();
+    state.event = event(target, HOOK_SENDMSG, pid_tgid, now, cookie);
+    state.mode = CAPTURE_DATAGRAM;
+    state.dns_owner = dns_owner;
     maps::output_event(&state.event);
     let _ = CAPTURE.insert(&cookie, &state, 0);
 }
 
-/// A socket sending to port 53 over UDP: its answers are read on ingress (even when the
-/// resolver is local, e.g. systemd-resolved on 127.0.0.53, and so not reported as egress).
+/// The sender's tgid when the destination is a DNS server (UDP port 53), else 0: answers on
+/// such a socket are read on ingress, even when the resolver is local (systemd-resolved on
+/// 127.0.0.53) and so not reported as egress.
 #[inline(always)]
-fn remember_dns_socket(target: &Target, cookie: u64, pid_tgid: u64) {
-    if target.port == DNS_PORT && target.protocol == PROTO_UDP {
-        let _ = DNS_SOCKETS.insert(&cookie, &((pid_tgid >> 32) as u32), 0);
+fn dns_owner(target: &Target, pid_tgid: u64) -> u32 {
+    if target.port == DNS_PORT && target.protocol == PROTO_UDP { (pid_tgid >> 32) as u32 } else { 0 }
+}
+
+/// Mark a socket whose entry is not being (re)created here as a DNS socket.
+#[inline(always)]
+fn mark_dns_socket(cookie: u64, owner: u32) {
+    if let Some(state) = CAPTURE.get_ptr_mut(&cookie) {
+        unsafe { (*state).dns_owner = owner };
+        return;
     }
+    let mut state = CaptureState::empty();
+    state.dns_owner = owner;
+    let _ = CAPTURE.insert(&cookie, &state, 0);
 }
 
 #[inline(always)]

@@ -91,6 +91,8 @@ pub struct Finished {
     pub naming: Naming,
     /// Unconnected UDP: the window's datagram count, filled in by the caller from the kernel.
     pub is_datagram: bool,
+    /// Stream bytes captured before the record was finished (counted into its flow volume).
+    pub captured_bytes: u64,
 }
 
 /// What the first bytes of a stream say so far.
@@ -317,7 +319,8 @@ impl Correlator {
     fn finish_stream(&mut self, cookie: u64, now: Instant) -> Option<Finished> {
         let s = self.streams.remove(&cookie)?;
         let naming = self.fallback(&s.observation, s.best, now);
-        Some(Finished { observation: s.observation, process: s.process, naming, is_datagram: false })
+        let captured_bytes = s.prefix.bytes().len() as u64;
+        Some(Finished { observation: s.observation, process: s.process, naming, is_datagram: false, captured_bytes })
     }
 
     /// Records whose wait is over (all pending records if `all`), oldest first.
@@ -339,7 +342,7 @@ impl Correlator {
             self.datagram_deadlines.pop_front();
             if let Some(d) = self.datagrams.remove(&key) {
                 let naming = self.fallback(&d.observation, d.naming, now);
-                out.push(Finished { observation: d.observation, process: d.process, naming, is_datagram: true });
+                out.push(Finished { observation: d.observation, process: d.process, naming, is_datagram: true, captured_bytes: 0 });
             }
         }
         out

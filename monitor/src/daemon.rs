@@ -62,8 +62,19 @@ pub fn run(args: RunArgs, flags: RunFlags) -> Result<()> {
     runtime.block_on(serve(args, flags, host))
 }
 
+/// An alerted connection whose bytes the kernel counts until it closes.
+struct Watched {
+    alert: Value,
+    captured_bytes: u64,
+    connect_ns: u64,
+}
+
+/// Alerted connections watched at once at most (the kernel map bounds them too).
+const WATCHED_CONNECTIONS: usize = 8_192;
+
 struct Reporter {
     args: RunArgs,
+    watched: lru::LruCache<u64, Watched>,
     store: StoreHandle,
     lists: SharedLists,
     dedupe: Deduper,
@@ -108,6 +119,7 @@ impl Reporter {
             Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
                 self.processes.on_exit(tgid, ts_boot_ns);
             }
+            Record::FlowEnd(end) => self.flow_end(&end),
             Record::Payload(chunk) => {
                 if let Some(finished) = self.correlator.on_payload(&chunk, now) {
                     self.finish(agent, finished);
@@ -138,10 +150,35 @@ impl Reporter {
             agent.stop_capture(f.observation.raw.cookie);
             None
         };
-        self.emit(&f, repeat_count);
+        let alert = self.emit(&f, repeat_count);
+        // A TCP connection that raised an alert: count its bytes until it closes.
+        if let Some(alert) = alert.filter(|_| !f.is_datagram && f.observation.transport == crate::ingest::Transport::Tcp) {
+            let cookie = f.observation.raw.cookie;
+            agent.watch(cookie, crate::clock::boot_ns());
+            self.watched.put(cookie, Watched { alert, captured_bytes: f.captured_bytes, connect_ns: f.observation.raw.ts_boot_ns });
+        }
     }
 
-    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) {
+    /// A watched socket closed: the follow-up record with the flow's volume and duration.
+    fn flow_end(&mut self, end: &monitor_common::FlowEndEvent) {
+        let Some(w) = self.watched.pop(&end.cookie) else { return };
+        let mut doc = w.alert;
+        doc["event"]["type"] = json!(["connection", "end"]);
+        doc["event"]["action"] = json!(format!("{}-connection-end", doc["rule"]["category"].as_str().unwrap_or("ai")));
+        doc["event"]["duration"] = json!(end.end_ns.saturating_sub(w.connect_ns));
+        doc["event"]["end"] = json!(crate::clock::rfc3339(crate::clock::wall_time(end.end_ns)));
+        doc["@timestamp"] = doc["event"]["end"].clone();
+        doc["source"]["bytes"] = json!(end.bytes_out + w.captured_bytes);
+        doc["destination"]["bytes"] = json!(end.bytes_in);
+        if self.args.config.output.stdout {
+            self.write_line(&doc);
+        }
+        self.store.submit_alert(doc);
+    }
+
+    /// Write the record (and store its summary); returns the alert document if it raised one
+    /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
+    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Value> {
         let user_name = self.users.name(f.observation.raw.uid);
         let record = ConnectionRecord {
             observation: &f.observation,
@@ -159,15 +196,16 @@ impl Reporter {
         }
         let lists = match self.lists.read() {
             Ok(l) => Arc::clone(&l),
-            Err(_) => return,
+            Err(_) => return None,
         };
         let ip = doc["destination"]["ip"].as_str().and_then(|s| s.parse().ok());
-        if let Some(finding) = alert::classify(&lists, f.naming.domain.as_deref(), ip) {
-            let alert = alert::alert_document(&doc, &finding, &self.host_info);
-            if self.dedupe.admit(&alert, std::time::Instant::now()) {
-                self.raise(alert);
-            }
+        let finding = alert::classify(&lists, f.naming.domain.as_deref(), ip)?;
+        let alert = alert::alert_document(&doc, &finding, &self.host_info);
+        if !self.dedupe.admit(&alert, std::time::Instant::now()) {
+            return None; // counted into the window's summary
         }
+        self.raise(alert.clone());
+        Some(alert)
     }
 
     /// An alert (or a dedupe summary) goes to every output: stdout and the store.
@@ -339,6 +377,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     let name_wait = Duration::from_millis(args.name_wait_ms);
     let dedupe_window = Duration::from_secs(args.config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
+        watched: lru::LruCache::new(std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero")),
         lists: lists.clone(),
         dedupe: Deduper::new(dedupe_window),
         host_info: HostInfo::read(),

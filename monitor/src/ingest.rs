@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_PAYLOAD,
-    ProcessEvent, FAMILY_IPV4, FAMILY_IPV6,
+    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_FLOW_END,
+    EVENT_PAYLOAD, FlowEndEvent, ProcessEvent, FAMILY_IPV4, FAMILY_IPV6,
     FLAG_LOCAL_PROXY, HOOK_CONNECT, HOOK_SENDMSG, PAYLOAD_CHUNK, PROTO_TCP, PROTO_UDP,
     PayloadHeader, UdpFlowKey,
 };
@@ -118,6 +118,8 @@ pub enum Record {
     Connect(Observation),
     Payload(PayloadChunk),
     Process(Lifecycle),
+    /// A watched socket was released, with its payload byte counts.
+    FlowEnd(FlowEndEvent),
 }
 
 fn nul_terminated(bytes: &[u8]) -> String {
@@ -164,6 +166,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EVENT_CONNECT => decode_connect(bytes).map(Record::Connect),
         EVENT_PAYLOAD => decode_payload(bytes).map(Record::Payload),
         kind @ (EVENT_EXEC | EVENT_EXIT) => decode_process(bytes, kind).map(Record::Process),
+        EVENT_FLOW_END => {
+            let need = std::mem::size_of::<FlowEndEvent>();
+            if bytes.len() < need {
+                return Err(DecodeError::Short { len: bytes.len(), need });
+            }
+            // SAFETY: length checked; FlowEndEvent is plain old data valid for any bit pattern.
+            Ok(Record::FlowEnd(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) }))
+        }
         kind => Err(DecodeError::UnknownKind(kind)),
     }
 }

@@ -8,9 +8,11 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, TracePoint},
 };
-use monitor_common::{CaptureState, COUNTER_COUNT, FilterConfig, UdpFlowKey, UdpFlowWindow};
+use monitor_common::{
+    CAPTURE_NONE, COUNTER_COUNT, CaptureState, FilterConfig, STATE_WATCH, UdpFlowKey, UdpFlowWindow,
+};
 
 use crate::preflight::Host;
 
@@ -34,8 +36,12 @@ const TRACEPOINT_PROGRAMS: &[(&str, &str, &str)] = &[
     ("relaywatch_exit", "sched", "sched_process_exit"),
 ];
 
+/// cgroup sock programs (socket release: flow volume of watched sockets, map hygiene).
+const SOCK_PROGRAMS: &[&str] = &["relaywatch_release"];
+
 /// Number of programs attached.
-pub const PROGRAM_COUNT: usize = SOCK_ADDR_PROGRAMS.len() + SKB_PROGRAMS.len() + TRACEPOINT_PROGRAMS.len();
+pub const PROGRAM_COUNT: usize =
+    SOCK_ADDR_PROGRAMS.len() + SKB_PROGRAMS.len() + SOCK_PROGRAMS.len() + TRACEPOINT_PROGRAMS.len();
 
 pub struct Agent {
     // Field order is drop order: the maps we took out go before the object and its links.
@@ -89,6 +95,16 @@ impl Agent {
                 .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
         }
 
+        for name in SOCK_PROGRAMS {
+            let program: &mut CgroupSock = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
+            program
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+        }
         for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
@@ -107,10 +123,28 @@ impl Agent {
         Ok(Agent { events: Some(events), udp_flows, capture, counters, logger, _ebpf: ebpf })
     }
 
-    /// Stop capturing a socket's payload (it is named, or its record was written).
+    /// Stop capturing a socket's payload (it is named, or its record was written). An entry that
+    /// also marks a DNS socket or a watched one stays, with capture off.
     pub fn stop_capture(&mut self, cookie: u64) {
         // Absent already is the usual case: the kernel removes entries when it has enough.
-        let _ = self.capture.remove(&cookie);
+        let Ok(mut state) = self.capture.get(&cookie, 0) else { return };
+        if state.outlives_capture() {
+            state.mode = CAPTURE_NONE;
+            let _ = self.capture.insert(cookie, state, 0);
+        } else {
+            let _ = self.capture.remove(&cookie);
+        }
+    }
+
+    /// Count a socket's payload bytes from now on and report them when it is released.
+    pub fn watch(&mut self, cookie: u64, now_ns: u64) {
+        let mut state = self.capture.get(&cookie, 0).unwrap_or(CaptureState::empty());
+        state.mode = CAPTURE_NONE;
+        state.flags |= STATE_WATCH;
+        state.watch_start_ns = now_ns;
+        if let Err(e) = self.capture.insert(cookie, state, 0) {
+            log::debug!("watching socket {cookie:#x}: {e}");
+        }
     }
 
     /// Sum over CPUs of one counter (indices in monitor_common).

@@ -170,7 +170,9 @@ fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let name = f.next()?;
-            (f.next()? == "ii").then_some(name)
+            // "ii" installed; "it"/"iW": installed with dpkg triggers still pending (another
+            // dpkg run, e.g. a package test, is processing man-db's trigger right now).
+            matches!(f.next()?, "ii" | "it" | "iW").then_some(name)
         })
         .collect();
     Ok(wanted.iter().filter(|p| !installed.contains(p)).map(|p| p.to_string()).collect())
