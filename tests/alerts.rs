@@ -80,6 +80,12 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert_eq!(a["process"]["pid"], pid);
     assert_eq!(a["process"]["executable"], real_executable("/usr/bin/curl"));
     assert!(a["process"]["command_line"].as_str().is_some_and(|c| c.starts_with("curl ")), "{a:#}");
+    // Ancestry: curl's parent is this test binary, and the chain ends at pid 1.
+    assert_eq!(a["process"]["parent"]["pid"], std::process::id());
+    assert_eq!(a["process"]["parent"]["executable"], std::env::current_exe().unwrap().to_string_lossy().as_ref(), "{a:#}");
+    let chain = a["relaywatch"]["process"]["ancestors"].as_array().expect("ancestors");
+    assert_eq!(chain[0]["pid"], std::process::id());
+    assert_eq!(chain.last().unwrap()["pid"], 1, "{a:#}");
     assert_eq!(a["threat"]["enrichments"][0]["matched"]["field"], "destination.domain");
     assert_eq!(a["threat"]["enrichments"][0]["matched"]["atomic"], "api.openai.com");
     assert!(a["relaywatch"]["blocklist"]["file"].as_str().is_some_and(|f| f.contains("openai")), "{a:#}");

@@ -200,7 +200,15 @@ impl Reporter {
         };
         let ip = doc["destination"]["ip"].as_str().and_then(|s| s.parse().ok());
         let finding = alert::classify(&lists, f.naming.domain.as_deref(), ip)?;
-        let alert = alert::alert_document(&doc, &finding, &self.host_info);
+        let mut alert = alert::alert_document(&doc, &finding, &self.host_info);
+        if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
+            // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
+            let chain = self.procs.ancestors(parent);
+            if let Some(exe) = chain.first().and_then(|a| a.executable.clone()) {
+                alert["process"]["parent"]["executable"] = json!(exe);
+            }
+            alert["relaywatch"]["process"]["ancestors"] = serde_json::to_value(&chain).unwrap_or(Value::Null);
+        }
         if !self.dedupe.admit(&alert, std::time::Instant::now()) {
             return None; // counted into the window's summary
         }

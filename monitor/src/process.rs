@@ -147,6 +147,36 @@ impl ProcReader {
     }
 }
 
+/// One step of a process's ancestry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+}
+
+/// Most ancestors listed (deeper chains are cut; pid 1 is usually reached long before).
+const MAX_ANCESTORS: usize = 32;
+
+impl ProcReader {
+    /// The chain from `parent` up to pid 1, as /proc shows it now (a parent that has exited
+    /// ends the chain: its pid may already be another process's).
+    pub fn ancestors(&self, parent: u32) -> Vec<Ancestor> {
+        let mut out = Vec::new();
+        let mut pid = parent;
+        while pid != 0 && out.len() < MAX_ANCESTORS {
+            let Some(stat) = self.stat(pid) else { break };
+            let executable = fs::read_link(self.root.join(format!("{pid}/exe"))).ok().map(|p| p.to_string_lossy().into_owned());
+            out.push(Ancestor { pid, executable });
+            if pid == 1 || stat.ppid == pid {
+                break;
+            }
+            pid = stat.ppid;
+        }
+        out
+    }
+}
+
 /// uid -> user name through the system's user database (NSS), cached.
 #[derive(Default)]
 pub struct UserNames {
@@ -245,6 +275,14 @@ mod tests {
         assert_eq!(container_id(&format!("/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope")), Some(id));
         assert_eq!(container_id(&format!("/docker/{id}")), Some(id));
         assert_eq!(container_id("/system.slice/ssh.service"), None);
+    }
+
+    #[test]
+    fn ancestors_reach_pid_1() {
+        let chain = ProcReader::new().ancestors(std::os::unix::process::parent_id());
+        assert_eq!(chain.first().map(|a| a.pid), Some(std::os::unix::process::parent_id()));
+        assert_eq!(chain.last().map(|a| a.pid), Some(1), "{chain:?}");
+        assert!(ProcReader::new().ancestors(u32::MAX - 3).is_empty());
     }
 
     #[test]
