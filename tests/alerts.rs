@@ -161,6 +161,24 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.list:2:"), "{err}");
+    // `relaywatch status` shows the refusal and the lists still active (refreshed every second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let out = Command::new(relaywatch_bin()).args(["status", "--json", "--socket"]).arg(&daemon.socket).output().unwrap();
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if status["blocklists"]["last_error"]["error"].as_str().is_some_and(|e| e.contains("broken.list:2:")) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let active = status["blocklists"]["active"].as_array().unwrap();
+    let relays = active.iter().find(|l| l["path"].as_str().is_some_and(|p| p.ends_with("relays.list"))).expect("relays.list active");
+    assert_eq!(relays["rules"], 1, "{relays}");
+    assert_eq!(relays["category"], "ai-relay");
+    assert_eq!(relays["sha256"].as_str().map(str::len), Some(64), "{relays}");
+    assert!(active.iter().any(|l| l["path"].as_str().is_some_and(|p| p.starts_with("builtin:"))), "built-in lists active");
+    assert!(status["blocklists"]["loaded_at"].is_string());
     std::fs::remove_file(setup.dir.join("blocklist.d/broken.list")).unwrap();
     setup.write_list("more.list", "# relaywatch: category=ai-aggregator\ndomain:gateway-test.example\n");
     let out = Command::new(relaywatch_bin()).args(["reload", "--socket"]).arg(&daemon.socket).output().unwrap();

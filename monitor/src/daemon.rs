@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use crate::{
-    api,
+    api, clock,
     alert::{self, Deduper, HostInfo, SharedLists},
     cli::{RunArgs, RunFlags},
     config::Config,
@@ -264,6 +264,7 @@ struct DaemonState {
     status: Mutex<Value>,
     store: StoreHandle,
     lists: SharedLists,
+    list_history: Mutex<ListHistory>,
     flags: RunFlags,
 }
 
@@ -271,15 +272,43 @@ impl DaemonState {
     /// Re-read the configuration file and the lists it names; swap the lists in atomically.
     /// On any error the running lists stay and the error is returned (`FILE:LINE: reason`).
     fn reload_lists(&self) -> Result<Value, String> {
-        let config = Config::for_run(&self.flags).map_err(|e| e.to_string())?;
-        let lists = alert::load_lists(&config.blocklists)?;
+        let result = Config::for_run(&self.flags)
+            .map_err(|e| e.to_string())
+            .and_then(|config| alert::load_lists(&config.blocklists));
+        let mut history = self.list_history.lock().map_err(|_| "internal: lock poisoned".to_string())?;
+        let lists = match result {
+            Ok(lists) => lists,
+            Err(e) => {
+                history.last_error = Some(json!({ "at": clock::rfc3339(std::time::SystemTime::now()), "error": e }));
+                return Err(e);
+            }
+        };
         let summary = lists_status(&lists);
         match self.lists.write() {
             Ok(mut current) => *current = Arc::new(lists),
             Err(_) => return Err("internal: blocklist lock poisoned".into()),
         }
+        history.loaded_at = std::time::SystemTime::now();
         Ok(json!({ "reloaded": true, "lists": summary }))
     }
+
+    /// Active lists for `relaywatch status`: each list's source, rule count, sha256, version,
+    /// when the set was loaded, and the last refused reload.
+    fn lists_report(&self) -> Value {
+        let lists = self.lists.read().map(|l| lists_status(&l)).unwrap_or(Value::Null);
+        let history = self.list_history.lock();
+        let (loaded_at, last_error) = match history {
+            Ok(h) => (json!(clock::rfc3339(h.loaded_at)), h.last_error.clone().unwrap_or(Value::Null)),
+            Err(_) => (Value::Null, Value::Null),
+        };
+        json!({ "active": lists, "loaded_at": loaded_at, "last_error": last_error })
+    }
+}
+
+/// When the active lists were loaded, and the last reload that was refused.
+struct ListHistory {
+    loaded_at: std::time::SystemTime,
+    last_error: Option<Value>,
 }
 
 fn lists_status(lists: &crate::blocklist::Blocklists) -> Value {
@@ -371,6 +400,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         status: Mutex::new(json!({})),
         store: store.clone(),
         lists: lists.clone(),
+        list_history: Mutex::new(ListHistory { loaded_at: std::time::SystemTime::now(), last_error: None }),
         flags,
     });
     let api_task = {
@@ -479,7 +509,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
                         "payload_chunks_lost": now.1.payload_lost,
                         "records_malformed": reporter.malformed,
                         "processes_tracked": reporter.processes.len(),
-                        "lists": lists.read().map(|l| lists_status(&l)).unwrap_or(Value::Null),
+                        "blocklists": daemon_state.lists_report(),
                     });
                 }
                 previous = now;
