@@ -224,6 +224,12 @@ pub fn key_values(v: &Value) -> String {
                     walk(&key, child, out);
                 }
             }
+            // A list of objects (the active blocklists, sink health): one line each, indexed.
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), item, out);
+                }
+            }
             Value::String(s) => out.push((prefix.to_owned(), s.clone())),
             other => out.push((prefix.to_owned(), other.to_string())),
         }
@@ -293,5 +299,10 @@ mod tests {
     fn status_lines() {
         let v = json!({ "version": "0.1.0", "store": { "alerts": 3, "path": "/x" } });
         assert_eq!(key_values(&v), "store.alerts: 3\nstore.path:   /x\nversion:      0.1.0\n");
+        let lists = json!({ "active": [{ "path": "a.list", "rules": 2 }, { "path": "b.list", "rules": 5 }] });
+        assert_eq!(
+            key_values(&lists),
+            "active[0].path:  a.list\nactive[0].rules: 2\nactive[1].path:  b.list\nactive[1].rules: 5\n"
+        );
     }
 }
