@@ -246,6 +246,11 @@ pub struct RunFlags {
     /// [default: /run/relaywatch/relaywatch.sock; file: agent.socket]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+
+    /// Field names of the JSON records written on stdout and to sinks: ecs (Elastic Common
+    /// Schema) or ocsf (OCSF 1.8.0 Network Activity). [default: ecs; file: output.format]
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub format: Option<crate::config::Format>,
 }
 
 /// The settings the daemon loop runs with: the configuration file with `RunFlags` applied

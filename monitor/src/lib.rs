@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod loader;
 pub mod metrics;
 pub mod naming;
+pub mod ocsf;
 pub mod preflight;
 pub mod process;
 pub mod proctable;
