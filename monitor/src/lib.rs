@@ -22,6 +22,7 @@ pub mod process;
 pub mod proctable;
 pub mod record;
 pub mod redact;
+pub mod resolve;
 pub mod render;
 pub mod sdnotify;
 pub mod store;
