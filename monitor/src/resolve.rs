@@ -313,8 +313,8 @@ impl NameSetUpdater {
 
 /// Start resolving `names` (from `Blocklists::resolvable_names`) in the background, through
 /// `nameserver` or the system resolver, each name again when its answer expires and at least
-/// every `interval`. Must be called within a tokio runtime. The task runs until aborted or until
-/// every `NameSetUpdater` is dropped.
+/// every `interval`. Must be called within a tokio runtime. The task runs until aborted; once
+/// every `NameSetUpdater` is dropped it keeps resolving the names it has.
 pub fn spawn(names: Vec<(String, Category)>, nameserver: Option<SocketAddr>, interval: Duration) -> (ResolvedNames, NameSetUpdater, JoinHandle<()>) {
     let table = ResolvedNames::new();
     let (sender, mut receiver) = watch::channel(names);
@@ -322,6 +322,7 @@ pub fn spawn(names: Vec<(String, Category)>, nameserver: Option<SocketAddr>, int
     let shared = table.clone();
     let task = tokio::spawn(async move {
         let mut schedule = Schedule::new(&[], Instant::now());
+        let mut updates_open = true;
         loop {
             let now = Instant::now();
             if receiver.has_changed().unwrap_or(false) {
@@ -353,15 +354,18 @@ pub fn spawn(names: Vec<(String, Category)>, nameserver: Option<SocketAddr>, int
             let now = Instant::now();
             shared.prune(now, None);
             let next = schedule.next_due().unwrap_or(now + interval).clamp(now + MIN_ROUND_SPACING, now + interval.max(MIN_ROUND_SPACING));
+            if !updates_open {
+                tokio::time::sleep_until(next.into()).await;
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(next.into()) => {}
-                changed = receiver.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
+                changed = receiver.changed() => match changed {
                     // Marked seen by the next turn's borrow_and_update.
-                    receiver.mark_changed();
-                }
+                    Ok(()) => receiver.mark_changed(),
+                    // Every updater dropped: keep resolving the names we have.
+                    Err(_) => updates_open = false,
+                },
             }
         }
     });
