@@ -170,6 +170,41 @@ pub enum BlocklistCommand {
     /// Look a name or an address up in the built-in lists and any --list files; exit status 0 on
     /// a match, 1 on none, 2 on a usage or list error.
     Test(BlocklistTestArgs),
+    /// Resolve the lists' full: and domain: names once and print one line per address:
+    /// IP NAME CATEGORY TTL. Exit status 0 when some name resolved (or there are no names), 1
+    /// when none did, 2 on a usage or list error.
+    Resolve(BlocklistResolveArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BlocklistResolveArgs {
+    /// DNS server to ask, IP:PORT. Without it the system resolver (/etc/resolv.conf, and
+    /// /etc/hosts first) is used.
+    #[arg(long, value_name = "IP:PORT")]
+    pub nameserver: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub lists: ListSelection,
+
+    /// Print one JSON object per address instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which lists `blocklist test` and `blocklist resolve` use.
+#[derive(Args, Debug, Clone)]
+pub struct ListSelection {
+    /// An extra list file (repeatable).
+    #[arg(long = "list", value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+
+    /// Leave the built-in lists out.
+    #[arg(long)]
+    pub no_builtin: bool,
+
+    /// Category for --list files whose header names none.
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -185,17 +220,8 @@ pub struct BlocklistCheckArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct BlocklistTestArgs {
-    /// An extra list file to check against (repeatable).
-    #[arg(long = "list", value_name = "FILE")]
-    pub lists: Vec<std::path::PathBuf>,
-
-    /// Leave the built-in lists out.
-    #[arg(long)]
-    pub no_builtin: bool,
-
-    /// Category for --list files whose header names none.
-    #[arg(long, value_name = "CATEGORY")]
-    pub category: Option<String>,
+    #[command(flatten)]
+    pub lists: ListSelection,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -246,6 +272,11 @@ pub struct RunFlags {
     /// [default: /run/relaywatch/relaywatch.sock; file: agent.socket]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+
+    /// Field names of the JSON records written on stdout and to sinks: ecs (Elastic Common
+    /// Schema) or ocsf (OCSF 1.8.0 Network Activity). [default: ecs; file: output.format]
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub format: Option<crate::config::Format>,
 }
 
 /// The settings the daemon loop runs with: the configuration file with `RunFlags` applied

@@ -80,7 +80,7 @@ impl Default for Output {
 }
 
 /// Field naming of output records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Elastic Common Schema.
@@ -354,6 +354,9 @@ impl Config {
         }
         if let Some(socket) = &flags.socket {
             self.agent.socket = socket.clone();
+        }
+        if let Some(format) = flags.format {
+            self.output.format = format;
         }
     }
 
@@ -859,6 +862,23 @@ mod tests {
     fn missing_file_names_the_path() {
         let e = Config::load(Path::new("/nonexistent/relaywatch.toml")).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/relaywatch.toml: cannot read: "), "{e}");
+    }
+
+    #[test]
+    fn run_format_flag_overrides_the_file() {
+        use clap::Parser as _;
+        let flags = |args: &[&str]| match crate::cli::Cli::try_parse_from(args).unwrap().command {
+            crate::cli::Command::Run(flags) => flags,
+            other => unreachable!("{other:?}"),
+        };
+        let mut c = Config::from_str_named("[output]\nformat = \"ocsf\"\n", "c.toml").unwrap();
+        c.apply_run_flags(&flags(&["relaywatch", "run"]));
+        assert_eq!(c.output.format, Format::Ocsf, "no flag: the file's value stays");
+        c.apply_run_flags(&flags(&["relaywatch", "run", "--format", "ecs"]));
+        assert_eq!(c.output.format, Format::Ecs);
+        c.apply_run_flags(&flags(&["relaywatch", "run", "--format", "ocsf"]));
+        assert_eq!(c.output.format, Format::Ocsf);
+        assert!(crate::cli::Cli::try_parse_from(["relaywatch", "run", "--format", "xml"]).is_err());
     }
 
     #[test]

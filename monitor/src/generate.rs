@@ -77,6 +77,7 @@ mod tests {
             "relaywatch-blocklist.1",
             "relaywatch-blocklist-check.1",
             "relaywatch-blocklist-test.1",
+            "relaywatch-blocklist-resolve.1",
         ];
         for expected in expected_pages {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");

@@ -376,18 +376,27 @@ pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
     pid
 }
 
-/// dnsmasq answering on 127.0.0.2:53 from a fixed table (`--address=/name/ip`), never forwarding.
+/// dnsmasq answering from a fixed table (`--address=/name/ip`), never forwarding: on
+/// 127.0.0.2:53 with a 300 s TTL (`start`), or where and with the TTL a test needs (`start_on`).
 pub struct DnsServer {
     child: Child,
     pub ip: &'static str,
+    pub port: u16,
 }
 
 impl DnsServer {
     pub fn start(records: &[(&str, &str)]) -> DnsServer {
+        DnsServer::start_on("127.0.0.2", 53, 300, records)
+    }
+
+    pub fn start_on(ip: &'static str, port: u16, ttl: u32, records: &[(&str, &str)]) -> DnsServer {
         let mut cmd = Command::new("dnsmasq");
         cmd.args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces"])
-            .args(["--listen-address=127.0.0.2", "--port=53", "--pid-file=", "--user=root", "--log-facility=-"])
-            .args(["--local-ttl=300", "--cache-size=0"]);
+            .arg(format!("--listen-address={ip}"))
+            .arg(format!("--port={port}"))
+            .args(["--pid-file=", "--user=root", "--log-facility=-"])
+            .arg(format!("--local-ttl={ttl}"))
+            .arg("--cache-size=0");
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
@@ -399,14 +408,14 @@ impl DnsServer {
             sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             // A query for "ready.invalid" (type A): dnsmasq answers NXDOMAIN or REFUSED.
             let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ready\x07invalid\x00\x00\x01\x00\x01";
-            let _ = sock.send_to(q, "127.0.0.2:53");
+            let _ = sock.send_to(q, (ip, port));
             let mut buf = [0u8; 512];
             if sock.recv(&mut buf).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "dnsmasq did not answer on 127.0.0.2:53");
+            assert!(Instant::now() < deadline, "dnsmasq did not answer on {ip}:{port}");
         }
-        DnsServer { child, ip: "127.0.0.2" }
+        DnsServer { child, ip, port }
     }
 }
 

@@ -1,13 +1,14 @@
-//! `relaywatch blocklist check` and `relaywatch blocklist test`.
+//! `relaywatch blocklist check`, `relaywatch blocklist test` and `relaywatch blocklist resolve`.
 //!
 //! These read list files directly: they are offline tools for list authors and for checking what
-//! a name would match, not queries of the running daemon.
+//! a name would match, not queries of the running daemon. `resolve` asks DNS (the nameserver
+//! given, or the system's) once, as the daemon's resolving task would.
 use std::{net::IpAddr, process::ExitCode};
 
 use serde_json::{Value, json};
 
 use super::{Blocklists, Category, ListFile, RuleMatch, Verdict, name::canonical_rule_name};
-use crate::cli::{BlocklistCheckArgs, BlocklistCommand, BlocklistTestArgs};
+use crate::cli::{BlocklistCheckArgs, BlocklistCommand, BlocklistResolveArgs, BlocklistTestArgs, ListSelection};
 
 const EXIT_NO_MATCH: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -16,6 +17,7 @@ pub fn run(command: &BlocklistCommand) -> ExitCode {
     match command {
         BlocklistCommand::Check(args) => check(args),
         BlocklistCommand::Test(args) => test(args),
+        BlocklistCommand::Resolve(args) => resolve(args),
     }
 }
 
@@ -58,10 +60,6 @@ fn check(args: &BlocklistCheckArgs) -> ExitCode {
 }
 
 fn test(args: &BlocklistTestArgs) -> ExitCode {
-    let category = match fallback_category(args.category.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
-    };
     let target = args.target.trim();
     let ip = target.parse::<IpAddr>().ok();
     if ip.is_none()
@@ -69,15 +67,9 @@ fn test(args: &BlocklistTestArgs) -> ExitCode {
     {
         return usage_error(&format!("'{target}' is neither an IP address nor a domain name: {why}"));
     }
-    let files: Vec<ListFile> = args.lists.iter().map(|p| ListFile { path: p.clone(), category }).collect();
-    let lists = match Blocklists::load_files(&files, !args.no_builtin) {
+    let lists = match load_selected(&args.lists) {
         Ok(lists) => lists,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let verdict = match ip {
         Some(ip) => lists.match_ip(ip),
@@ -89,6 +81,65 @@ fn test(args: &BlocklistTestArgs) -> ExitCode {
         print_verdict(target, verdict.as_ref());
     }
     if verdict.is_some() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NO_MATCH) }
+}
+
+/// The built-in lists (unless `--no-builtin`) and the `--list` files; a bad `--category` or list
+/// errors (one per line) are printed and give the usage exit status.
+fn load_selected(selection: &ListSelection) -> Result<Blocklists, ExitCode> {
+    let category = fallback_category(selection.category.as_deref()).map_err(|e| usage_error(&e))?;
+    let files: Vec<ListFile> = selection.files.iter().map(|p| ListFile { path: p.clone(), category }).collect();
+    Blocklists::load_files(&files, !selection.no_builtin).map_err(|errors| {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn resolve(args: &BlocklistResolveArgs) -> ExitCode {
+    use crate::resolve::{ListResolver, MAX_NAMES_PER_ROUND, ResolvedNames, resolve_round};
+    let lists = match load_selected(&args.lists) {
+        Ok(lists) => lists,
+        Err(code) => return code,
+    };
+    let names = lists.resolvable_names();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("relaywatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(async {
+        let resolver = ListResolver::new(args.nameserver)?;
+        Ok::<_, String>(resolve_round(&resolver, &names, &ResolvedNames::new()).await)
+    }) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("relaywatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for r in &report.resolutions {
+        for ip in &r.addresses {
+            if args.json {
+                println!("{}", json!({ "ip": ip, "name": r.name, "category": r.category, "ttl": r.ttl.as_secs() }));
+            } else {
+                println!("{ip} {} {} {}", r.name, r.category, r.ttl.as_secs());
+            }
+        }
+    }
+    eprintln!(
+        "{} names: {} resolved to {} addresses, {} not found, {} timed out, {} failed{}",
+        names.len(),
+        report.resolutions.len(),
+        report.addresses(),
+        report.not_found,
+        report.timed_out,
+        report.failed,
+        if report.skipped > 0 { format!(", {} skipped (at most {MAX_NAMES_PER_ROUND} per round)", report.skipped) } else { String::new() }
+    );
+    if names.is_empty() || !report.resolutions.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NO_MATCH) }
 }
 
 fn usage_error(message: &str) -> ExitCode {
