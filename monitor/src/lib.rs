@@ -23,5 +23,6 @@ pub mod record;
 pub mod redact;
 pub mod render;
 pub mod sdnotify;
+pub mod sinks;
 pub mod store;
 pub mod stream;
