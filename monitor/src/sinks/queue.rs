@@ -317,7 +317,12 @@ impl DiskQueue {
         }
         let next = match self.waiting.front() {
             Some(e) => e.at,
-            None => self.segments.back().map_or(self.committed, |&(seq, len)| Pos { seq, offset: len }),
+            // Caught up: the next record starts a new segment, so every delivered one can go
+            // and an idle queue takes no disk space.
+            None => {
+                self.writer = None;
+                self.segments.back().map_or(self.committed, |&(seq, _)| Pos { seq: seq + 1, offset: 0 })
+            }
         };
         self.committed = next;
         self.write_cursor()?;
@@ -403,6 +408,12 @@ mod tests {
         assert_eq!(read_all(&d.join(CURSOR)), "0 16 0\n");
         assert_eq!(drain(&mut q), [rec(2), rec(3), rec(4)]);
         assert_eq!(q.queued_bytes(), 0);
+        assert_eq!(read_all(&d.join(CURSOR)), "1 0 0\n");
+        assert!(!d.join(format!("{:020}.seg", 0)).exists(), "a caught-up queue keeps no delivered segment");
+        q.append(&[rec(5)]).unwrap();
+        drop(q);
+        let mut q = DiskQueue::open(&d, 1 << 20).unwrap();
+        assert_eq!(drain(&mut q), [rec(5)]);
     }
 
     #[test]
@@ -486,8 +497,8 @@ mod tests {
         let mut q = DiskQueue::open(&d, 1 << 20).unwrap();
         assert_eq!(q.waiting_records(), 2);
         q.append(&[rec(3)]).unwrap();
-        assert_eq!(drain(&mut q), [rec(0), rec(1), rec(3)]);
         assert_eq!(read_all(&seg), format!("{}\n{}\n{}\n", rec(0), rec(1), rec(3)));
+        assert_eq!(drain(&mut q), [rec(0), rec(1), rec(3)]);
     }
 
     #[test]
