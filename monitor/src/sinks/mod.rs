@@ -610,4 +610,39 @@ mod tests {
         let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
         assert_eq!(sinks.health()[0].queued, 0);
     }
+
+    #[tokio::test]
+    async fn full_queue_drops_the_oldest_and_tells_the_collector() {
+        let state = temp("drops");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Records of 200 bytes with the newline; the queue holds five.
+        let config = [Sink::Syslog { url: format!("tcp://127.0.0.1:{port}"), ca_file: None, queue_max_bytes: 1000 }];
+        let record = |i: u64| json!({"n": i, "pad": "x".repeat(200 - 17)});
+        assert_eq!(record(0).to_string().len() + 1, 200);
+        let metrics = Metrics::new();
+        let sinks = Sinks::start(&config, &state, metrics.clone()).await.unwrap();
+        for i in 0..10 {
+            sinks.send(&record(i));
+        }
+        let h = sinks.shutdown(Duration::from_millis(300)).await;
+        assert_eq!((h[0].queued, h[0].dropped, h[0].delivered), (5, 5, 0), "{h:?}");
+        assert!(metrics.render().contains(&format!("relaywatch_sink_queue_depth{{sink=\"syslog tcp://127.0.0.1:{port}\"}} 1000")), "{}", metrics.render());
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await.unwrap().unwrap();
+        let h = sinks.shutdown(Duration::from_secs(10)).await;
+        assert_eq!((h[0].queued, h[0].delivered), (0, 6), "five alerts and the drop report: {h:?}");
+        let mut received = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut received).await.unwrap();
+        let text = String::from_utf8(received).unwrap();
+        let numbers: Vec<u64> = text.match_indices("{\"n\":").map(|(i, _)| text[i + 5..].split(',').next().unwrap().parse().unwrap()).collect();
+        assert_eq!(numbers, [5, 6, 7, 8, 9], "the oldest were dropped");
+        let report = text.lines().last().unwrap_or("");
+        let report: Value = serde_json::from_str(&text[text.rfind(" {\"@timestamp\"").unwrap() + 1..]).unwrap_or_else(|e| panic!("{e}: {report}"));
+        assert!(text.contains(" SINK_DROPPED [relaywatch@32473 severity=\"47\"] "), "{text}");
+        assert_eq!(report["event"]["action"], "sink-dropped");
+        assert_eq!(report["event"]["kind"], "event");
+        assert_eq!(report["relaywatch"]["sink"]["dropped"], 5);
+    }
 }
