@@ -105,6 +105,36 @@ impl Client {
     }
 }
 
+/// A batch's request body, built from the records that parse as JSON; the others are refused.
+struct ParsedBody {
+    body: String,
+    parsed: Vec<(usize, Value)>,
+    unparsable: usize,
+}
+
+fn body_of_parsed(batch: &[&str], build: impl FnOnce(&[(usize, Value)]) -> String) -> ParsedBody {
+    let (parsed, bad) = parse_all(batch);
+    ParsedBody { body: if parsed.is_empty() { String::new() } else { build(&parsed) }, parsed, unparsable: bad.len() }
+}
+
+impl Client {
+    /// POST one batch and judge the answer: request-level status first, then `on_success`
+    /// (given a 2xx body and the number of records sent) for per-record results.
+    async fn post_batch(&mut self, path: &str, content_type: &str, authorization: Option<String>, req: ParsedBody, on_success: impl FnOnce(&[u8], usize) -> Outcome) -> Outcome {
+        let n = req.parsed.len();
+        let mut outcome = if n == 0 {
+            Outcome::default()
+        } else {
+            match self.post(path, content_type, authorization, Bytes::from(req.body)).await {
+                Ok((status, body)) => classify(status, &body, n).unwrap_or_else(|| on_success(&body, n)),
+                Err(e) => whole_batch_failed(e, n),
+            }
+        };
+        outcome.map_indices(&req.parsed, req.unparsable);
+        outcome
+    }
+}
+
 /// How a request-level answer is handled.
 fn classify(status: StatusCode, body: &[u8], n: usize) -> Option<Outcome> {
     let reason = || format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]).trim());
@@ -167,18 +197,10 @@ impl SplunkHec {
     }
 
     pub async fn deliver(&mut self, batch: &[&str]) -> Outcome {
-        let (alerts, bad) = parse_all(batch);
-        if alerts.is_empty() {
-            return Outcome { retry: Vec::new(), rejected: bad.len(), error: Some("queued records are not JSON".into()) };
-        }
-        let body = self.payload(&alerts.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
         let auth = format!("Splunk {}", self.token.0);
-        let mut outcome = match self.client.post(&self.path, "application/json", Some(auth), Bytes::from(body)).await {
-            Ok((status, body)) => classify(status, &body, alerts.len()).unwrap_or_default(),
-            Err(e) => whole_batch_failed(e, alerts.len()),
-        };
-        outcome.map_indices(&alerts, bad.len());
-        outcome
+        let body = |alerts: &[(usize, Value)]| self.payload(&alerts.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+        let body = body_of_parsed(batch, body);
+        self.client.post_batch(&self.path, "application/json", Some(auth), body, |_, _| Outcome::default()).await
     }
 }
 
@@ -210,18 +232,9 @@ impl Elasticsearch {
     }
 
     pub async fn deliver(&mut self, batch: &[&str]) -> Outcome {
-        let (alerts, bad) = parse_all(batch);
-        if alerts.is_empty() {
-            return Outcome { retry: Vec::new(), rejected: bad.len(), error: Some("queued records are not JSON".into()) };
-        }
-        let docs: Vec<&str> = alerts.iter().map(|&(i, _)| batch[i]).collect();
         let auth = self.api_key.as_ref().map(|k| format!("ApiKey {}", k.0));
-        let mut outcome = match self.client.post(&self.path, "application/x-ndjson", auth, Bytes::from(self.payload(&docs))).await {
-            Ok((status, body)) => classify(status, &body, docs.len()).unwrap_or_else(|| bulk_items(&body, docs.len())),
-            Err(e) => whole_batch_failed(e, docs.len()),
-        };
-        outcome.map_indices(&alerts, bad.len());
-        outcome
+        let body = body_of_parsed(batch, |alerts| self.payload(&alerts.iter().map(|&(i, _)| batch[i]).collect::<Vec<_>>()));
+        self.client.post_batch(&self.path, "application/x-ndjson", auth, body, bulk_items).await
     }
 }
 
@@ -272,7 +285,7 @@ fn parse_all(batch: &[&str]) -> (Vec<(usize, Value)>, Vec<usize>) {
 impl Outcome {
     /// Indices into the parsed subset back to batch indices; unparsable records are refused.
     fn map_indices(&mut self, parsed: &[(usize, Value)], unparsable: usize) {
-        self.retry = self.retry.iter().map(|&i| parsed[i].0).collect();
+        self.retry = self.retry.iter().filter_map(|&i| parsed.get(i).map(|p| p.0)).collect();
         self.rejected += unparsable;
         if unparsable > 0 && self.error.is_none() {
             self.error = Some("a queued record is not JSON".into());

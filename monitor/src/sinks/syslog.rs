@@ -244,10 +244,10 @@ async fn send_datagrams(socket: &mut Option<UdpSocket>, host: &str, port: u16, m
 
 /// Write each message as an octet-counted frame; on failure, the index it failed at and why.
 async fn send_frames(connector: &Connector, conn: &mut Option<Box<dyn Io>>, messages: &[Option<String>]) -> Option<(usize, String)> {
-    if let Some(c) = conn {
-        if peer_closed(c).await {
-            *conn = None;
-        }
+    if let Some(c) = conn
+        && peer_closed(c).await
+    {
+        *conn = None;
     }
     for (i, m) in messages.iter().enumerate() {
         let Some(m) = m else { continue };
