@@ -75,7 +75,7 @@ pub struct Outcome {
 pub struct SinkHealth {
     /// Kind and destination: `syslog tcp://127.0.0.1:6514`, `file /var/log/relaywatch/a.jsonl`.
     pub name: String,
-    /// Alerts waiting for delivery (on disk, or in memory for the file sink).
+    /// Alerts waiting for delivery in the on-disk queue (always 0 for the file sink).
     pub queued: u64,
     pub queued_bytes: u64,
     /// Alerts the collector accepted (for udp: sent).
@@ -413,6 +413,10 @@ fn backoff(attempt: u32) -> Duration {
 /// Deliver batches from the queue, in order, until the intake is closed and the queue empty.
 async fn run_delivery(mut transport: Transport, queue: Arc<Mutex<DiskQueue>>, shared: Arc<Shared>, wake: Arc<Notify>, intake_done: Arc<AtomicBool>) {
     loop {
+        // Read before taking: if the intake was done then, every append happened before this
+        // take, so an empty take means an empty queue (read after, an append racing with the
+        // take could be left behind).
+        let intake_was_done = intake_done.load(Ordering::SeqCst);
         let batch = match on_queue(&queue, |q| q.take(BATCH_RECORDS, BATCH_BYTES)).await {
             Ok(b) => b,
             Err(e) => {
@@ -424,7 +428,7 @@ async fn run_delivery(mut transport: Transport, queue: Arc<Mutex<DiskQueue>>, sh
             }
         };
         let Some(batch) = batch else {
-            if intake_done.load(Ordering::SeqCst) {
+            if intake_was_done {
                 return;
             }
             wake.notified().await;

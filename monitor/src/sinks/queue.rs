@@ -27,7 +27,10 @@ use std::{
     collections::VecDeque,
     fs::{self, File, OpenOptions},
     io::{self, BufRead as _, BufReader, Seek as _, SeekFrom, Write as _},
-    os::{fd::AsRawFd as _, unix::fs::FileExt as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{DirBuilderExt as _, FileExt as _},
+    },
     path::{Path, PathBuf},
 };
 
@@ -80,7 +83,8 @@ pub(crate) struct Batch {
 impl DiskQueue {
     /// Open (or create) the queue in `dir`, bounded by `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<DiskQueue> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // 0700: queued alerts name users, command lines and destinations.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).with_context(|| format!("opening {}/lock", dir.display()))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
