@@ -253,7 +253,7 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     listener.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
     let mut child = Command::new(relaywatch_bin())
-        .args(["run", "--state-dir"])
+        .args(["run", "--nameserver", integration_tests::NO_NAMESERVER, "--state-dir"])
         .arg(dir.join("state"))
         .arg("--socket")
         .arg(dir.join("api.sock"))

@@ -74,6 +74,11 @@ pub enum Command {
     /// `{"alert": {...}}` or `{"connection": {ECS record}}` on stdin and stores them.
     #[command(hide = true)]
     ApiServe(ApiServeArgs),
+    /// Test and diagnostic aid: send the alert JSON lines read on stdin through the
+    /// `[[sink]]`s of a configuration file (queues under DIR), shut the sinks down, and print
+    /// their health as one JSON line.
+    #[command(hide = true)]
+    SinkSend(SinkSendArgs),
     /// Check list files and look names or addresses up in the blocklists.
     #[command(subcommand)]
     Blocklist(BlocklistCommand),
@@ -147,6 +152,21 @@ pub struct StoreSoakArgs {
 
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub count: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SinkSendArgs {
+    /// Configuration file whose `[[sink]]` tables are used.
+    #[arg(long, value_name = "PATH")]
+    pub config: PathBuf,
+
+    /// State directory: the sinks' queues are under DIR/queue.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// How long the shutdown may take to deliver what is queued, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -277,6 +297,11 @@ pub struct RunFlags {
     /// Schema) or ocsf (OCSF 1.8.0 Network Activity). [default: ecs; file: output.format]
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub format: Option<crate::config::Format>,
+
+    /// DNS server (IP:PORT) for resolving the blocklists' names in the background.
+    /// [default: the system resolver; file: blocklists.nameserver]
+    #[arg(long, value_name = "IP:PORT")]
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 /// The settings the daemon loop runs with: the configuration file with `RunFlags` applied

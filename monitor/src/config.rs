@@ -89,17 +89,18 @@ pub enum Format {
     Ocsf,
 }
 
-/// One `[[sink]]`: where alerts are forwarded, validated per kind.
+/// One `[[sink]]`: where alerts are forwarded, validated per kind. `ca_file` (PEM) replaces the
+/// system's trust store (/etc/ssl/certs/ca-certificates.crt) for tls:// and https:// URLs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sink {
     /// RFC 5424 syslog; `url` is udp://, tcp:// or tls:// HOST[:PORT].
-    Syslog { url: String, queue_max_bytes: u64 },
+    Syslog { url: String, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
     /// JSON lines in a local file, rotated at `max_bytes`, keeping `max_files` old files.
     File { path: PathBuf, max_bytes: u64, max_files: u32 },
     /// Splunk HTTP Event Collector; the token is read from `token_file`.
-    SplunkHec { url: String, token_file: PathBuf, index: Option<String>, queue_max_bytes: u64 },
+    SplunkHec { url: String, token_file: PathBuf, index: Option<String>, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
     /// Elasticsearch / OpenSearch bulk API; `token_file` holds an API key if the cluster needs one.
-    Elasticsearch { url: String, token_file: Option<PathBuf>, index: String, queue_max_bytes: u64 },
+    Elasticsearch { url: String, token_file: Option<PathBuf>, index: String, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
 }
 
 pub const SINK_QUEUE_MAX_BYTES: u64 = 64 * MIB;
@@ -151,6 +152,7 @@ struct RawSink {
     max_files: Option<u32>,
     queue_max_bytes: Option<u64>,
     index: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// `[blocklists]`: where the lists of AI relays and providers come from and what each category does.
@@ -346,6 +348,9 @@ impl Config {
         if let Some(ms) = flags.udp_window_ms {
             self.agent.udp_window_ms = ms;
         }
+        if let Some(ns) = flags.nameserver {
+            self.blocklists.nameserver = Some(ns);
+        }
         if let Some(ms) = flags.name_wait_ms {
             self.agent.name_wait_ms = ms;
         }
@@ -470,10 +475,10 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
     let mut problem = |key: &str, reason: String| problems.push(Problem { position: None, message: format!("{at}.{key}: {reason}") });
 
     let (required, allowed): (&[&str], &[&str]) = match raw.kind {
-        SinkKind::Syslog => (&["url"], &["queue_max_bytes"]),
+        SinkKind::Syslog => (&["url"], &["queue_max_bytes", "ca_file"]),
         SinkKind::File => (&["path"], &["max_bytes", "max_files"]),
-        SinkKind::SplunkHec => (&["url", "token_file"], &["index", "queue_max_bytes"]),
-        SinkKind::Elasticsearch => (&["url"], &["token_file", "index", "queue_max_bytes"]),
+        SinkKind::SplunkHec => (&["url", "token_file"], &["index", "queue_max_bytes", "ca_file"]),
+        SinkKind::Elasticsearch => (&["url"], &["token_file", "index", "queue_max_bytes", "ca_file"]),
     };
     let present = [
         ("url", raw.url.is_some()),
@@ -483,6 +488,7 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
         ("max_files", raw.max_files.is_some()),
         ("queue_max_bytes", raw.queue_max_bytes.is_some()),
         ("index", raw.index.is_some()),
+        ("ca_file", raw.ca_file.is_some()),
     ];
     for (key, is_set) in present {
         if !is_set && required.contains(&key) {
@@ -501,7 +507,10 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
             problem("url", reason);
         }
     }
-    for (key, path) in [("path", &raw.path), ("token_file", &raw.token_file)] {
+    if raw.ca_file.is_some() && raw.url.as_deref().is_some_and(|u| !(u.starts_with("tls://") || u.starts_with("https://"))) {
+        problem("ca_file", "only used with tls:// or https:// URLs".into());
+    }
+    for (key, path) in [("path", &raw.path), ("token_file", &raw.token_file), ("ca_file", &raw.ca_file)] {
         if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
             problem(key, format!("\"{}\" is not an absolute path", p.display()));
         }
@@ -521,7 +530,7 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
     let queue_max_bytes = raw.queue_max_bytes.unwrap_or(SINK_QUEUE_MAX_BYTES);
     // The checks above guarantee the required keys; `unwrap_or_default` only keeps this total.
     Ok(match raw.kind {
-        SinkKind::Syslog => Sink::Syslog { url: raw.url.unwrap_or_default(), queue_max_bytes },
+        SinkKind::Syslog => Sink::Syslog { url: raw.url.unwrap_or_default(), ca_file: raw.ca_file, queue_max_bytes },
         SinkKind::File => Sink::File {
             path: raw.path.unwrap_or_default(),
             max_bytes: raw.max_bytes.unwrap_or(FILE_SINK_MAX_BYTES),
@@ -531,12 +540,14 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
             url: raw.url.unwrap_or_default(),
             token_file: raw.token_file.unwrap_or_default(),
             index: raw.index,
+            ca_file: raw.ca_file,
             queue_max_bytes,
         },
         SinkKind::Elasticsearch => Sink::Elasticsearch {
             url: raw.url.unwrap_or_default(),
             token_file: raw.token_file,
             index: raw.index.unwrap_or_else(|| ELASTICSEARCH_INDEX.into()),
+            ca_file: raw.ca_file,
             queue_max_bytes,
         },
     })
@@ -620,6 +631,7 @@ const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # [[sink]]
 # kind = "syslog"                 # RFC 5424; url is udp://, tcp:// or tls:// HOST[:PORT]
 # url = "tls://siem.example.com:6514"
+# ca_file = "/etc/relaywatch/siem-ca.pem"   # optional: trust this CA instead of the system's
 # queue_max_bytes = 67108864      # on-disk buffer while the collector is down (default 64 MiB)
 #
 # [[sink]]
@@ -832,6 +844,12 @@ mod tests {
             ]
         );
         assert!(errors("[[sink]]\nkind = \"kafka\"\n")[0].starts_with("c.toml:2:8: sink[0].kind: unknown variant `kafka`"));
+        assert_eq!(
+            errors("[[sink]]\nkind = \"syslog\"\nurl = \"tcp://h:1\"\nca_file = \"ca.pem\"\n"),
+            ["c.toml: sink[0].ca_file: only used with tls:// or https:// URLs", "c.toml: sink[0].ca_file: \"ca.pem\" is not an absolute path"]
+        );
+        let c = Config::from_str_named("[[sink]]\nkind = \"syslog\"\nurl = \"tls://h\"\nca_file = \"/ca.pem\"\n", "c.toml").unwrap();
+        assert_eq!(c.sinks, [Sink::Syslog { url: "tls://h".into(), ca_file: Some("/ca.pem".into()), queue_max_bytes: SINK_QUEUE_MAX_BYTES }]);
     }
 
     #[test]
@@ -846,11 +864,12 @@ mod tests {
         assert_eq!(
             c.sinks,
             [
-                Sink::Syslog { url: "udp://[::1]:514".into(), queue_max_bytes: SINK_QUEUE_MAX_BYTES },
+                Sink::Syslog { url: "udp://[::1]:514".into(), ca_file: None, queue_max_bytes: SINK_QUEUE_MAX_BYTES },
                 Sink::Elasticsearch {
                     url: "http://127.0.0.1:9200/prefix".into(),
                     token_file: None,
                     index: ELASTICSEARCH_INDEX.into(),
+                    ca_file: None,
                     queue_max_bytes: SINK_QUEUE_MAX_BYTES
                 },
                 Sink::File { path: "/var/log/relaywatch/a.json".into(), max_bytes: FILE_SINK_MAX_BYTES, max_files: 2 },

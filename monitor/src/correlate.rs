@@ -9,7 +9,8 @@
 //!   count) and is named from its first datagram when that is a QUIC Initial;
 //! - whatever the payload did not name falls back to the DNS answers this process received for
 //!   the address (`dns_answer_process`), then those anyone on the host received
-//!   (`dns_answer_host`), else `none`.
+//!   (`dns_answer_host`), then the addresses the blocklists' own names resolve to
+//!   (`resolved_blocklist`), else `none`.
 //! Each record leaves exactly once. Payload bytes are parsed here and dropped: only names,
 //! TLS fingerprints and proxy targets leave this module.
 use std::{
@@ -211,6 +212,8 @@ pub struct Correlator {
     datagrams: HashMap<DatagramKey, PendingDatagram>,
     datagram_deadlines: VecDeque<(Instant, DatagramKey)>,
     pub dns: DnsCache,
+    /// Addresses the blocklists' names resolve to (the last fallback), when resolution runs.
+    pub resolved: Option<crate::resolve::ResolvedNames>,
 }
 
 impl Correlator {
@@ -223,6 +226,7 @@ impl Correlator {
             datagrams: HashMap::new(),
             datagram_deadlines: VecDeque::new(),
             dns: DnsCache::new(dns_capacity),
+            resolved: None,
         }
     }
 
@@ -312,7 +316,12 @@ impl Correlator {
                 tls,
                 proxy: None,
             },
-            None => Naming { tls, ..Naming::unnamed() },
+            None => match self.resolved.as_ref().and_then(|r| r.lookup(observation.destination)) {
+                // The address is one a listed name resolves to: weaker evidence (shared CDNs),
+                // but the only one for a process that resolved it out of our sight (DoH, say).
+                Some(r) => Naming { domain: Some(r.name), source: NameSource::ResolvedBlocklist, tls, proxy: None },
+                None => Naming { tls, ..Naming::unnamed() },
+            },
         }
     }
 

@@ -74,6 +74,7 @@ const WATCHED_CONNECTIONS: usize = 8_192;
 
 struct Reporter {
     args: RunArgs,
+    sinks: crate::sinks::Sinks,
     watched: lru::LruCache<u64, Watched>,
     store: StoreHandle,
     lists: SharedLists,
@@ -173,6 +174,7 @@ impl Reporter {
         if self.args.config.output.stdout {
             self.write_line(&doc);
         }
+        self.sinks.send(&crate::ocsf::format(&doc, self.args.config.output.format));
         self.store.submit_alert(doc);
     }
 
@@ -222,6 +224,7 @@ impl Reporter {
         if self.args.config.output.stdout {
             self.write_line(&alert);
         }
+        self.sinks.send(&crate::ocsf::format(&alert, self.args.config.output.format));
         self.store.submit_alert(alert);
     }
 
@@ -231,8 +234,10 @@ impl Reporter {
         }
     }
 
+    /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
+    /// store keeps ECS, which the API and CLI read.
     fn write_line(&mut self, doc: &Value) {
-        let line = doc.to_string();
+        let line = crate::ocsf::format(doc, self.args.config.output.format).to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             if !self.stdout_failed {
@@ -265,6 +270,7 @@ struct DaemonState {
     store: StoreHandle,
     lists: SharedLists,
     list_history: Mutex<ListHistory>,
+    resolve_updates: crate::resolve::NameSetUpdater,
     flags: RunFlags,
 }
 
@@ -284,6 +290,7 @@ impl DaemonState {
             }
         };
         let summary = lists_status(&lists);
+        self.resolve_updates.replace(lists.resolvable_names());
         match self.lists.write() {
             Ok(mut current) => *current = Arc::new(lists),
             Err(_) => return Err("internal: blocklist lock poisoned".into()),
@@ -369,9 +376,17 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
     let lists = alert::load_lists(&args.config.blocklists).map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
+    let resolvable = lists.resolvable_names();
     let lists: SharedLists = Arc::new(std::sync::RwLock::new(Arc::new(lists)));
+    // Resolve the lists' names in the background: addresses -> names, the last naming fallback.
+    let (resolved, resolve_updates, resolve_task) = crate::resolve::spawn(
+        resolvable,
+        args.config.blocklists.nameserver,
+        Duration::from_secs(args.config.blocklists.resolve_interval_s),
+    );
     let store = StoreHandle::open(&args.state_dir)?;
     let metrics = Metrics::new();
+    let sinks = crate::sinks::Sinks::start(&args.config.sinks, &args.state_dir, metrics.clone()).await?;
     if args.config.metrics.enabled {
         let listener = crate::metrics::bind(args.config.metrics.listen).await?;
         tokio::spawn(crate::metrics::serve_on(listener, metrics.clone()));
@@ -401,6 +416,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         store: store.clone(),
         lists: lists.clone(),
         list_history: Mutex::new(ListHistory { loaded_at: std::time::SystemTime::now(), last_error: None }),
+        resolve_updates,
         flags,
     });
     let api_task = {
@@ -415,6 +431,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     let name_wait = Duration::from_millis(args.name_wait_ms);
     let dedupe_window = Duration::from_secs(args.config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
+        sinks,
         watched: lru::LruCache::new(std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero")),
         lists: lists.clone(),
         dedupe: Deduper::new(dedupe_window),
@@ -425,7 +442,11 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         procs: ProcReader::new(),
         processes: ProcessTable::new(PROCESS_TABLE_ENTRIES),
         users: UserNames::default(),
-        correlator: Correlator::new(name_wait, window + WINDOW_GRACE, DNS_CACHE_ENTRIES),
+        correlator: {
+            let mut c = Correlator::new(name_wait, window + WINDOW_GRACE, DNS_CACHE_ENTRIES);
+            c.resolved = Some(resolved);
+            c
+        },
         stdout_failed: false,
         malformed: 0,
     };
@@ -510,6 +531,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
                         "records_malformed": reporter.malformed,
                         "processes_tracked": reporter.processes.len(),
                         "blocklists": daemon_state.lists_report(),
+                        "sinks": reporter.sinks.health(),
                     });
                 }
                 previous = now;
@@ -526,6 +548,13 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     }
     reporter.finish_due(&mut agent, true);
     reporter.close_dedupe_windows(true);
+    let Reporter { sinks, .. } = reporter;
+    // What cannot be delivered in time stays queued on disk for the next start.
+    for h in sinks.shutdown(Duration::from_secs(5)).await {
+        if h.queued > 0 {
+            log::warn!("sink {}: {} alerts still queued on disk", h.name, h.queued);
+        }
+    }
     let lost = agent.counter(COUNTER_RINGBUF_LOST);
     if lost > 0 {
         log::warn!("{lost} events were lost to a full ring buffer during this run");
@@ -536,6 +565,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     log::info!("detached; exiting");
     api_task.abort();
     let _ = api_task.await;
+    resolve_task.abort();
     if let Err(e) = store.flush().await {
         log::error!("flushing the store: {e:#}");
     }

@@ -8,6 +8,10 @@
 //!   store, with a fixed status and a reload that always succeeds. Lines on stdin are stored:
 //!   `{"alert": {...}}` answers `alert ID`, `{"connection": {ECS record}}` answers `connection`
 //!   once committed (`error: ...` otherwise). Stops on SIGTERM/SIGINT, removing the socket.
+//! - `relaywatch sink-send --config FILE --state-dir DIR [--timeout-ms MS]`: reads alert JSON
+//!   lines on stdin, sends each through `sinks::Sinks` built from the file's `[[sink]]` tables,
+//!   shuts the sinks down (delivering for at most MS) and prints their health as one JSON line.
+//!   The `sinks` integration test drives real collectors with it.
 use std::{
     io::{BufRead as _, Write as _},
     sync::Arc,
@@ -23,10 +27,35 @@ use tokio::{
 
 use crate::{
     api,
-    cli::{ApiServeArgs, StoreSoakArgs},
+    cli::{ApiServeArgs, SinkSendArgs, StoreSoakArgs},
     clock,
     store::{ConnectionSummaryUpdate, Store, StoreHandle},
 };
+
+pub fn sink_send(args: SinkSendArgs) -> Result<()> {
+    let config = crate::config::Config::load(&args.config)?;
+    let mut alerts = Vec::new();
+    for (n, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let alert: Value = serde_json::from_str(&line).with_context(|| format!("stdin line {}: not JSON", n + 1))?;
+        alerts.push(alert);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let health = runtime.block_on(async {
+        let sinks = crate::sinks::Sinks::start(&config.sinks, &args.state_dir, crate::metrics::Metrics::new()).await?;
+        for alert in &alerts {
+            sinks.send(alert);
+        }
+        anyhow::Ok(sinks.shutdown(std::time::Duration::from_millis(args.timeout_ms)).await)
+    })?;
+    drop(runtime);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&health)?).and_then(|()| out.flush()).context("writing to stdout")?;
+    Ok(())
+}
 
 pub fn store_soak(args: StoreSoakArgs) -> Result<()> {
     let mut store = Store::open(&args.state_dir)?;

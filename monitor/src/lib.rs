@@ -25,5 +25,6 @@ pub mod redact;
 pub mod resolve;
 pub mod render;
 pub mod sdnotify;
+pub mod sinks;
 pub mod store;
 pub mod stream;

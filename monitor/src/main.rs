@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => return client::reload(args),
         Command::StoreSoak(args) => diag::store_soak(args),
         Command::ApiServe(args) => diag::api_serve(args),
+        Command::SinkSend(args) => diag::sink_send(args),
         // Has its own exit statuses (`test`: 0 match, 1 none, 2 error).
         Command::Blocklist(command) => return blocklist::command::run(&command),
     };

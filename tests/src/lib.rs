@@ -35,6 +35,10 @@ pub fn require_root() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "integration tests load eBPF programs: run as root (`cargo xtask test`)");
 }
 
+/// Where test daemons resolve blocklist names: a closed loopback port, so that no query for a
+/// listed name ever reaches the machine's resolver.
+pub const NO_NAMESERVER: &str = "127.0.0.1:1";
+
 /// A running `relaywatch run` with its stdout records collected.
 pub struct Daemon {
     child: Child,
@@ -85,6 +89,9 @@ impl Daemon {
             .arg(&state_dir)
             .arg("--socket")
             .arg(&socket)
+            // Blocklist names are resolved only through loopback (here: a closed port), never
+            // through the machine's resolver.
+            .args(["--nameserver", NO_NAMESERVER])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

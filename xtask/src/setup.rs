@@ -46,6 +46,9 @@ const TEST_PACKAGES: &[&str] = &[
     "systemd",
     "man-db",
     "adduser",
+    // The sinks test runs a private rsyslogd (UDP, TCP, and TLS through the gtls driver).
+    "rsyslog",
+    "rsyslog-gnutls",
 ];
 
 /// Python packages the tests drive from the test virtualenv (target/test-venv).
