@@ -231,3 +231,86 @@ fn a_closed_alerted_connection_reports_its_volume() {
     assert!((50_000..50_200).contains(&received), "received {received}: {end:#}");
     assert!(end["event"]["duration"].as_u64().is_some_and(|d| d >= 500_000_000), "{end:#}");
 }
+
+/// The agent's alerts reach a real rsyslogd over TCP (RFC 5424, octet counting) with the
+/// alert's facts in the structured data; the same run also writes a file sink.
+#[test]
+fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let setup = Setup::new(
+        "syslog",
+        &format!(
+            "\n[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{port}\"\n\n[[sink]]\nkind = \"file\"\npath = \"{}/alerts.jsonl\"\n",
+            std::env::temp_dir().join(format!("relaywatch-alerts-syslog-{}", std::process::id())).display()
+        ),
+    );
+    let rsyslog = integration_tests::Rsyslog::start(
+        &setup.dir,
+        "",
+        &format!(
+            "module(load=\"imtcp\")\nruleset(name=\"in\") {{ action(type=\"omfile\" file=\"{}/received.log\" template=\"raw\") }}\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"in\")",
+            setup.dir.display()
+        ),
+        port,
+    );
+    let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
+    let server = Fixture::tls();
+    let pid = curl_tls("api.openai.com", server.port);
+    assert_eq!(wait_alerts(&daemon, pid, 1).len(), 1);
+
+    let line = rsyslog.lines("received.log", 1).remove(0);
+    assert!(line.starts_with("<"), "{line}");
+    let (_, rest) = line.split_once(">1 ").unwrap();
+    let fields: Vec<&str> = rest.splitn(6, ' ').collect();
+    assert_eq!(fields[2], "relaywatch", "APP-NAME: {line}");
+    assert_eq!(fields[4], "AI_EGRESS", "MSGID: {line}");
+    let sd = fields[5];
+    for param in ["category=\"ai-provider\"", &format!("pid=\"{pid}\""), "domain=\"api.openai.com\"", "name_source=\"sni\""] {
+        assert!(sd.contains(param), "{param} missing from {line}");
+    }
+    let json_start = line.find("{\"").expect("JSON MSG");
+    let msg: Value = serde_json::from_str(&line[json_start..]).unwrap();
+    assert_eq!(msg["process"]["pid"], pid);
+    assert_eq!(msg["rule"]["category"], "ai-provider");
+
+    let file = std::env::temp_dir().join(format!("relaywatch-alerts-syslog-{}", std::process::id())).join("alerts.jsonl");
+    integration_tests::wait_until("the file sink", Duration::from_secs(10), || std::fs::read_to_string(&file).is_ok_and(|s| s.contains("api.openai.com")));
+    let stored: Value = serde_json::from_str(std::fs::read_to_string(&file).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(stored["process"]["pid"], pid);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `--format ocsf`: stdout carries OCSF 1.x Network Activity alerts for the same real scenario.
+#[test]
+fn ocsf_format_writes_network_activity_alerts() {
+    let setup = Setup::new("ocsf", "");
+    let daemon = Daemon::start(&["--include-loopback", "--format", "ocsf", "--config", &setup.config()]);
+    let server = Fixture::tls();
+    let pid = curl_tls("api.anthropic.com", server.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let all = daemon.all_lines();
+        if let Some(a) = all.into_iter().find(|r| r["actor"]["process"]["pid"] == pid) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no OCSF alert for {pid}: {}", daemon.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(alert["class_uid"], 4001, "{alert:#}");
+    assert_eq!(alert["category_uid"], 4);
+    assert_eq!(alert["type_uid"], 400101);
+    assert_eq!(alert["tls"]["sni"], "api.anthropic.com");
+    assert_eq!(alert["dst_endpoint"]["port"], server.port);
+    assert_eq!(alert["is_alert"], true);
+    assert_eq!(alert["actor"]["process"]["file"]["path"], real_executable("/usr/bin/curl"));
+    let profiles = alert["metadata"]["profiles"].as_array().unwrap();
+    assert!(profiles.contains(&json!("host")) && profiles.contains(&json!("security_control")), "{profiles:?}");
+    for required in ["activity_id", "severity_id", "time", "metadata", "dst_endpoint", "action_id", "disposition_id"] {
+        assert!(!alert[required].is_null(), "{required} missing: {alert:#}");
+    }
+}

@@ -264,7 +264,7 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
         .spawn()
         .unwrap();
     let mut received: Vec<String> = Vec::new();
-    let mut read_until = |want: &str, received: &mut Vec<String>| {
+    let read_until = |want: &str, received: &mut Vec<String>| {
         let mut buf = [0u8; 4096];
         loop {
             let n = listener.recv(&mut buf).unwrap_or_else(|e| panic!("waiting for {want}: {e}; got {received:?}"));

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::relaywatch_bin;
+use integration_tests::{Rsyslog, relaywatch_bin, wait_until};
 use serde_json::{Value, json};
 
 /// A directory for one test, removed when the test passes (kept for a look when it fails).
@@ -103,94 +103,6 @@ fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
         thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// rsyslogd
-
-/// A private rsyslogd in the foreground: its own config, pid file and work directory; no
-/// local inputs (imuxsock, imklog are not loaded), nothing under /var/log.
-struct Rsyslog {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Rsyslog {
-    /// `inputs`: rsyslog config lines defining inputs bound to rulesets that write files.
-    fn start(dir: &Path, globals: &str, inputs: &str, tcp_ready_port: u16) -> Rsyslog {
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{work}\" {globals})\n\
-                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n{inputs}\n",
-                work = work.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rsyslogd (apt package rsyslog; `cargo xtask setup` installs it)");
-        let mut r = Rsyslog { child, dir: dir.to_owned() };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", tcp_ready_port)).is_err() {
-            if let Some(status) = r.child.try_wait().unwrap() {
-                let mut err = String::new();
-                let _ = r.child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("rsyslogd exited ({status}): {err}");
-            }
-            assert!(Instant::now() < deadline, "rsyslogd did not listen on {tcp_ready_port}");
-            thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn lines(&self, file: &str, n: usize) -> Vec<String> {
-        let path = self.dir.join(file);
-        let mut lines = Vec::new();
-        wait_until(&format!("{n} lines in {}", path.display()), Duration::from_secs(20), || {
-            lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_owned).collect();
-            lines.len() >= n
-        });
-        lines
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = wait_output_quiet(&mut self.child);
-    }
-}
-
-fn wait_output_quiet(child: &mut Child) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    child.wait().ok()
 }
 
 /// Take apart `<PRI>1 TS HOST APP PROCID MSGID [SD] MSG` and check it against `expected`.

@@ -9,8 +9,8 @@
 //! traffic, so every assertion selects records by the pid of the client its test spawned.
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    net::TcpListener,
-    path::PathBuf,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     thread,
@@ -153,6 +153,11 @@ impl Daemon {
     /// Connection records (`event.kind: "event"`) so far whose `process.pid` is `pid`.
     pub fn records_for(&self, pid: u32) -> Vec<Value> {
         self.everything_for(pid).into_iter().filter(|r| r["event"]["kind"] == "event").collect()
+    }
+
+    /// Every line written so far, whatever its format.
+    pub fn all_lines(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
     }
 
     /// Every line so far (connection records and alerts) whose `process.pid` is `pid`.
@@ -432,3 +437,90 @@ impl Drop for DnsServer {
         let _ = self.child.wait();
     }
 }
+
+/// Wait (bounded) until `done` holds.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A private rsyslogd in the foreground: its own config, pid file and work directory; no
+/// local inputs (imuxsock, imklog are not loaded), nothing under /var/log.
+pub struct Rsyslog {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Rsyslog {
+    /// `inputs`: rsyslog config lines defining inputs bound to rulesets that write files.
+    pub fn start(dir: &Path, globals: &str, inputs: &str, tcp_ready_port: u16) -> Rsyslog {
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{work}\" {globals})\n\
+                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n{inputs}\n",
+                work = work.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rsyslogd (apt package rsyslog; `cargo xtask setup` installs it)");
+        let mut r = Rsyslog { child, dir: dir.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", tcp_ready_port)).is_err() {
+            if let Some(status) = r.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = r.child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("rsyslogd exited ({status}): {err}");
+            }
+            assert!(Instant::now() < deadline, "rsyslogd did not listen on {tcp_ready_port}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn lines(&self, file: &str, n: usize) -> Vec<String> {
+        let path = self.dir.join(file);
+        let mut lines = Vec::new();
+        wait_until(&format!("{n} lines in {}", path.display()), Duration::from_secs(20), || {
+            lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_owned).collect();
+            lines.len() >= n
+        });
+        lines
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = wait_output_quiet(&mut self.child);
+    }
+}
+
+fn wait_output_quiet(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
