@@ -200,6 +200,9 @@ struct PendingDatagram {
     naming: Option<Naming>,
 }
 
+/// Streams waiting for their first bytes at most; beyond, the oldest are written early.
+pub const MAX_PENDING_STREAMS: usize = 16_384;
+
 /// (socket cookie, destination, port): a datagram flow's first datagram is matched by these.
 type DatagramKey = (u64, IpAddr, u16);
 
@@ -357,6 +360,19 @@ impl Correlator {
         out
     }
 
+    /// When more streams wait than `MAX_PENDING_STREAMS` (a connect storm), the oldest are
+    /// written now with what is known, so memory stays bounded whatever the connect rate.
+    pub fn overflow(&mut self, now: Instant) -> Vec<Finished> {
+        let mut out = Vec::new();
+        while self.streams.len() > MAX_PENDING_STREAMS {
+            let Some((_, cookie)) = self.stream_deadlines.pop_front() else { break };
+            if let Some(f) = self.finish_stream(cookie, now) {
+                out.push(f);
+            }
+        }
+        out
+    }
+
     /// The earliest moment a pending record is due.
     pub fn next_due(&self) -> Option<Instant> {
         let s = self.stream_deadlines.front().map(|d| d.0);
@@ -365,5 +381,98 @@ impl Correlator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_CONNECT, PROTO_TCP};
+
+    use super::*;
+
+    #[test]
+    fn http_host_names_a_plain_request() {
+        let v = examine_stream(b"POST /v1/chat HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Bearer x\r\n\r\n");
+        assert!(v.complete);
+        let n = v.naming.unwrap();
+        assert_eq!((n.domain.as_deref(), n.source), (Some("api.openai.com"), NameSource::HttpHost));
+    }
+
+    #[test]
+    fn partial_request_waits_and_garbage_settles_unnamed() {
+        assert_eq!(examine_stream(b"GET / HTTP/1.1\r\nHo"), StreamVerdict { naming: None, complete: false });
+        assert_eq!(examine_stream(b"SSH-2.0-OpenSSH_9.2\r\n"), StreamVerdict { naming: None, complete: true });
+        assert_eq!(examine_stream(b""), StreamVerdict { naming: None, complete: false });
+    }
+
+    #[test]
+    fn connect_proxy_target_then_tunnel() {
+        let head = b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\n\r\n".to_vec();
+        // Tunnel still silent: the target so far, and keep waiting for the ClientHello.
+        let v = examine_stream(&head);
+        assert!(!v.complete);
+        let n = v.naming.unwrap();
+        assert_eq!((n.domain.as_deref(), n.source), (Some("api.anthropic.com"), NameSource::ProxyTarget));
+        assert_eq!(n.proxy, Some(ProxyTarget { host: "api.anthropic.com".into(), port: 443 }));
+        // A TLS record that is still incomplete keeps waiting; plain bytes settle on the target.
+        let mut partial_tls = head.clone();
+        partial_tls.extend_from_slice(&[0x16, 3, 1, 0x02, 0x00, 1, 0, 1]);
+        assert!(!examine_stream(&partial_tls).complete);
+        let mut plain = head;
+        plain.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let v = examine_stream(&plain);
+        assert!(v.complete);
+        assert_eq!(v.naming.unwrap().source, NameSource::ProxyTarget);
+    }
+
+    #[test]
+    fn socks5_greeting_alone_waits_then_the_request_names() {
+        assert_eq!(examine_stream(&[5, 1, 0]), StreamVerdict { naming: None, complete: false });
+        let mut stream = vec![5, 1, 0, 5, 1, 0, 3, 14];
+        stream.extend_from_slice(b"api.mistral.ai");
+        stream.extend_from_slice(&443u16.to_be_bytes());
+        let n = examine_stream(&stream).naming.unwrap();
+        assert_eq!((n.domain.as_deref(), n.source), (Some("api.mistral.ai"), NameSource::ProxyTarget));
+    }
+
+    fn observation(cookie: u64) -> Observation {
+        let mut e = ConnectEvent::zeroed();
+        e.cookie = cookie;
+        e.tgid = 7;
+        e.family = FAMILY_IPV4;
+        e.protocol = PROTO_TCP;
+        e.hook = HOOK_CONNECT;
+        e.daddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        e.dport = 443;
+        Observation {
+            raw: e,
+            destination: "10.0.0.1".parse().unwrap(),
+            port: 443,
+            transport: Transport::Tcp,
+            hook: Hook::Connect,
+            comm: "t".into(),
+            local_proxy: false,
+        }
+    }
+
+    #[test]
+    fn dns_answer_names_what_the_payload_did_not_and_pending_streams_are_bounded() {
+        let mut c = Correlator::new(Duration::from_secs(2), Duration::from_secs(2), 64);
+        let now = Instant::now();
+        c.dns.insert(7, "10.0.0.1".parse().unwrap(), "api.deepseek.com", 300, now);
+        c.on_connection(observation(1), None, now);
+        assert!(c.due(now, false).is_empty(), "still waiting for its first bytes");
+        let done = c.due(now + Duration::from_secs(3), false);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].naming.source, NameSource::DnsAnswerProcess);
+        assert_eq!(done[0].naming.domain.as_deref(), Some("api.deepseek.com"));
+
+        for cookie in 0..(MAX_PENDING_STREAMS as u64 + 10) {
+            c.on_connection(observation(100 + cookie), None, now);
+        }
+        let early = c.overflow(now);
+        assert_eq!(early.len(), 10, "the oldest beyond the bound are written now");
+        assert_eq!(early[0].observation.raw.cookie, 100);
+        assert_eq!(c.streams.len(), MAX_PENDING_STREAMS);
     }
 }

@@ -113,6 +113,9 @@ impl Reporter {
                     None => self.procs.details(tgid, observation.raw.tid, &observation.comm, ts),
                 };
                 self.correlator.on_connection(observation, process, now);
+                for finished in self.correlator.overflow(now) {
+                    self.finish(agent, finished);
+                }
             }
             Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename }) => {
                 self.processes.on_exec(&self.procs, tgid, &comm, &filename, ts_boot_ns);
