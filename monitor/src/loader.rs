@@ -74,43 +74,21 @@ impl Agent {
             .with_context(|| format!("opening cgroup v2 root {}", host.cgroup2.display()))?;
         // `Single` is the mode aya 0.14 can request here (`AllowMultiple` fails with EINVAL);
         // through bpf_link the kernel still lets other tools attach beside us.
+        let on_cgroup = |name: &str| format!("attaching {name} to {}", host.cgroup2.display());
         for name in SOCK_ADDR_PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
-            program
-                .attach(&cgroup, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+            let program: &mut CgroupSockAddr = loaded(&mut ebpf, name)?;
+            program.attach(&cgroup, CgroupAttachMode::Single).with_context(|| on_cgroup(name))?;
         }
         for (name, attach_type) in SKB_PROGRAMS {
-            let program: &mut CgroupSkb = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
-            program
-                .attach(&cgroup, *attach_type, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+            let program: &mut CgroupSkb = loaded(&mut ebpf, name)?;
+            program.attach(&cgroup, *attach_type, CgroupAttachMode::Single).with_context(|| on_cgroup(name))?;
         }
-
         for name in SOCK_PROGRAMS {
-            let program: &mut CgroupSock = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
-            program
-                .attach(&cgroup, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to {}", host.cgroup2.display()))?;
+            let program: &mut CgroupSock = loaded(&mut ebpf, name)?;
+            program.attach(&cgroup, CgroupAttachMode::Single).with_context(|| on_cgroup(name))?;
         }
         for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading program {name} (verifier)"))?;
+            let program: &mut TracePoint = loaded(&mut ebpf, name)?;
             program
                 .attach(category, tracepoint)
                 .with_context(|| format!("attaching {name} to tracepoint {category}/{tracepoint}"))?;
@@ -159,6 +137,36 @@ impl Agent {
         }
     }
 }
+
+/// The program `name` of the object, as its type, loaded into the kernel (verified).
+fn loaded<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    P: LoadProgram,
+{
+    let program: &mut P = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
+        .try_into()?;
+    program.load_program().with_context(|| format!("loading program {name} (verifier)"))?;
+    Ok(program)
+}
+
+/// `load()` of the program types the agent uses (aya has no common trait for it).
+trait LoadProgram {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
+}
+
+macro_rules! load_program {
+    ($($t:ty),*) => {$(
+        impl LoadProgram for $t {
+            fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+                self.load()
+            }
+        }
+    )*};
+}
+load_program!(CgroupSockAddr, CgroupSkb, CgroupSock, TracePoint);
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
 /// Raising it needs CAP_SYS_RESOURCE, which some sandboxes lack: not fatal.
