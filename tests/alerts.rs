@@ -314,3 +314,42 @@ fn ocsf_format_writes_network_activity_alerts() {
         assert!(!alert[required].is_null(), "{required} missing: {alert:#}");
     }
 }
+
+/// With `[metrics] enabled`, a real scrape of the Prometheus endpoint shows the events seen
+/// and the alerts raised by category.
+#[test]
+fn prometheus_metrics_count_events_and_alerts() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let setup = Setup::new("metrics", &format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"));
+    let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
+    let server = Fixture::tls();
+    let pid = curl_tls("api.openai.com", server.port);
+    assert_eq!(wait_alerts(&daemon, pid, 1).len(), 1);
+    let scrape = || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    // Counters are refreshed every second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape();
+        if value(&text, "relaywatch_events_total").is_some_and(|v| v >= 1.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(value(&text, "relaywatch_alerts_total{category=\"ai-provider\"}"), Some(1.0), "{text}");
+    assert!(value(&text, "relaywatch_ringbuf_fill_ratio").is_some_and(|v| (0.0..=1.0).contains(&v)), "{text}");
+}

@@ -46,7 +46,10 @@ pub const COUNTER_LOCAL_SKIPPED: u32 = 3;
 pub const COUNTER_PAYLOAD_CHUNKS: u32 = 4;
 /// Payload chunks lost to a full ring buffer.
 pub const COUNTER_PAYLOAD_LOST: u32 = 5;
-pub const COUNTER_COUNT: u32 = 6;
+/// Not a counter: bytes waiting in the ring buffer when this CPU last wrote an event (the
+/// daemon reports the fill ratio from the largest).
+pub const GAUGE_RINGBUF_PENDING: u32 = 6;
+pub const COUNTER_COUNT: u32 = 7;
 
 /// Default window in which repeated datagrams to one destination are folded into one event.
 pub const DEFAULT_UDP_WINDOW_NS: u64 = 2_000_000_000;

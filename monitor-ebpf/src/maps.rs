@@ -24,7 +24,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, CaptureState, EVENTS_RINGBUF_BYTES,
+    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
     FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
 };
 
@@ -66,7 +66,13 @@ pub fn count(index: u32) {
 #[inline(always)]
 pub fn output_event(event: &ConnectEvent) {
     match EVENTS.output::<ConnectEvent>(event, 0) {
-        Ok(()) => count(COUNTER_EVENTS),
+        Ok(()) => {
+            count(COUNTER_EVENTS);
+            // How full the ring is, for the daemon's fill gauge (BPF_RB_AVAIL_DATA = 0).
+            if let Some(p) = COUNTERS.get_ptr_mut(GAUGE_RINGBUF_PENDING) {
+                unsafe { *p = EVENTS.query(0) };
+            }
+        }
         Err(_) => count(COUNTER_RINGBUF_LOST),
     }
 }

@@ -514,6 +514,9 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
                 let now = (std::time::Instant::now(), read_counters(&agent));
                 metrics.add_events(now.1.events.saturating_sub(previous.1.events));
                 metrics.set_events_lost(now.1.lost + now.1.payload_lost);
+                let fill = agent.gauge_max(monitor_common::GAUGE_RINGBUF_PENDING) as f64
+                    / f64::from(monitor_common::EVENTS_RINGBUF_BYTES);
+                metrics.set_ringbuf_fill_ratio(fill);
                 let lost = now.1.lost + now.1.payload_lost;
                 if lost > lost_reported {
                     log::warn!("{} events lost to a full ring buffer ({} in total)", lost - lost_reported, lost);
@@ -529,6 +532,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
                         "events_total": now.1.events,
                         "events_per_second": (rate * 10.0).round() / 10.0,
                         "events_lost": now.1.lost,
+                        "ringbuf_fill_ratio": (fill * 1000.0).round() / 1000.0,
                         "payload_chunks_total": now.1.payload_chunks,
                         "payload_chunks_lost": now.1.payload_lost,
                         "records_malformed": reporter.malformed,

@@ -125,6 +125,11 @@ impl Agent {
         }
     }
 
+    /// Largest per-CPU value of a gauge (indices in monitor_common).
+    pub fn gauge_max(&self, index: u32) -> u64 {
+        self.counters.get(&index, 0).map(|v| v.iter().copied().max().unwrap_or(0)).unwrap_or(0)
+    }
+
     /// Sum over CPUs of one counter (indices in monitor_common).
     pub fn counter(&self, index: u32) -> u64 {
         debug_assert!(index < COUNTER_COUNT);
