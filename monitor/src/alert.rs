@@ -78,11 +78,9 @@ pub fn alert_document(record: &Value, finding: &Finding, host: &HostInfo) -> Val
     let v = &finding.verdict;
     let category = v.category.as_str();
     doc["event"]["kind"] = json!("alert");
-    let mut types = vec![json!("connection"), json!("start")];
-    if v.action == Action::Block {
-        types.push(json!("denied"));
-    }
-    doc["event"]["type"] = Value::Array(types);
+    // Enforcement is not built yet: a `block` category is reported (relaywatch.action), but the
+    // connection went through, so the record must not claim "denied".
+    doc["event"]["type"] = json!(["connection", "start"]);
     doc["event"]["action"] = json!(format!("{category}-connection"));
     doc["event"]["dataset"] = json!("relaywatch.alert");
     doc["event"]["severity"] = json!(severity_number(v.severity));
