@@ -559,7 +559,13 @@ mod tests {
     #[test]
     fn ocsf_blocked_connection_is_refused_and_denied() {
         let lists = Blocklists::builtin().with_action(crate::blocklist::Category::AiProvider, Action::Block);
-        let o = from_ecs(&alert(&lists));
+        // A block category without enforcement: the connection went through, and says so.
+        let reported = from_ecs(&alert(&lists));
+        assert_eq!((reported["activity_id"].as_u64(), reported["action_id"].as_u64()), (Some(1), Some(1)));
+        // What an enforcing agent writes (event.type "denied") maps to Refuse / Denied / Blocked.
+        let mut denied = alert(&lists);
+        denied["event"]["type"] = json!(["connection", "start", "denied"]);
+        let o = from_ecs(&denied);
         assert_eq!((o["activity_id"].as_u64(), o["type_uid"].as_u64()), (Some(5), Some(400105)));
         assert_eq!((o["action_id"].as_u64(), o["action"].as_str()), (Some(2), Some("Denied")));
         assert_eq!((o["disposition_id"].as_u64(), o["disposition"].as_str()), (Some(2), Some("Blocked")));
