@@ -304,21 +304,6 @@ pub struct RunFlags {
     pub nameserver: Option<std::net::SocketAddr>,
 }
 
-/// The settings the daemon loop runs with: the configuration file with `RunFlags` applied
-/// (`config::Config::for_run(..).run_args()`).
-#[derive(Debug, Clone)]
-pub struct RunArgs {
-    pub include_loopback: bool,
-    pub log_connections: bool,
-    pub udp_window_ms: u64,
-    pub name_wait_ms: u64,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-    pub socket_group: String,
-    /// Everything else in the configuration (blocklists, alerts, sinks, store, metrics).
-    pub config: crate::config::Config,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Print the default configuration file, every key commented out at its default and

@@ -8,7 +8,7 @@
 //! 2. `validate` checks ranges and the per-kind rules of `[[sink]]` tables, collecting every
 //!    problem, and turns each raw sink into a typed [`Sink`].
 //!
-//! Command-line flags of `relaywatch run` override the file (see [`Config::apply_run_args`]).
+//! Command-line flags of `relaywatch run` override the file (see [`Config::apply_run_flags`]).
 use std::{
     fmt,
     net::SocketAddr,
@@ -17,7 +17,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{RunArgs, RunFlags};
+use crate::cli::RunFlags;
 
 pub const DEFAULT_PATH: &str = "/etc/relaywatch/config.toml";
 
@@ -362,20 +362,6 @@ impl Config {
         }
         if let Some(format) = flags.format {
             self.output.format = format;
-        }
-    }
-
-    /// The settings today's daemon loop reads (until it takes the whole `Config`).
-    pub fn run_args(&self) -> RunArgs {
-        RunArgs {
-            include_loopback: self.agent.include_loopback,
-            log_connections: self.agent.log_connections,
-            udp_window_ms: self.agent.udp_window_ms,
-            name_wait_ms: self.agent.name_wait_ms,
-            state_dir: self.agent.state_dir.clone(),
-            socket: self.agent.socket.clone(),
-            socket_group: self.agent.socket_group.clone(),
-            config: self.clone(),
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::{
 use crate::{
     api, clock,
     alert::{self, Deduper, HostInfo, SharedLists},
-    cli::{RunArgs, RunFlags},
+    cli::RunFlags,
     config::Config,
     metrics::Metrics,
     sdnotify,
@@ -53,13 +53,13 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often lost-event counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
-pub fn run(args: RunArgs, flags: RunFlags) -> Result<()> {
+pub fn run(config: Config, flags: RunFlags) -> Result<()> {
     let host = preflight::check()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, flags, host))
+    runtime.block_on(serve(config, flags, host))
 }
 
 /// An alerted connection whose bytes the kernel counts until it closes.
@@ -73,7 +73,7 @@ struct Watched {
 const WATCHED_CONNECTIONS: usize = 8_192;
 
 struct Reporter {
-    args: RunArgs,
+    config: Config,
     sinks: crate::sinks::Sinks,
     watched: lru::LruCache<u64, Watched>,
     store: StoreHandle,
@@ -174,11 +174,7 @@ impl Reporter {
         doc["@timestamp"] = doc["event"]["end"].clone();
         doc["source"]["bytes"] = json!(end.bytes_out + w.captured_bytes);
         doc["destination"]["bytes"] = json!(end.bytes_in);
-        if self.args.config.output.stdout {
-            self.write_line(&doc);
-        }
-        self.sinks.send(&crate::ocsf::format(&doc, self.args.config.output.format));
-        self.store.submit_alert(doc);
+        self.deliver(doc);
     }
 
     /// Write the record (and store its summary); returns the alert document if it raised one
@@ -196,7 +192,7 @@ impl Reporter {
         if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
             self.store.record_connection(update);
         }
-        if self.args.log_connections {
+        if self.config.agent.log_connections {
             self.write_line(&doc);
         }
         let lists = match self.lists.read() {
@@ -221,14 +217,20 @@ impl Reporter {
         Some(alert)
     }
 
-    /// An alert (or a dedupe summary) goes to every output: stdout and the store.
+    /// An alert (or a dedupe summary): counted, then delivered.
     fn raise(&mut self, alert: Value) {
         self.metrics.add_alert(alert["rule"]["category"].as_str().unwrap_or("unknown"));
-        if self.args.config.output.stdout {
-            self.write_line(&alert);
+        self.deliver(alert);
+    }
+
+    /// An alert-kind document to every output: stdout (if enabled), the sinks in the configured
+    /// format, and the store (ECS).
+    fn deliver(&mut self, doc: Value) {
+        if self.config.output.stdout {
+            self.write_line(&doc);
         }
-        self.sinks.send(&crate::ocsf::format(&alert, self.args.config.output.format));
-        self.store.submit_alert(alert);
+        self.sinks.send(&crate::ocsf::format(&doc, self.config.output.format));
+        self.store.submit_alert(doc);
     }
 
     fn close_dedupe_windows(&mut self, all: bool) {
@@ -240,7 +242,7 @@ impl Reporter {
     /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
     /// store keeps ECS, which the API and CLI read.
     fn write_line(&mut self, doc: &Value) {
-        let line = crate::ocsf::format(doc, self.args.config.output.format).to_string();
+        let line = crate::ocsf::format(doc, self.config.output.format).to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             if !self.stdout_failed {
@@ -299,24 +301,28 @@ impl DaemonState {
             Err(_) => return Err("internal: blocklist lock poisoned".into()),
         }
         history.loaded_at = std::time::SystemTime::now();
+        history.active = summary.clone();
         Ok(json!({ "reloaded": true, "lists": summary }))
     }
 
     /// Active lists for `relaywatch status`: each list's source, rule count, sha256, version,
     /// when the set was loaded, and the last refused reload.
     fn lists_report(&self) -> Value {
-        let lists = self.lists.read().map(|l| lists_status(&l)).unwrap_or(Value::Null);
-        let history = self.list_history.lock();
-        let (loaded_at, last_error) = match history {
-            Ok(h) => (json!(clock::rfc3339(h.loaded_at)), h.last_error.clone().unwrap_or(Value::Null)),
-            Err(_) => (Value::Null, Value::Null),
-        };
-        json!({ "active": lists, "loaded_at": loaded_at, "last_error": last_error })
+        match self.list_history.lock() {
+            Ok(h) => json!({
+                "active": h.active,
+                "loaded_at": clock::rfc3339(h.loaded_at),
+                "last_error": h.last_error.clone().unwrap_or(Value::Null),
+            }),
+            Err(_) => Value::Null,
+        }
     }
 }
 
-/// When the active lists were loaded, and the last reload that was refused.
+/// The active lists' summary (made once per load, not per status refresh), when they were
+/// loaded, and the last reload that was refused.
 struct ListHistory {
+    active: Value,
     loaded_at: std::time::SystemTime,
     last_error: Option<Value>,
 }
@@ -368,37 +374,38 @@ fn read_counters(agent: &Agent) -> Counters {
     }
 }
 
-async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<()> {
-    let window = Duration::from_millis(args.udp_window_ms);
-    let config = FilterConfig {
-        include_loopback: u32::from(args.include_loopback),
+async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result<()> {
+    let window = Duration::from_millis(config.agent.udp_window_ms);
+    let filter = FilterConfig {
+        include_loopback: u32::from(config.agent.include_loopback),
         udp_window_ns: window.as_nanos() as u64,
         ..FilterConfig::DEFAULT
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-    let lists = alert::load_lists(&args.config.blocklists).map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
+    let lists = alert::load_lists(&config.blocklists).map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
     let resolvable = lists.resolvable_names();
+    let active_lists = lists_status(&lists);
     let lists: SharedLists = Arc::new(std::sync::RwLock::new(Arc::new(lists)));
     // Resolve the lists' names in the background: addresses -> names, the last naming fallback.
     let (resolved, resolve_updates, resolve_task) = crate::resolve::spawn(
         resolvable,
-        args.config.blocklists.nameserver,
-        Duration::from_secs(args.config.blocklists.resolve_interval_s),
+        config.blocklists.nameserver,
+        Duration::from_secs(config.blocklists.resolve_interval_s),
     );
-    let store = StoreHandle::open(&args.state_dir)?;
+    let store = StoreHandle::open(&config.agent.state_dir)?;
     let metrics = Metrics::new();
-    let sinks = crate::sinks::Sinks::start(&args.config.sinks, &args.state_dir, metrics.clone()).await?;
-    if args.config.metrics.enabled {
-        let listener = crate::metrics::bind(args.config.metrics.listen).await?;
+    let sinks = crate::sinks::Sinks::start(&config.sinks, &config.agent.state_dir, metrics.clone()).await?;
+    if config.metrics.enabled {
+        let listener = crate::metrics::bind(config.metrics.listen).await?;
         tokio::spawn(crate::metrics::serve_on(listener, metrics.clone()));
     }
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let socket = args.socket.clone();
-    let socket_group = args.socket_group.clone();
+    let socket = config.agent.socket.clone();
+    let socket_group = config.agent.socket_group.clone();
 
-    let mut agent = Agent::load_and_attach(&host, config)?;
+    let mut agent = Agent::load_and_attach(&host, filter)?;
     let events = agent.events.take().context("ring buffer already taken")?;
     let mut events = watch(events, "the ring buffer")?;
     let mut logs = match agent.logger.take() {
@@ -409,8 +416,8 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
         PROGRAM_COUNT,
         host.cgroup2.display(),
-        if args.include_loopback { "included" } else { "skipped" },
-        args.udp_window_ms
+        if config.agent.include_loopback { "included" } else { "skipped" },
+        config.agent.udp_window_ms
     );
 
     let daemon_state = Arc::new(DaemonState {
@@ -418,7 +425,11 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         status: Mutex::new(json!({})),
         store: store.clone(),
         lists: lists.clone(),
-        list_history: Mutex::new(ListHistory { loaded_at: std::time::SystemTime::now(), last_error: None }),
+        list_history: Mutex::new(ListHistory {
+            active: active_lists,
+            loaded_at: std::time::SystemTime::now(),
+            last_error: None,
+        }),
         resolve_updates,
         flags,
     });
@@ -431,8 +442,8 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         })
     };
 
-    let name_wait = Duration::from_millis(args.name_wait_ms);
-    let dedupe_window = Duration::from_secs(args.config.alerts.dedupe_window_s);
+    let name_wait = Duration::from_millis(config.agent.name_wait_ms);
+    let dedupe_window = Duration::from_secs(config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
         sinks,
         watched: lru::LruCache::new(std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero")),
@@ -441,7 +452,7 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
         host_info: HostInfo::read(),
         metrics: metrics.clone(),
         store: store.clone(),
-        args,
+        config,
         procs: ProcReader::new(),
         processes: ProcessTable::new(PROCESS_TABLE_ENTRIES),
         users: UserNames::default(),
@@ -459,8 +470,8 @@ async fn serve(args: RunArgs, flags: RunFlags, host: preflight::Host) -> Result<
     let mut stats = tokio::time::interval(STATS_INTERVAL);
     // Retention runs at start and then hourly, on the store's own thread.
     let mut retention = tokio::time::interval(RETENTION_INTERVAL);
-    let retention_age = Duration::from_secs(reporter.args.config.store.retention_days.saturating_mul(86_400));
-    let retention_bytes = reporter.args.config.store.max_bytes;
+    let retention_age = Duration::from_secs(reporter.config.store.retention_days.saturating_mul(86_400));
+    let retention_bytes = reporter.config.store.max_bytes;
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
 

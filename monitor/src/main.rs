@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(flags) => Config::for_run(&flags)
             .map_err(anyhow::Error::from)
-            .and_then(|config| daemon::run(config.run_args(), flags)),
+            .and_then(|config| daemon::run(config, flags)),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::default_toml());
             Ok(())
