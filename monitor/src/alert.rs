@@ -47,6 +47,35 @@ pub fn classify(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) ->
     matches!(verdict.action, Action::Alert | Action::Block).then_some(Finding { verdict, field, value })
 }
 
+/// Whether an allow rule matches the destination's name or address (a sanctioned gateway).
+pub fn allowed(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> bool {
+    let allow = |v: Option<Verdict>| v.is_some_and(|v| v.action == Action::Allow);
+    allow(domain.and_then(|d| lists.match_name(d))) || allow(ip.and_then(|a| lists.match_ip(a)))
+}
+
+/// The finding for a connection to a suspected relay no list knows (discovery.rs): category
+/// `ai-relay`, with the configured action for that category.
+pub fn relay_config_finding(evidence: &crate::discovery::RelayEvidence, action: Action, field: MatchedField) -> Finding {
+    use crate::blocklist::Category;
+    Finding {
+        verdict: Verdict {
+            action,
+            category: Category::AiRelay,
+            severity: Category::AiRelay.default_severity(),
+            rule: format!("relay_config:{}", evidence.host),
+            file: RELAY_CONFIG_RULESET.into(),
+            line: 0,
+            list_version: String::new(),
+            matches: Vec::new(),
+        },
+        field,
+        value: evidence.host.clone(),
+    }
+}
+
+/// `rule.ruleset` of relay-discovery alerts.
+pub const RELAY_CONFIG_RULESET: &str = "relay-discovery";
+
 /// ECS `event.severity` (a number) for a list severity.
 pub fn severity_number(s: Severity) -> u64 {
     match s {
@@ -224,15 +253,10 @@ pub fn expand_list_files(patterns: &[String]) -> Vec<std::path::PathBuf> {
 /// Load the lists a configuration names, with its per-category actions. Every list error is
 /// reported (`FILE:LINE: reason`, one per line).
 pub fn load_lists(config: &crate::config::Blocklists) -> Result<Blocklists, String> {
-    use crate::{blocklist::Category, config::Action as Configured};
+    use crate::blocklist::Category;
     let files = expand_list_files(&config.files);
     let lists = Blocklists::load(&files, config.builtin)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
-    let action = |a: Configured| match a {
-        Configured::Ignore => Action::Ignore,
-        Configured::Alert => Action::Alert,
-        Configured::Block => Action::Block,
-    };
     let a = &config.actions;
     Ok(lists
         .with_action(Category::AiRelay, action(a.ai_relay))
@@ -240,6 +264,16 @@ pub fn load_lists(config: &crate::config::Blocklists) -> Result<Blocklists, Stri
         .with_action(Category::AiAggregator, action(a.ai_aggregator))
         .with_action(Category::AiTool, action(a.ai_tool))
         .with_action(Category::AiDomestic, action(a.ai_domestic)))
+}
+
+/// The engine's action for a configured one.
+pub fn action(configured: crate::config::Action) -> Action {
+    use crate::config::Action as Configured;
+    match configured {
+        Configured::Ignore => Action::Ignore,
+        Configured::Alert => Action::Alert,
+        Configured::Block => Action::Block,
+    }
 }
 
 #[cfg(test)]

@@ -194,6 +194,10 @@ pub enum BlocklistCommand {
     /// IP NAME CATEGORY TTL. Exit status 0 when some name resolved (or there are no names), 1
     /// when none did, 2 on a usage or list error.
     Resolve(BlocklistResolveArgs),
+    /// The running agent's active lists: file, category, action, rule count, source, version,
+    /// sha256, when they were loaded, the last refused reload, and the suspected relays found in
+    /// base-URL variables. Asks the daemon over its socket (exit status 3 when unreachable).
+    List(ConnectArgs),
 }
 
 #[derive(Args, Debug, Clone)]

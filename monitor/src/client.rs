@@ -161,6 +161,19 @@ pub fn status(args: ConnectArgs) -> ExitCode {
     finish(show_object(&args, Method::GET, "/v1/status", None))
 }
 
+/// `relaywatch blocklist list`: the active lists from the daemon's status, as a table.
+pub fn blocklist_list(args: ConnectArgs) -> ExitCode {
+    finish(block_on(async {
+        let status = read_json(request(&args.socket, Method::GET, "/v1/status").await?).await?;
+        let lists = &status["blocklists"];
+        if args.json {
+            let v = serde_json::json!({ "blocklists": lists, "relay_discovery": status["relay_discovery"] });
+            return print(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+        }
+        print(&render::blocklists(lists, &status["relay_discovery"]))
+    }))
+}
+
 pub fn reload(args: ConnectArgs) -> ExitCode {
     finish(show_object(&args, Method::POST, "/v1/reload", Some("reloaded")))
 }

@@ -33,6 +33,7 @@ pub struct Config {
     pub alerts: Alerts,
     pub store: Store,
     pub metrics: Metrics,
+    pub discovery: Discovery,
 }
 
 /// `[agent]`: what the kernel side reports and where the daemon keeps its state.
@@ -254,6 +255,28 @@ impl Default for Metrics {
     }
 }
 
+/// `[discovery]`: relays named in the base-URL variables of AI clients (OPENAI_BASE_URL...).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Discovery {
+    pub enabled: bool,
+    /// The variables read from /proc/PID/environ; nothing else is read.
+    pub variables: Vec<String>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery { enabled: true, variables: crate::discovery::DEFAULT_VARIABLES.iter().map(|v| v.to_string()).collect() }
+    }
+}
+
+impl Discovery {
+    /// The variables to read: none when disabled.
+    pub fn active_variables(&self) -> Vec<String> {
+        if self.enabled { self.variables.clone() } else { Vec::new() }
+    }
+}
+
 /// The file as deserialized: sinks still raw.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -266,6 +289,7 @@ struct FileConfig {
     alerts: Alerts,
     store: Store,
     metrics: Metrics,
+    discovery: Discovery,
 }
 
 /// One thing wrong with a configuration file.
@@ -431,6 +455,11 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
     if raw.agent.socket_group.trim().is_empty() {
         problem("agent.socket_group: empty".into());
     }
+    for (i, v) in raw.discovery.variables.iter().enumerate() {
+        if let Err(why) = crate::discovery::check_variable_name(v) {
+            problem(format!("discovery.variables[{i}]: {why}"));
+        }
+    }
 
     let mut sinks = Vec::new();
     for (i, s) in raw.sinks.into_iter().enumerate() {
@@ -451,6 +480,7 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
         alerts: raw.alerts,
         store: raw.store,
         metrics: raw.metrics,
+        discovery: raw.discovery,
     })
 }
 
@@ -666,6 +696,15 @@ const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # ...and the oldest are deleted when it grows past this size (bytes; default 512 MiB).
 #max_bytes = 536870912
 
+[discovery]
+# Relays no list knows are often configured on the client side, in a base-URL variable. When a
+# program starts (and for every process running when the agent starts) these variables, and no
+# others, are read from its environment; only the URL's host is kept. A host no list knows is a
+# suspected relay: connections to it alert as ai-relay (name_source "relay_config"), and
+# `relaywatch status` lists it. Names that look like secrets (KEY, TOKEN...) are refused.
+#enabled = true
+#variables = ["OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_URL", "GOOGLE_GEMINI_BASE_URL", "GEMINI_BASE_URL", "GEMINI_API_BASE_URL", "AZURE_OPENAI_ENDPOINT", "OPENROUTER_BASE_URL", "DEEPSEEK_BASE_URL", "MISTRAL_BASE_URL", "GROQ_BASE_URL", "XAI_BASE_URL"]
+
 [metrics]
 # Prometheus text-format endpoint at http://LISTEN/metrics. Off by default. It has no
 # authentication: keep it on a loopback address unless the port is firewalled.
@@ -724,6 +763,7 @@ mod tests {
             ("alerts", toml::Table::try_from(&d.alerts).unwrap()),
             ("store", toml::Table::try_from(&d.store).unwrap()),
             ("metrics", toml::Table::try_from(&d.metrics).unwrap()),
+            ("discovery", toml::Table::try_from(&d.discovery).unwrap()),
         ] {
             table.insert(name.into(), toml::Value::Table(section));
         }
@@ -748,6 +788,16 @@ mod tests {
         let c = Config::from_str_named(&examples, "examples").unwrap();
         let kinds: Vec<_> = c.sinks.iter().map(Sink::kind).collect();
         assert_eq!(kinds, ["syslog", "file", "splunk-hec", "elasticsearch"]);
+    }
+
+    #[test]
+    fn discovery_refuses_secret_looking_variables() {
+        let e = errors("[discovery]\nvariables = [\"OPENAI_BASE_URL\", \"OPENAI_API_KEY\", \"bad name\"]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("c.toml: discovery.variables[1]: \"OPENAI_API_KEY\" looks like a secret"), "{e:?}");
+        assert!(e[1].starts_with("c.toml: discovery.variables[2]: \"bad name\" is not a variable name"), "{e:?}");
+        let off = Config::from_str_named("[discovery]\nenabled = false\n", "c.toml").unwrap();
+        assert!(off.discovery.active_variables().is_empty());
     }
 
     #[test]

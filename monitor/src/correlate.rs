@@ -37,6 +37,8 @@ pub enum NameSource {
     DnsAnswerProcess,
     DnsAnswerHost,
     ResolvedBlocklist,
+    /// The destination is a host named in a base-URL variable of some process (discovery.rs).
+    RelayConfig,
     None,
 }
 
@@ -50,6 +52,7 @@ impl NameSource {
             NameSource::DnsAnswerProcess => "dns_answer_process",
             NameSource::DnsAnswerHost => "dns_answer_host",
             NameSource::ResolvedBlocklist => "resolved_blocklist",
+            NameSource::RelayConfig => "relay_config",
             NameSource::None => "none",
         }
     }

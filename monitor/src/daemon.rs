@@ -85,6 +85,9 @@ struct Reporter {
     processes: ProcessTable,
     users: UserNames,
     correlator: Correlator,
+    /// Hosts named in base-URL variables (OPENAI_BASE_URL...): suspected relays.
+    discovery: crate::discovery::RelayDiscovery,
+    resolve_updates: crate::resolve::NameSetUpdater,
     stdout_failed: bool,
     malformed: u64,
 }
@@ -119,6 +122,10 @@ impl Reporter {
             }
             Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename }) => {
                 self.processes.on_exec(&self.procs, tgid, &comm, &filename, ts_boot_ns);
+                if self.discovery.enabled() {
+                    let exe = self.processes.lookup(tgid, &comm, ts_boot_ns).and_then(|d| d.executable.clone());
+                    self.discover(tgid, exe.as_deref());
+                }
             }
             Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
                 self.processes.on_exit(tgid, ts_boot_ns);
@@ -129,6 +136,31 @@ impl Reporter {
                     self.finish(agent, finished);
                 }
             }
+        }
+    }
+
+    /// Read a process's base-URL variables; a new suspected relay is also resolved to its
+    /// addresses, so that a connection to it by bare address is named too.
+    fn discover(&mut self, pid: u32, executable: Option<&str>) {
+        let new = self.discovery.on_process(pid, executable, std::time::SystemTime::now());
+        if new.is_empty() {
+            return;
+        }
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else { return };
+        for host in &new {
+            let status = crate::discovery::RelayDiscovery::status(&lists, host);
+            log::info!("relay discovery: pid {pid} ({}) is configured with host {host}: {status:?}", executable.unwrap_or("?"));
+        }
+        self.resolve_updates.set_discovered(self.discovery.suspected_hosts(&lists));
+    }
+
+    /// Every running process's base-URL variables (at start: programs started before the agent).
+    fn discover_running(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        let pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        for pid in pids {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
+            self.discover(pid, exe.as_deref());
         }
     }
 
@@ -180,13 +212,34 @@ impl Reporter {
     /// Write the record (and store its summary); returns the alert document if it raised one
     /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
     fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Value> {
+        let lists = self.lists.read().ok().map(|l| Arc::clone(&l));
         let user_name = self.users.name(f.observation.raw.uid);
+        // A destination no list knows but some process's base URL names: a suspected relay,
+        // and the name's evidence is that configuration.
+        let domain = f.naming.domain.as_deref();
+        let ip = match &f.naming.proxy {
+            Some(p) => p.host.parse().ok(),
+            None => Some(f.observation.destination),
+        };
+        let listed = lists.as_ref().and_then(|l| alert::classify(l, domain, ip));
+        let relay = match (&lists, &listed) {
+            (Some(l), None) => self.relay_evidence(l, domain, ip),
+            _ => None,
+        };
+        let relabelled;
+        let naming = match &relay {
+            Some(_) => {
+                relabelled = crate::correlate::Naming { source: crate::correlate::NameSource::RelayConfig, ..f.naming.clone() };
+                &relabelled
+            }
+            None => &f.naming,
+        };
         let record = ConnectionRecord {
             observation: &f.observation,
             process: f.process.as_ref(),
             user_name: user_name.as_deref(),
             repeat_count,
-            naming: Some(&f.naming),
+            naming: Some(naming),
         };
         let doc = record.to_ecs();
         if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
@@ -195,13 +248,26 @@ impl Reporter {
         if self.config.agent.log_connections {
             self.write_line(&doc);
         }
-        let lists = match self.lists.read() {
-            Ok(l) => Arc::clone(&l),
-            Err(_) => return None,
-        };
-        let ip = doc["destination"]["ip"].as_str().and_then(|s| s.parse().ok());
-        let finding = alert::classify(&lists, f.naming.domain.as_deref(), ip)?;
+        let finding = match &relay {
+            Some((evidence, field)) => {
+                let action = alert::action(self.config.blocklists.actions.ai_relay);
+                Some(alert::relay_config_finding(evidence, action, *field)).filter(|_| action != crate::blocklist::Action::Ignore)
+            }
+            None => listed,
+        }?;
         let mut alert = alert::alert_document(&doc, &finding, &self.host_info);
+        if let Some((evidence, _)) = &relay {
+            let r = &mut alert["relaywatch"];
+            if let Some(m) = r.as_object_mut() {
+                m.remove("blocklist");
+            }
+            r["relay_config"] = json!({
+                "host": evidence.host,
+                "variable": evidence.variable,
+                "pid": evidence.pid,
+                "executable": evidence.executable,
+            });
+        }
         if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
             // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
             let chain = self.procs.ancestors(parent);
@@ -215,6 +281,22 @@ impl Reporter {
         }
         self.raise(alert.clone());
         Some(alert)
+    }
+
+    /// The discovery evidence for a connection whose destination no list classifies (and no
+    /// allow rule covers), when a base-URL variable named it; and which field matched.
+    fn relay_evidence(
+        &self,
+        lists: &crate::blocklist::Blocklists,
+        domain: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Option<(crate::discovery::RelayEvidence, alert::MatchedField)> {
+        if !self.discovery.enabled() || alert::allowed(lists, domain, ip) {
+            return None;
+        }
+        let evidence = self.discovery.suspected(lists, domain, ip)?;
+        let by_name = domain.and_then(crate::discovery::url_host).is_some_and(|d| d == evidence.host);
+        Some((evidence, if by_name { alert::MatchedField::Domain } else { alert::MatchedField::Ip }))
     }
 
     /// An alert (or a dedupe summary): counted, then delivered.
@@ -443,6 +525,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     };
 
     let name_wait = Duration::from_millis(config.agent.name_wait_ms);
+    let discovery_variables = config.discovery.active_variables();
     let dedupe_window = Duration::from_secs(config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
         sinks,
@@ -461,9 +544,14 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             c.resolved = Some(resolved);
             c
         },
+        discovery: crate::discovery::RelayDiscovery::new(discovery_variables),
+        resolve_updates: daemon_state.resolve_updates.clone(),
         stdout_failed: false,
         malformed: 0,
     };
+    // Programs started before the agent: their base-URL variables are read once now (exec
+    // events cover every later start).
+    reporter.discover_running();
     notify("ready", sdnotify::ready());
     notify("status", sdnotify::status(&format!("watching: {PROGRAM_COUNT} programs attached")));
     let mut watchdog = sdnotify::watchdog_interval().map(|i| tokio::time::interval(i / 2));
@@ -549,6 +637,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
                         "records_malformed": reporter.malformed,
                         "processes_tracked": reporter.processes.len(),
                         "blocklists": daemon_state.lists_report(),
+                        "relay_discovery": lists.read().map(|l| reporter.discovery.report(&l)).unwrap_or(Value::Null),
                         "sinks": reporter.sinks.health(),
                     });
                 }

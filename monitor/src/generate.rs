@@ -78,6 +78,7 @@ mod tests {
             "relaywatch-blocklist-check.1",
             "relaywatch-blocklist-test.1",
             "relaywatch-blocklist-resolve.1",
+            "relaywatch-blocklist-list.1",
         ];
         for expected in expected_pages {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");

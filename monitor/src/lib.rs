@@ -10,6 +10,7 @@ pub mod config;
 pub mod correlate;
 pub mod daemon;
 pub mod diag;
+pub mod discovery;
 pub mod dns_cache;
 pub mod generate;
 pub mod ingest;

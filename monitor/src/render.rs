@@ -122,6 +122,47 @@ pub fn table(columns: &[Column], rows: &[Vec<Cell>], color: bool) -> String {
     out
 }
 
+const LIST_COLUMNS: &[Column] =
+    &[left("LIST"), left("CATEGORY"), left("SEVERITY"), left("ACTION"), right("RULES"), left("VERSION"), left("SHA256"), left("SOURCE")];
+const RELAY_COLUMNS: &[Column] = &[left("HOST"), left("STATUS"), left("VARIABLE"), right("PID"), left("EXECUTABLE"), right("PROCESSES"), left("FIRST SEEN")];
+
+/// `relaywatch blocklist list`: the active lists (status `blocklists`), then the hosts found in
+/// base-URL variables (status `relay_discovery`).
+pub fn blocklists(lists: &Value, discovery: &Value) -> String {
+    let s = |v: &Value| Cell::plain(match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    });
+    let short = |v: &Value, n: usize| Cell::plain(v.as_str().map_or("-".into(), |s| s.chars().take(n).collect::<String>()));
+    let rows: Vec<Vec<Cell>> = lists["active"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| vec![s(&l["path"]), s(&l["category"]), s(&l["severity"]), s(&l["action"]), s(&l["rules"]), short(&l["version"], 24), short(&l["sha256"], 12), s(&l["source"])])
+        .collect();
+    let total: u64 = lists["active"].as_array().map_or(0, |a| a.iter().filter_map(|l| l["rules"].as_u64()).sum());
+    let mut out = table(LIST_COLUMNS, &rows, false);
+    out.push_str(&format!("{} lists, {total} rules, loaded at {}\n", rows.len(), lists["loaded_at"].as_str().unwrap_or("-")));
+    if let Some(e) = lists["last_error"].as_object() {
+        out.push_str(&format!(
+            "last refused reload at {}: {}\n",
+            e.get("at").and_then(Value::as_str).unwrap_or("-"),
+            e.get("error").and_then(Value::as_str).unwrap_or("-")
+        ));
+    }
+    if let Some(hosts) = discovery["hosts"].as_array().filter(|h| !h.is_empty()) {
+        let rows: Vec<Vec<Cell>> = hosts
+            .iter()
+            .map(|h| vec![s(&h["host"]), s(&h["status"]), s(&h["variable"]), s(&h["pid"]), s(&h["executable"]), s(&h["processes"]), s(&h["first_seen"])])
+            .collect();
+        out.push_str("\nhosts in base-URL variables:\n");
+        out.push_str(&table(RELAY_COLUMNS, &rows, false));
+    }
+    out
+}
+
 /// "now", "42s ago", "3m ago", "5h ago", "2d ago" (or "in 3m" for a time ahead of `now`).
 pub fn relative(then: SystemTime, now: SystemTime) -> String {
     let (d, ahead) = match now.duration_since(then) {

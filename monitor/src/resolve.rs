@@ -297,17 +297,43 @@ impl Schedule {
     }
 }
 
-/// Replaces the name set of a running resolving task (on reload).
+/// Replaces the name set of a running resolving task: the lists' names (on reload) and the
+/// suspected relays found in base-URL variables (discovery.rs), resolved as one set.
 #[derive(Debug, Clone)]
 pub struct NameSetUpdater {
     names: watch::Sender<Vec<(String, Category)>>,
+    parts: Arc<std::sync::Mutex<NameParts>>,
+}
+
+#[derive(Debug, Default)]
+struct NameParts {
+    lists: Vec<(String, Category)>,
+    discovered: Vec<(String, Category)>,
+}
+
+impl NameParts {
+    fn union(&self) -> Vec<(String, Category)> {
+        let mut seen = std::collections::HashSet::new();
+        self.lists.iter().chain(&self.discovered).filter(|e| seen.insert((*e).clone())).cloned().collect()
+    }
 }
 
 impl NameSetUpdater {
-    /// Resolve these names from now on. New names are resolved at once; entries of names no
-    /// longer on the lists are dropped.
+    /// Resolve these list names from now on. New names are resolved at once; entries of names
+    /// no longer on the lists are dropped.
     pub fn replace(&self, names: Vec<(String, Category)>) {
-        self.names.send_replace(names);
+        self.update(|p| p.lists = names);
+    }
+
+    /// Resolve these suspected relay hosts too (as `ai-relay` names).
+    pub fn set_discovered(&self, hosts: Vec<String>) {
+        self.update(|p| p.discovered = hosts.into_iter().map(|h| (h, Category::AiRelay)).collect());
+    }
+
+    fn update(&self, change: impl FnOnce(&mut NameParts)) {
+        let mut parts = self.parts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut parts);
+        self.names.send_replace(parts.union());
     }
 }
 
@@ -317,6 +343,7 @@ impl NameSetUpdater {
 /// every `NameSetUpdater` is dropped it keeps resolving the names it has.
 pub fn spawn(names: Vec<(String, Category)>, nameserver: Option<SocketAddr>, interval: Duration) -> (ResolvedNames, NameSetUpdater, JoinHandle<()>) {
     let table = ResolvedNames::new();
+    let parts = Arc::new(std::sync::Mutex::new(NameParts { lists: names.clone(), discovered: Vec::new() }));
     let (sender, mut receiver) = watch::channel(names);
     receiver.mark_changed();
     let shared = table.clone();
@@ -369,7 +396,7 @@ pub fn spawn(names: Vec<(String, Category)>, nameserver: Option<SocketAddr>, int
             }
         }
     });
-    (table, NameSetUpdater { names: sender }, task)
+    (table, NameSetUpdater { names: sender, parts }, task)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub fn run(command: &BlocklistCommand) -> ExitCode {
         BlocklistCommand::Check(args) => check(args),
         BlocklistCommand::Test(args) => test(args),
         BlocklistCommand::Resolve(args) => resolve(args),
+        BlocklistCommand::List(args) => crate::client::blocklist_list(args.clone()),
     }
 }
 

@@ -17,7 +17,7 @@
 mod builtin;
 pub mod command;
 mod load;
-mod name;
+pub mod name;
 mod prefix_trie;
 mod syntax;
 

@@ -1,0 +1,460 @@
+//! Relay discovery beyond any list: the base-URL variables AI clients are configured with.
+//!
+//! A relay no list knows is still named on the client side: `OPENAI_BASE_URL=https://relay.example/v1`,
+//! `ANTHROPIC_BASE_URL=...`. When a program starts (exec tracepoint) and once for every process
+//! running when the agent starts, the named variables — and only those — are taken from
+//! /proc/PID/environ, and only the host of each URL is kept. A host that no list knows (not a
+//! first-party provider, not an allowed gateway, not already listed) is a suspected relay:
+//! connections to it are classified `ai-relay` with `relaywatch.name_source: relay_config`.
+//!
+//! Secrets: /proc/PID/environ is read through a small buffer and scanned entry by entry; an
+//! entry whose name is not on the configured list is skipped without being copied anywhere, and
+//! the buffers are cleared after the scan. Of a wanted entry only the URL's host survives (user
+//! info, path and query — where keys sometimes hide — are dropped). Variable names that look
+//! like secrets (KEY, TOKEN, SECRET, PASSWORD) are refused by the configuration check.
+use std::{
+    collections::HashMap,
+    io::{self, Read},
+    net::IpAddr,
+    time::SystemTime,
+};
+
+use serde::Serialize;
+
+use crate::blocklist::{
+    Action, Blocklists,
+    name::{canonical_query_name, canonical_rule_name},
+};
+
+/// The variables read by default: the base-URL settings of the common AI SDKs and CLIs.
+pub const DEFAULT_VARIABLES: &[&str] = &[
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "OPENAI_API_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_API_URL",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GEMINI_BASE_URL",
+    "GEMINI_API_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENROUTER_BASE_URL",
+    "DEEPSEEK_BASE_URL",
+    "MISTRAL_BASE_URL",
+    "GROQ_BASE_URL",
+    "XAI_BASE_URL",
+];
+
+/// Parts of a variable name that mark a secret: such variables are never read.
+const SECRET_MARKERS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"];
+
+/// Whether `name` may be configured as a discovery variable; the reason otherwise.
+pub fn check_variable_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(format!("\"{name}\" is not a variable name (A-Z, 0-9 and _, at most 128)"));
+    }
+    if let Some(marker) = SECRET_MARKERS.iter().find(|m| name.contains(*m)) {
+        return Err(format!("\"{name}\" looks like a secret ({marker}): only base-URL variables may be read"));
+    }
+    Ok(())
+}
+
+/// The longest value kept while scanning (a URL; longer values are skipped).
+const MAX_VALUE: usize = 2048;
+/// The most environ bytes scanned per process (the kernel's limit on the whole block is larger,
+/// but a base URL sits among a few KiB of ordinary variables).
+const MAX_ENVIRON: usize = 1 << 20;
+
+/// Scan a NUL-separated environment block for the `wanted` variables. Returns (name, value)
+/// for each wanted entry, in block order; every other entry is skipped without being kept.
+pub fn scan_environ<R: Read>(mut reader: R, wanted: &[String]) -> io::Result<Vec<(String, String)>> {
+    let longest = wanted.iter().map(String::len).max().unwrap_or(0);
+    let mut found = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The current entry: its name so far (only while it can still be a wanted name), then its
+    // value (only for a wanted name).
+    let mut name: Vec<u8> = Vec::with_capacity(longest + 1);
+    let mut value: Vec<u8> = Vec::new();
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Name,
+        Value(usize),
+        Skip,
+    }
+    let mut state = State::Name;
+    let mut total = 0usize;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.fill(0);
+                value.fill(0);
+                return Err(e);
+            }
+        };
+        total += n;
+        for &b in &buf[..n] {
+            if b == 0 {
+                if let (State::Value(i), Ok(v)) = (state, std::str::from_utf8(&value)) {
+                    found.push((wanted[i].clone(), v.to_owned()));
+                }
+                value.fill(0);
+                value.clear();
+                name.clear();
+                state = State::Name;
+                continue;
+            }
+            match state {
+                State::Name if b == b'=' => {
+                    state = match wanted.iter().position(|w| w.as_bytes() == name.as_slice()) {
+                        Some(i) => State::Value(i),
+                        None => State::Skip,
+                    };
+                }
+                State::Name => {
+                    name.push(b);
+                    if name.len() > longest {
+                        state = State::Skip;
+                    }
+                }
+                State::Value(_) if value.len() >= MAX_VALUE => {
+                    value.fill(0);
+                    value.clear();
+                    state = State::Skip;
+                }
+                State::Value(_) => value.push(b),
+                State::Skip => {}
+            }
+        }
+        if total >= MAX_ENVIRON {
+            break;
+        }
+    }
+    // A last entry without its NUL terminator.
+    if let (State::Value(i), Ok(v)) = (state, std::str::from_utf8(&value)) {
+        found.push((wanted[i].clone(), v.to_owned()));
+    }
+    buf.fill(0);
+    value.fill(0);
+    Ok(found)
+}
+
+/// The host of a base URL (`https://user:pw@Relay.Example:8443/v1?key=...` -> `relay.example`),
+/// canonical (lower case, no trailing dot, IDN as xn--); an IP address in its canonical text form.
+/// A value without a scheme is read as `host[:port][/path]`.
+pub fn url_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let rest = match value.split_once("://") {
+        Some((scheme, rest)) if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) => rest,
+        Some(_) => return None,
+        None => value,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // User info can carry credentials: whatever precedes the last '@' is dropped.
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    if host.is_empty() {
+        return None;
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(ip.to_canonical().to_string());
+    }
+    canonical_rule_name(host).ok().map(|c| c.into_owned())
+}
+
+/// What a discovered host is, given the lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostStatus {
+    /// No list knows it: connections to it are classified `ai-relay`.
+    SuspectedRelay,
+    /// A list already classifies it (a first-party provider, a listed relay...): the list decides.
+    Listed,
+    /// An allow rule matches it (a sanctioned gateway).
+    Allowed,
+    /// A loopback or unspecified address, or `localhost`: a local gateway, not a destination.
+    Local,
+}
+
+/// One host seen in a base-URL variable.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveredHost {
+    pub host: String,
+    /// The variable it was first seen in.
+    pub variable: String,
+    /// The first process seen with it.
+    pub pid: u32,
+    pub executable: Option<String>,
+    #[serde(serialize_with = "rfc3339")]
+    pub first_seen: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub last_seen: SystemTime,
+    /// Processes seen with it (exec events and the start-up scan).
+    pub processes: u64,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*t))
+}
+
+/// Discovered hosts are bounded; beyond this, new hosts are counted but not kept.
+pub const MAX_HOSTS: usize = 1024;
+
+/// The evidence a `relay_config` classification carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayEvidence {
+    pub host: String,
+    pub variable: String,
+    pub pid: u32,
+    pub executable: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RelayDiscovery {
+    variables: Vec<String>,
+    hosts: HashMap<String, DiscoveredHost>,
+    dropped: u64,
+}
+
+fn is_local(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    }
+}
+
+impl RelayDiscovery {
+    pub fn new(variables: Vec<String>) -> RelayDiscovery {
+        RelayDiscovery { variables, hosts: HashMap::new(), dropped: 0 }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.variables.is_empty()
+    }
+
+    /// Read process `pid`'s base-URL variables (exec event or start-up scan). Returns the hosts
+    /// seen for the first time. A process that is gone or unreadable is skipped quietly.
+    pub fn on_process(&mut self, pid: u32, executable: Option<&str>, now: SystemTime) -> Vec<String> {
+        if !self.enabled() {
+            return Vec::new();
+        }
+        let found = match std::fs::File::open(format!("/proc/{pid}/environ")).and_then(|f| scan_environ(f, &self.variables)) {
+            Ok(found) => found,
+            Err(e) => {
+                log::debug!("environment of pid {pid} not read: {e}");
+                return Vec::new();
+            }
+        };
+        let mut new = Vec::new();
+        for (variable, value) in found {
+            let Some(host) = url_host(&value) else {
+                log::debug!("pid {pid}: {variable} is not a URL; ignored");
+                continue;
+            };
+            self.note(host, &variable, pid, executable, now, &mut new);
+        }
+        new
+    }
+
+    fn note(&mut self, host: String, variable: &str, pid: u32, executable: Option<&str>, now: SystemTime, new: &mut Vec<String>) {
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.last_seen = now;
+            h.processes += 1;
+            return;
+        }
+        if self.hosts.len() >= MAX_HOSTS {
+            self.dropped += 1;
+            return;
+        }
+        new.push(host.clone());
+        self.hosts.insert(
+            host.clone(),
+            DiscoveredHost {
+                host,
+                variable: variable.to_owned(),
+                pid,
+                executable: executable.map(str::to_owned),
+                first_seen: now,
+                last_seen: now,
+                processes: 1,
+            },
+        );
+    }
+
+    /// The status of `host` against `lists`.
+    pub fn status(lists: &Blocklists, host: &str) -> HostStatus {
+        if is_local(host) {
+            return HostStatus::Local;
+        }
+        let verdict = match host.parse::<IpAddr>() {
+            Ok(ip) => lists.match_ip(ip),
+            Err(_) => lists.match_name(host),
+        };
+        match verdict {
+            Some(v) if v.action == Action::Allow => HostStatus::Allowed,
+            Some(_) => HostStatus::Listed,
+            None => HostStatus::SuspectedRelay,
+        }
+    }
+
+    /// A suspected relay this destination (name, else address) is, with the evidence. Only
+    /// hosts no list knows qualify: the caller classifies by the lists first.
+    pub fn suspected(&self, lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> Option<RelayEvidence> {
+        let by_name = domain.and_then(canonical_query_name).and_then(|d| self.hosts.get(d.as_ref()));
+        let by_ip = || ip.and_then(|a| self.hosts.get(&a.to_canonical().to_string()));
+        let h = by_name.or_else(by_ip)?;
+        (RelayDiscovery::status(lists, &h.host) == HostStatus::SuspectedRelay).then(|| RelayEvidence {
+            host: h.host.clone(),
+            variable: h.variable.clone(),
+            pid: h.pid,
+            executable: h.executable.clone(),
+        })
+    }
+
+    /// The hosts that are suspected relays now (to be resolved to addresses like list names).
+    pub fn suspected_hosts(&self, lists: &Blocklists) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .hosts
+            .keys()
+            .filter(|h| h.parse::<IpAddr>().is_err() && RelayDiscovery::status(lists, h) == HostStatus::SuspectedRelay)
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// For `relaywatch status`: every discovered host with its status, and the variables read.
+    pub fn report(&self, lists: &Blocklists) -> serde_json::Value {
+        let mut hosts: Vec<&DiscoveredHost> = self.hosts.values().collect();
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        let hosts: Vec<serde_json::Value> = hosts
+            .into_iter()
+            .map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                v["status"] = serde_json::to_value(RelayDiscovery::status(lists, &h.host)).unwrap_or_default();
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "enabled": self.enabled(),
+            "variables": self.variables.len(),
+            "hosts": hosts,
+            "hosts_not_kept": self.dropped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> Vec<String> {
+        DEFAULT_VARIABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_wanted_variables_are_returned() {
+        let block = b"PATH=/usr/bin\0OPENAI_API_KEY=sk-secret\0OPENAI_BASE_URL=https://relay.example/v1\0\
+OPENAI_BASE_URL_EXTRA=x\0XOPENAI_BASE_URL=y\0ANTHROPIC_BASE_URL=https://a.example\0";
+        let found = scan_environ(&block[..], &wanted()).unwrap();
+        assert_eq!(
+            found,
+            [
+                ("OPENAI_BASE_URL".to_string(), "https://relay.example/v1".to_string()),
+                ("ANTHROPIC_BASE_URL".to_string(), "https://a.example".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn scanning_survives_any_read_boundaries_and_a_missing_terminator() {
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let block = b"A=1\0GEMINI_BASE_URL=http://[2001:db8::1]:8080/x\0=weird\0OPENAI_API_BASE=relay.example";
+        let found = scan_environ(Dribble(block), &wanted()).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1], ("OPENAI_API_BASE".to_string(), "relay.example".to_string()));
+    }
+
+    #[test]
+    fn overlong_values_and_binary_garbage_are_skipped() {
+        let mut block = b"OPENAI_BASE_URL=".to_vec();
+        block.extend(std::iter::repeat_n(b'a', MAX_VALUE + 10));
+        block.extend(b"\0ANTHROPIC_BASE_URL=\xff\xfe\0GROQ_BASE_URL=https://g.example\0");
+        let found = scan_environ(&block[..], &wanted()).unwrap();
+        assert_eq!(found, [("GROQ_BASE_URL".to_string(), "https://g.example".to_string())]);
+    }
+
+    #[test]
+    fn url_host_keeps_only_the_host() {
+        assert_eq!(url_host("https://user:sk-123@Relay.Example.:8443/v1?key=abc").as_deref(), Some("relay.example"));
+        assert_eq!(url_host("http://[::ffff:10.1.2.3]:80/").as_deref(), Some("10.1.2.3"));
+        assert_eq!(url_host("https://[2001:db8::1]/v1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(url_host("relay.example:443/v1").as_deref(), Some("relay.example"));
+        assert_eq!(url_host("https://中转.example/v1").as_deref(), Some("xn--fiqq40n.example"));
+        assert_eq!(url_host("https://10.0.0.5:3000").as_deref(), Some("10.0.0.5"));
+        for bad in ["", "https://", "https:///v1", "://x", "ht tp://x", "https://bad host/", "https://user@/"] {
+            assert_eq!(url_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secret_looking_variable_names_are_refused() {
+        assert!(check_variable_name("OPENAI_BASE_URL").is_ok());
+        assert!(check_variable_name("OPENAI_API_KEY").unwrap_err().contains("KEY"));
+        assert!(check_variable_name("HF_TOKEN").is_err());
+        assert!(check_variable_name("lower").is_err());
+        assert!(check_variable_name("").is_err());
+        for v in DEFAULT_VARIABLES {
+            check_variable_name(v).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_hosts_no_list_knows_are_suspected_relays() {
+        let lists = Blocklists::builtin();
+        let mut d = RelayDiscovery::new(wanted());
+        let now = SystemTime::now();
+        let mut new = Vec::new();
+        for host in ["relay.example", "api.openai.com", "127.0.0.1", "localhost", "203.0.113.7"] {
+            d.note(host.into(), "OPENAI_BASE_URL", 42, Some("/usr/bin/python3"), now, &mut new);
+        }
+        d.note("relay.example".into(), "OPENAI_BASE_URL", 43, None, now, &mut new);
+        assert_eq!(new.len(), 5, "a host is new once");
+        assert_eq!(RelayDiscovery::status(&lists, "api.openai.com"), HostStatus::Listed);
+        assert_eq!(RelayDiscovery::status(&lists, "127.0.0.1"), HostStatus::Local);
+        let e = d.suspected(&lists, Some("Relay.Example."), None).expect("suspected by name");
+        assert_eq!((e.host.as_str(), e.variable.as_str(), e.pid), ("relay.example", "OPENAI_BASE_URL", 42));
+        assert!(d.suspected(&lists, Some("api.openai.com"), None).is_none(), "first-party: the list decides");
+        assert!(d.suspected(&lists, Some("sub.relay.example"), None).is_none(), "exact host only");
+        assert!(d.suspected(&lists, None, "203.0.113.7".parse().ok()).is_some(), "an address host matches the address");
+        assert!(d.suspected(&lists, None, "::ffff:203.0.113.7".parse().ok()).is_some());
+        assert_eq!(d.suspected_hosts(&lists), ["relay.example"]);
+        let report = d.report(&lists);
+        assert_eq!(report["hosts"].as_array().unwrap().len(), 5);
+        let relay = report["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "relay.example").unwrap();
+        assert_eq!((relay["status"].as_str(), relay["processes"].as_u64()), (Some("suspected-relay"), Some(2)));
+    }
+
+    #[test]
+    fn the_number_of_hosts_kept_is_bounded() {
+        let mut d = RelayDiscovery::new(wanted());
+        let mut new = Vec::new();
+        for i in 0..MAX_HOSTS + 5 {
+            d.note(format!("r{i}.example"), "OPENAI_BASE_URL", 1, None, SystemTime::now(), &mut new);
+        }
+        assert_eq!((d.hosts.len(), d.dropped), (MAX_HOSTS, 5));
+    }
+}
