@@ -186,7 +186,9 @@ fn severity(doc: &Value) -> (u64, &'static str) {
 /// Success when the record shows data went out (a datagram sent, or a name read from the first
 /// bytes of the connection); Unknown otherwise: the connect hook fires before the handshake.
 fn status(doc: &Value) -> (u64, &'static str) {
-    let payload_named = matches!(doc["relaywatch"]["name_source"].as_str(), Some("sni" | "http_host" | "proxy_target" | "quic_sni"));
+    // A relay_config record keeps its TLS evidence: a ClientHello read is data sent too.
+    let payload_named = matches!(doc["relaywatch"]["name_source"].as_str(), Some("sni" | "http_host" | "proxy_target" | "quic_sni"))
+        || doc["tls"]["client"]["ja4"].is_string();
     if payload_named || doc["network"]["transport"] == "udp" { (1, "Success") } else { (0, "Unknown") }
 }
 
@@ -585,6 +587,9 @@ mod tests {
     fn ocsf_connection_record_has_no_security_control() {
         let mut r = record();
         r.as_object_mut().unwrap().remove("container");
+        r["relaywatch"]["name_source"] = json!("relay_config");
+        assert_eq!(from_ecs(&r)["status_id"], 1, "a ClientHello was read: data went out");
+        r.as_object_mut().unwrap().remove("tls");
         r["relaywatch"]["name_source"] = json!("dns_answer_process");
         let o = from_ecs(&r);
         assert_eq!(o["metadata"]["profiles"], json!(["host"]));
