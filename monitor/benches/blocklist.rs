@@ -164,6 +164,18 @@ fn bench(c: &mut Criterion) {
         }
     });
     println!("cpu: match_name {name_ns:.0} ns, match_ip {ip_ns:.0} ns per lookup (mean CPU time, half hits)");
+    let (ip_hits, ip_misses): (Vec<IpAddr>, Vec<IpAddr>) = ip_queries.iter().partition(|q| cidrs.match_ip(**q).is_some());
+    let hit_ns = per_lookup(20, ip_hits.len(), &mut || {
+        for q in &ip_hits {
+            black_box(cidrs.match_ip(*q));
+        }
+    });
+    let miss_ns = per_lookup(20, ip_misses.len(), &mut || {
+        for q in &ip_misses {
+            black_box(cidrs.match_ip(*q));
+        }
+    });
+    println!("cpu: match_ip hits {hit_ns:.0} ns ({}), misses {miss_ns:.0} ns ({})", ip_hits.len(), ip_misses.len());
 
     let mut group = c.benchmark_group("blocklist");
     let mut i = 0;

@@ -65,7 +65,7 @@ pub fn relay_config_finding(evidence: &crate::discovery::RelayEvidence, action: 
             rule: format!("relay_config:{}", evidence.host),
             file: RELAY_CONFIG_RULESET.into(),
             line: 0,
-            list_version: String::new(),
+            list_version: "".into(),
             matches: Vec::new(),
         },
         field,

@@ -149,7 +149,7 @@ fn load_v2fly(
     for &list in &lists {
         let meta = &mut builder.lists[list as usize];
         meta.source = V2FLY_SOURCE.to_string();
-        meta.version = V2FLY_VERSION.to_string();
+        meta.version = V2FLY_VERSION.into();
         meta.sha256 = sha256.clone();
     }
     walk.errors

@@ -174,7 +174,7 @@ pub fn verdict_json(target: &str, verdict: Option<&Verdict>) -> Value {
             "rule": null, "source": null, "matches": [],
         });
     };
-    let list = decisive(v).map(|m| m.list.as_str());
+    let list = decisive(v).map(|m| &*m.list);
     json!({
         "target": target,
         "matched": true,

@@ -251,7 +251,7 @@ pub(super) fn load_list(
     meta.severity = header.severity.unwrap_or(category.default_severity());
     meta.action = action;
     meta.source = header.source.unwrap_or_else(|| name.to_string());
-    meta.version = header.version.unwrap_or_else(|| format!("sha256:{}", &sha256[..16]));
+    meta.version = header.version.unwrap_or_else(|| format!("sha256:{}", &sha256[..16])).into();
     meta.sha256 = sha256;
     walk.errors
 }

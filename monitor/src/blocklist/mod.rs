@@ -27,6 +27,7 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
 };
 
 use aho_corasick::AhoCorasick;
@@ -207,12 +208,12 @@ pub struct RuleMatch {
     pub severity: Severity,
     pub action: Action,
     /// The file the rule is written in (for an `include:`d rule, the included file).
-    pub file: String,
+    pub file: Arc<str>,
     pub line: u32,
     /// The list the rule was loaded through (its top-level file).
-    pub list: String,
+    pub list: Arc<str>,
     /// The list's version: the upstream commit for built-in v2fly data, else `sha256:...`.
-    pub list_version: String,
+    pub list_version: Arc<str>,
 }
 
 /// The outcome of a lookup: the deciding rule, and every rule that matched (most specific first).
@@ -222,9 +223,9 @@ pub struct Verdict {
     pub category: Category,
     pub severity: Severity,
     pub rule: String,
-    pub file: String,
+    pub file: Arc<str>,
     pub line: u32,
-    pub list_version: String,
+    pub list_version: Arc<str>,
     pub matches: Vec<RuleMatch>,
 }
 
@@ -254,12 +255,12 @@ pub struct ListFile {
 }
 
 struct ListMeta {
-    path: String,
+    path: Arc<str>,
     category: Category,
     severity: Severity,
     action: Action,
     source: String,
-    version: String,
+    version: Arc<str>,
     sha256: String,
     counts: [usize; 5],
 }
@@ -290,7 +291,8 @@ struct Rule {
 /// The lists in force. Immutable once built; `Send + Sync`, share it in an `Arc`.
 pub struct Blocklists {
     lists: Vec<ListMeta>,
-    files: Vec<String>,
+    /// Shared with every match reported (a match clones a pointer, not the text).
+    files: Vec<Arc<str>>,
     text: String,
     rules: Vec<Rule>,
     names: NameIndex,
@@ -393,12 +395,8 @@ impl Blocklists {
         let ip = ip.to_canonical();
         let (bits, width) = address_bits(ip);
         let trie = if width == 32 { &self.v4 } else { &self.v6 };
-        let mut covering = Vec::new();
-        trie.covering(bits, width, &mut covering);
         let mut hits = Vec::new();
-        for (len, head) in covering {
-            self.for_chain(head, |i, _| hits.push((i, 0, usize::from(len))));
-        }
+        trie.for_each_covering(bits, width, |len, head| self.for_chain(head, |i, _| hits.push((i, 0, usize::from(len)))));
         self.verdict(hits)
     }
 
@@ -406,12 +404,12 @@ impl Blocklists {
         self.lists
             .iter()
             .map(|l| ListInfo {
-                path: l.path.clone(),
+                path: l.path.to_string(),
                 category: l.category,
                 severity: l.severity,
                 action: l.action,
                 source: l.source.clone(),
-                version: l.version.clone(),
+                version: l.version.to_string(),
                 sha256: l.sha256.clone(),
                 rules: l.counts.iter().sum(),
                 rules_by_kind: RuleKind::ALL.iter().zip(l.counts).filter(|(_, n)| *n > 0).map(|(k, n)| (*k, n)).collect(),
@@ -526,12 +524,12 @@ struct Origin {
 impl Builder {
     fn add_list(&mut self, path: &str, category: Category) -> u32 {
         self.lists.push(ListMeta {
-            path: path.to_string(),
+            path: path.into(),
             category,
             severity: category.default_severity(),
             action: category.default_action(),
             source: path.to_string(),
-            version: String::new(),
+            version: "".into(),
             sha256: String::new(),
             counts: [0; 5],
         });
@@ -622,7 +620,7 @@ impl Builder {
         rules.shrink_to_fit();
         Ok(Blocklists {
             lists: self.lists,
-            files: self.files,
+            files: self.files.into_iter().map(Arc::from).collect(),
             text,
             rules,
             names: NameIndex::build(self.names),

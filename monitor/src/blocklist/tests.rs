@@ -241,7 +241,7 @@ fn builtin_lists_load_and_classify() {
     assert_eq!(category("jp.duckcoding.com"), Some(Category::AiRelay));
     assert_eq!(l.match_ip(ip("106.75.146.14")).map(|v| v.category), Some(Category::AiRelay));
     let v = l.match_name("api.openai.com").unwrap();
-    assert_eq!(v.file, "builtin:v2fly/openai");
+    assert_eq!(&*v.file, "builtin:v2fly/openai");
     assert!(v.list_version.contains("c975ccef9c19"));
 }
 
@@ -286,7 +286,7 @@ fn builtin_every_v2fly_file_is_mapped() {
     }
     for (name, _) in builtin::DIRECT_RULE_CATEGORIES {
         let v = l.match_name(name).unwrap_or_else(|| panic!("{name} is not in category-ai-!cn"));
-        assert_eq!(v.file, "builtin:v2fly/category-ai-!cn", "{name}");
+        assert_eq!(&*v.file, "builtin:v2fly/category-ai-!cn", "{name}");
     }
 }
 
