@@ -182,6 +182,7 @@ impl PrefixTrie {
     }
 
     /// Every value whose prefix covers `bits` (an address `width` bits wide), longest prefix first.
+    #[cfg(test)]
     pub fn covering(&self, bits: u128, width: u8, out: &mut Vec<(u8, u32)>) {
         let start = out.len();
         self.for_each_covering(bits, width, |len, value| out.push((len, value)));
