@@ -83,6 +83,10 @@ pub const CAPTURE_NONE: u8 = 0;
 /// `CaptureState.flags`: count the socket's payload bytes both ways and report them when it is
 /// released (set by the daemon for connections that raised an alert).
 pub const STATE_WATCH: u8 = 1;
+/// `CaptureState.flags`: a reported stream whose capture is over, kept until the daemon decides
+/// (watch it, or end it): while the entry exists the socket's gate stays open, so the daemon's
+/// watch is seen by the packet programs (see `CAPTURE_GATE` in monitor-ebpf's maps.rs).
+pub const STATE_AWAIT: u8 = 2;
 
 /// `CaptureState.mode`: what the kernel still wants from a socket's outgoing payload.
 /// Non-local stream (TCP / connected UDP) whose first payload has not been seen yet.

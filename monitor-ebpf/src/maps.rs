@@ -18,9 +18,13 @@
 //!   payload bytes are counted both ways). Inserted by the connect/sendmsg hooks; capture ends
 //!   in the egress program (the entry goes unless it has another job); the daemon sets the watch
 //!   flag or ends capture early; the sock_release program removes the entry when the socket
-//!   goes (reporting the byte counts of watched sockets). Absent is the common case.
+//!   goes (reporting the byte counts of watched sockets). Absent is the common case, and the
+//!   packet programs only look here behind an open `CAPTURE_GATE`.
+//! - `CAPTURE_GATE` (socket-local storage, u32): 1 while the socket may have a `CAPTURE`
+//!   entry (gate.rs).
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
@@ -43,6 +47,26 @@ pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
 
 #[map(name = "CAPTURE")]
 pub static CAPTURE: LruHashMap<u64, CaptureState> = LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
+
+/// One `CaptureState` per CPU to build a new entry in: the BPF stack (512 bytes) is too small
+/// to hold one next to everything else the sock_addr programs keep there.
+#[map(name = "SCRATCH")]
+pub static SCRATCH: PerCpuArray<CaptureState> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch entry, zeroed: `CaptureState::empty()` except that the event's `kind` is
+/// 0 (the caller fills the event in, kind included, when it reports one).
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut CaptureState> {
+    let p = SCRATCH.get_ptr_mut(0)?;
+    unsafe {
+        core::ptr::write_bytes(p, 0, 1);
+        Some(&mut *p)
+    }
+}
+
+/// Socket-local "may have a CAPTURE entry" gate (see gate.rs): the packet programs' fast path.
+#[btf_map]
+pub static CAPTURE_GATE: SkStorage<u32> = SkStorage::new();
 
 /// Settings in force; the defaults if the daemon has not written them (it always does first).
 #[inline(always)]

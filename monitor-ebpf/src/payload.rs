@@ -33,11 +33,12 @@ use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
     CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
     COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
-    FLAG_LOCAL_PROXY, FlowEndEvent, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
+    FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
     PayloadEvent, STATE_WATCH, looks_like_proxy_start, tls_record_need,
 };
 
 use crate::{
+    gate,
     maps::{self, CAPTURE, EVENTS},
     packet::{self, Packet},
 };
@@ -46,8 +47,12 @@ const DNS_PORT: u16 = 53;
 
 #[inline(always)]
 pub fn egress(ctx: &SkBuffContext) {
+    let Some(gate) = gate::packet(ctx) else {
+        return; // the common case: a socket without capture state
+    };
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
+        gate::close(gate);
         return;
     };
     let state = unsafe { &mut *state };
@@ -80,7 +85,7 @@ pub fn egress(ctx: &SkBuffContext) {
             if state.mode == CAPTURE_LOCAL_PROBE {
                 if !proxy {
                     // Local traffic that is not a proxy request: never reported, never copied.
-                    end_capture(cookie, state);
+                    end_capture(cookie, state, false);
                     return;
                 }
                 state.event.flags = FLAG_LOCAL_PROXY;
@@ -107,14 +112,20 @@ pub fn egress(ctx: &SkBuffContext) {
         done = true;
     }
     if done {
-        end_capture(cookie, state);
+        // A reported stream (TCP, connected UDP) awaits the daemon; a datagram flow does not.
+        let stream = state.event.hook == HOOK_CONNECT;
+        end_capture(cookie, state, stream);
     }
 }
 
-/// Capture is over: the entry goes, unless it is also a DNS socket or watched.
+/// Capture is over: the entry goes, unless it is also a DNS socket or watched, or it is a
+/// reported stream the daemon has yet to decide on (`STATE_AWAIT`: it will watch or end it).
 #[inline(always)]
-fn end_capture(cookie: u64, state: &mut CaptureState) {
-    if state.outlives_capture() {
+fn end_capture(cookie: u64, state: &mut CaptureState, awaits_daemon: bool) {
+    if awaits_daemon {
+        state.flags |= STATE_AWAIT;
+    }
+    if state.outlives_capture() || awaits_daemon {
         state.mode = CAPTURE_NONE;
     } else {
         let _ = CAPTURE.remove(&cookie);
@@ -123,8 +134,12 @@ fn end_capture(cookie: u64, state: &mut CaptureState) {
 
 #[inline(always)]
 pub fn ingress(ctx: &SkBuffContext) {
+    let Some(gate) = gate::packet(ctx) else {
+        return;
+    };
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
+        gate::close(gate);
         return;
     };
     let state = unsafe { &mut *state };
@@ -148,6 +163,9 @@ pub fn ingress(ctx: &SkBuffContext) {
 /// A socket is released: report a watched socket's byte counts, and drop its entry.
 #[inline(always)]
 pub fn release(ctx: &SockContext) {
+    if !gate::released(ctx) {
+        return;
+    }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     let Some(state) = CAPTURE.get_ptr(&cookie) else {
         return;

@@ -3,9 +3,9 @@
 //!
 //! Filtering happens here, before anything is written: local destinations are skipped unless
 //! the daemon asked for them, and unconnected datagrams inside an open repeat window are only
-//! counted (see `udp_fold`). The event is built on the stack (inside a `CaptureState`, 104
-//! bytes) and copied with `bpf_ringbuf_output`, so no path holds a reservation across a helper
-//! call that can fail.
+//! counted (see `udp_fold`). The event is built in a per-CPU scratch `CaptureState` (the stack
+//! is too small for one) and copied with `bpf_ringbuf_output`, so no path holds a reservation
+//! across a helper call that can fail.
 //!
 //! Capture arming (read by `payload.rs`): every reported stream socket gets `CAPTURE_NEW`, every
 //! window-opening datagram `CAPTURE_DATAGRAM`. A local TCP connection that is not reported gets
@@ -22,10 +22,11 @@ use aya_ebpf::{
 };
 use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_NEW, COUNTER_LOCAL_SKIPPED, COUNTER_UDP_FOLDED,
-    CaptureState, ConnectEvent, HOOK_CONNECT, HOOK_SENDMSG, PROTO_TCP, PROTO_UDP,
+    ConnectEvent, EVENT_CONNECT, HOOK_CONNECT, HOOK_SENDMSG, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
+    gate,
     maps::{self, CAPTURE},
     sock_addr::Target,
     udp_fold,
@@ -36,54 +37,62 @@ const DNS_PORT: u16 = 53;
 /// TCP connect or UDP connect: always one event (unless local and not asked for).
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext, target: &Target) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let dns_owner = dns_owner(target, pid_tgid);
     let local = is_skipped_local(target);
     if local && target.protocol != PROTO_TCP {
-        if dns_owner != 0 {
-            mark_dns_socket(cookie, dns_owner);
+        if is_dns(target) {
+            mark_dns_socket(ctx, bpf_get_current_pid_tgid());
         }
         return;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let mut state = CaptureState::empty();
-    state.event = event(target, HOOK_CONNECT, pid_tgid, now, cookie);
+    let Some(state) = maps::scratch() else { return };
+    fill_event(&mut state.event, target, HOOK_CONNECT, pid_tgid, now, cookie);
     state.mode = if local { CAPTURE_LOCAL_PROBE } else { CAPTURE_NEW };
-    state.dns_owner = dns_owner;
+    state.dns_owner = dns_owner(target, pid_tgid);
     if !local {
         maps::output_event(&state.event);
     }
-    let _ = CAPTURE.insert(&cookie, &state, 0);
+    if CAPTURE.insert(&cookie, state, 0).is_ok() {
+        gate::open(ctx);
+    }
 }
 
-/// Unconnected datagram: one event per (process, destination) and repeat window.
+/// Unconnected datagram: one event per (process, destination) and repeat window. A datagram to
+/// a skipped local destination costs the filter check only (plus, for DNS, marking the socket).
 #[inline(always)]
 pub fn datagram(ctx: &SockAddrContext, target: &Target) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let dns_owner = dns_owner(target, pid_tgid);
     if is_skipped_local(target) {
-        if dns_owner != 0 {
-            mark_dns_socket(cookie, dns_owner);
+        if is_dns(target) {
+            mark_dns_socket(ctx, bpf_get_current_pid_tgid());
         }
         return;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let window = maps::config().udp_window_ns;
     if udp_fold::fold_into_open_window(ctx, (pid_tgid >> 32) as u32, target, now, window) {
         maps::count(COUNTER_UDP_FOLDED);
-        if dns_owner != 0 {
-            mark_dns_socket(cookie, dns_owner);
+        if is_dns(target) {
+            mark_dns_socket(ctx, pid_tgid);
         }
         return;
     }
-    let mut state = CaptureState::empty();
-    state.event = event(target, HOOK_SENDMSG, pid_tgid, now, cookie);
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let Some(state) = maps::scratch() else { return };
+    fill_event(&mut state.event, target, HOOK_SENDMSG, pid_tgid, now, cookie);
     state.mode = CAPTURE_DATAGRAM;
-    state.dns_owner = dns_owner;
+    state.dns_owner = dns_owner(target, pid_tgid);
     maps::output_event(&state.event);
-    let _ = CAPTURE.insert(&cookie, &state, 0);
+    if CAPTURE.insert(&cookie, state, 0).is_ok() {
+        gate::open(ctx);
+    }
+}
+
+#[inline(always)]
+fn is_dns(target: &Target) -> bool {
+    target.port == DNS_PORT && target.protocol == PROTO_UDP
 }
 
 /// The sender's tgid when the destination is a DNS server (UDP port 53), else 0: answers on
@@ -91,19 +100,24 @@ pub fn datagram(ctx: &SockAddrContext, target: &Target) {
 /// 127.0.0.53) and so not reported as egress.
 #[inline(always)]
 fn dns_owner(target: &Target, pid_tgid: u64) -> u32 {
-    if target.port == DNS_PORT && target.protocol == PROTO_UDP { (pid_tgid >> 32) as u32 } else { 0 }
+    if is_dns(target) { (pid_tgid >> 32) as u32 } else { 0 }
 }
 
-/// Mark a socket whose entry is not being (re)created here as a DNS socket.
+/// Mark a socket whose entry is not being (re)created here as a DNS socket (sending to port 53).
 #[inline(always)]
-fn mark_dns_socket(cookie: u64, owner: u32) {
+fn mark_dns_socket(ctx: &SockAddrContext, pid_tgid: u64) {
+    let owner = (pid_tgid >> 32) as u32;
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if let Some(state) = CAPTURE.get_ptr_mut(&cookie) {
         unsafe { (*state).dns_owner = owner };
-        return;
+    } else {
+        let Some(state) = maps::scratch() else { return };
+        state.dns_owner = owner;
+        if CAPTURE.insert(&cookie, state, 0).is_err() {
+            return;
+        }
     }
-    let mut state = CaptureState::empty();
-    state.dns_owner = owner;
-    let _ = CAPTURE.insert(&cookie, &state, 0);
+    gate::open(ctx);
 }
 
 #[inline(always)]
@@ -116,9 +130,9 @@ fn is_skipped_local(target: &Target) -> bool {
 }
 
 #[inline(always)]
-fn event(target: &Target, hook: u8, pid_tgid: u64, now: u64, cookie: u64) -> ConnectEvent {
+fn fill_event(event: &mut ConnectEvent, target: &Target, hook: u8, pid_tgid: u64, now: u64, cookie: u64) {
     let uid_gid = bpf_get_current_uid_gid();
-    let mut event = ConnectEvent::zeroed();
+    event.kind = EVENT_CONNECT;
     event.tgid = (pid_tgid >> 32) as u32;
     event.tid = pid_tgid as u32;
     event.uid = uid_gid as u32;
@@ -134,5 +148,4 @@ fn event(target: &Target, hook: u8, pid_tgid: u64, now: u64, cookie: u64) -> Con
     if let Ok(comm) = bpf_get_current_comm() {
         event.comm = comm;
     }
-    event
 }

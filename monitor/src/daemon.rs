@@ -182,16 +182,22 @@ impl Reporter {
                 .unwrap_or(1);
             Some(count)
         } else {
-            // Named or given up on: the kernel need not copy more of this socket's payload.
-            agent.stop_capture(f.observation.raw.cookie);
             None
         };
         let alert = self.emit(&f, repeat_count);
-        // A TCP connection that raised an alert: count its bytes until it closes.
-        if let Some(alert) = alert.filter(|_| !f.is_datagram && f.observation.transport == crate::ingest::Transport::Tcp) {
-            let cookie = f.observation.raw.cookie;
-            agent.watch(cookie, crate::clock::boot_ns());
-            self.watched.put(cookie, Watched { alert, captured_bytes: f.captured_bytes, connect_ns: f.observation.raw.ts_boot_ns });
+        if f.is_datagram {
+            return;
+        }
+        // The kernel keeps a stream's entry until told what to do with it: a TCP connection
+        // that raised an alert has its bytes counted until it closes (the entry is updated in
+        // place, so the socket's gate never closes in between); every other stream is done.
+        let cookie = f.observation.raw.cookie;
+        match alert.filter(|_| f.observation.transport == crate::ingest::Transport::Tcp) {
+            Some(alert) => {
+                agent.watch(cookie, crate::clock::boot_ns());
+                self.watched.put(cookie, Watched { alert, captured_bytes: f.captured_bytes, connect_ns: f.observation.raw.ts_boot_ns });
+            }
+            None => agent.stop_capture(cookie),
         }
     }
 
