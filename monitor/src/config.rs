@@ -5,8 +5,9 @@
 //! 1. serde reads the text into the section structs. Syntax errors, unknown keys (every table
 //!    denies unknown fields: a typo must not silently fall back to a default) and wrong types stop
 //!    here, reported with line, column and key path.
-//! 2. `validate` checks ranges and the per-kind rules of `[[sink]]` tables, collecting every
-//!    problem, and turns each raw sink into a typed [`Sink`].
+//! 2. `validate` checks ranges, the per-kind rules of `[[sink]]` tables and the
+//!    `[[blocklists.feed]]` tables, collecting every problem, and turns each raw sink into a
+//!    typed [`Sink`].
 //!
 //! Command-line flags of `relaywatch run` override the file (see [`Config::apply_run_flags`]).
 use std::{
@@ -168,6 +169,9 @@ pub struct Blocklists {
     /// DNS server for resolving list names; None: the system resolver.
     pub nameserver: Option<SocketAddr>,
     pub actions: Actions,
+    /// Remote lists, `[[blocklists.feed]]`.
+    #[serde(rename = "feed", skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<Feed>,
 }
 
 impl Default for Blocklists {
@@ -178,9 +182,40 @@ impl Default for Blocklists {
             resolve_interval_s: 3600,
             nameserver: None,
             actions: Actions::default(),
+            feeds: Vec::new(),
         }
     }
 }
+
+/// One `[[blocklists.feed]]`: a list fetched over HTTPS every `interval_s` (see `feeds`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    /// `https://HOST[:PORT]/PATH`; plain http:// is refused.
+    pub url: String,
+    /// The list's category. Optional when the list's header names one; when set, a header
+    /// naming another category is an error.
+    #[serde(default)]
+    pub category: Option<crate::blocklist::Category>,
+    /// Pin: only a body with this SHA-256 (64 hex digits, stored in lower case) is accepted.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default = "Feed::default_interval_s")]
+    pub interval_s: u64,
+    /// PEM file of the CA to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Feed {
+    fn default_interval_s() -> u64 {
+        3600
+    }
+}
+
+/// Bounds of `[[blocklists.feed]] interval_s`: often enough to be useful in tests and for
+/// fast-moving lists, never so often that a fleet of agents hammers the list's server.
+pub const FEED_INTERVAL_S: (u64, u64) = (10, 604_800);
 
 /// `[blocklists.actions]`: the action per blocklist category.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -461,6 +496,16 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    let mut blocklists = raw.blocklists;
+    for (i, feed) in blocklists.feeds.iter_mut().enumerate() {
+        problems.extend(check_feed(feed, &format!("blocklists.feed[{i}]")));
+    }
+    for (i, feed) in blocklists.feeds.iter().enumerate() {
+        if blocklists.feeds[..i].iter().any(|f| f.url == feed.url) {
+            problems.push(Problem { position: None, message: format!("blocklists.feed[{i}].url: \"{}\" is already a feed", feed.url) });
+        }
+    }
+
     let mut sinks = Vec::new();
     for (i, s) in raw.sinks.into_iter().enumerate() {
         match sink(s, &format!("sink[{i}]")) {
@@ -476,7 +521,7 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
         agent: raw.agent,
         output: raw.output,
         sinks,
-        blocklists: raw.blocklists,
+        blocklists,
         alerts: raw.alerts,
         store: raw.store,
         metrics: raw.metrics,
@@ -567,6 +612,30 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
             queue_max_bytes,
         },
     })
+}
+
+/// The rules of one `[[blocklists.feed]]`; the pin is put in lower case.
+fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, reason: String| problems.push(Problem { position: None, message: format!("{at}.{key}: {reason}") });
+    if let Err(reason) = check_url(&feed.url, &["https"], false) {
+        problem("url", reason);
+    }
+    if let Some(pin) = &mut feed.sha256 {
+        if pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+            pin.make_ascii_lowercase();
+        } else {
+            problem("sha256", format!("\"{pin}\" is not a SHA-256 digest (64 hex digits)"));
+        }
+    }
+    let (min, max) = FEED_INTERVAL_S;
+    if !(min..=max).contains(&feed.interval_s) {
+        problem("interval_s", format!("{} is outside {min} to {max}", feed.interval_s));
+    }
+    if let Some(p) = feed.ca_file.as_ref().filter(|p| !p.is_absolute()) {
+        problem("ca_file", format!("\"{}\" is not an absolute path", p.display()));
+    }
+    problems
 }
 
 /// `SCHEME://HOST[:PORT][/PATH]`; syslog URLs take no path. Hosts may be names, IPv4 or [IPv6].
@@ -677,6 +746,18 @@ const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 #resolve_interval_s = 3600
 # DNS server ("IP:PORT") for resolving list names; the system resolver when unset. Example:
 # nameserver = "127.0.0.1:53"
+
+# Remote lists fetched over HTTPS, one [[blocklists.feed]] table each. None by default. Each is
+# checked every interval_s (and at start and on reload) with If-None-Match / If-Modified-Since,
+# kept under state_dir/feeds/, and used from there while its server is unreachable. A body that
+# is not a valid list (or fails the pin) is refused; the previous copy stays in use. Example:
+#
+# [[blocklists.feed]]
+# url = "https://lists.example.com/ai-relay.list"   # https:// only
+# category = "ai-relay"           # optional if the list's header names one; if both, they must agree
+# sha256 = "0000000000000000000000000000000000000000000000000000000000000000"   # optional pin
+# interval_s = 3600               # 10 to 604800 (default 3600)
+# ca_file = "/etc/relaywatch/feed-ca.pem"   # optional: trust this CA instead of the system's
 
 [blocklists.actions]
 # What a match in each category does: "ignore", "alert", or "block" (enforcement, opt-in).
@@ -798,6 +879,54 @@ mod tests {
         assert!(e[1].starts_with("c.toml: discovery.variables[2]: \"bad name\" is not a variable name"), "{e:?}");
         let off = Config::from_str_named("[discovery]\nenabled = false\n", "c.toml").unwrap();
         assert!(off.discovery.active_variables().is_empty());
+    }
+
+    #[test]
+    fn feed_example_in_the_default_file_is_valid() {
+        let example: String = DEFAULT_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[blocklists.feed]]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let c = Config::from_str_named(&example, "example").unwrap();
+        assert_eq!(
+            c.blocklists.feeds,
+            [Feed {
+                url: "https://lists.example.com/ai-relay.list".into(),
+                category: Some(crate::blocklist::Category::AiRelay),
+                sha256: Some("0".repeat(64)),
+                interval_s: 3600,
+                ca_file: Some("/etc/relaywatch/feed-ca.pem".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn feeds_are_checked() {
+        let c = Config::from_str_named(&format!("[[blocklists.feed]]\nurl = \"https://127.0.0.1:8443/a.list\"\nsha256 = \"{}\"\n", "AB".repeat(32)), "c.toml").unwrap();
+        assert_eq!(c.blocklists.feeds[0].sha256.as_deref(), Some("ab".repeat(32).as_str()), "the pin is stored in lower case");
+        assert_eq!((c.blocklists.feeds[0].interval_s, c.blocklists.feeds[0].category), (3600, None));
+        assert_eq!(
+            errors(
+                "[[blocklists.feed]]\nurl = \"http://lists.example.com/a.list\"\nsha256 = \"abc\"\ninterval_s = 5\nca_file = \"ca.pem\"\n\
+                 [[blocklists.feed]]\nurl = \"https://h/a\"\ninterval_s = 604801\n\
+                 [[blocklists.feed]]\nurl = \"https://h/a\"\n"
+            ),
+            [
+                "c.toml: blocklists.feed[0].url: \"http://lists.example.com/a.list\": scheme \"http\" is not supported here (expected https://)",
+                "c.toml: blocklists.feed[0].sha256: \"abc\" is not a SHA-256 digest (64 hex digits)",
+                "c.toml: blocklists.feed[0].interval_s: 5 is outside 10 to 604800",
+                "c.toml: blocklists.feed[0].ca_file: \"ca.pem\" is not an absolute path",
+                "c.toml: blocklists.feed[1].interval_s: 604801 is outside 10 to 604800",
+                "c.toml: blocklists.feed[2].url: \"https://h/a\" is already a feed",
+            ]
+        );
+        assert!(errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n")[0].contains("blocklists.feed[0]: missing field `url`"), "{:?}", errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n"));
+        let e = errors("[[blocklists.feed]]\nurl = \"https://h/a\"\ncategory = \"ai-relays\"\n");
+        assert!(e[0].starts_with("c.toml:3:12: blocklists.feed[0].category: unknown variant `ai-relays`"), "{e:?}");
+        let e = errors("[[blocklists.feed]]\nurl = \"https://h/a\"\nsha = \"x\"\n");
+        assert!(e[0].starts_with("c.toml:3:1: unknown key \"blocklists.feed[0].sha\""), "{e:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use super::{
     Builder, Category, ListError,
-    load::{ListFiles, Walk, load_list},
+    load::{CategoryRule, ListFiles, Walk, load_list},
     syntax::{Pattern, RuleLine},
 };
 
@@ -121,7 +121,7 @@ pub(super) fn overseas_category(file: &str, rule: &RuleLine<'_>) -> Category {
 
 pub(super) fn load(builder: &mut Builder) -> Vec<ListError> {
     let mut errors = load_v2fly(builder, "category-ai-!cn", &V2FLY_CATEGORIES, overseas_category);
-    errors.extend(load_list(builder, &Embedded, RELAY_LIST.0, RELAY_LIST.1, None));
+    errors.extend(load_list(builder, &Embedded, RELAY_LIST.0, RELAY_LIST.1, CategoryRule::HeaderOr(None)));
     errors.extend(load_v2fly(builder, "category-ai-cn", &[Category::AiDomestic], |_, _| Category::AiDomestic));
     errors
 }

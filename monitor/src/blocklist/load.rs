@@ -10,6 +10,10 @@
 //! `category` (required unless the caller supplies one), `severity` and `action` (default: the
 //! category's), `source` (where the list comes from) and `version` (default: `sha256:` of the
 //! list's text).
+//!
+//! A list given as text (a remote feed's body, see `feeds`) has no directory to include from:
+//! `include:` is an error there, and a category the caller fixed cannot be changed by the
+//! header (whoever serves the list must not be able to turn it into an allow list).
 use std::{borrow::Cow, path::Path};
 
 use sha2::{Digest, Sha256};
@@ -53,13 +57,40 @@ pub(super) fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// A list given as text: nothing to include.
+struct NoFiles;
+
+impl ListFiles for NoFiles {
+    fn include(&self, _including: &str, name: &str) -> Result<(String, Cow<'static, str>), String> {
+        Err(format!("include:{name}: a remote list cannot include other lists"))
+    }
+}
+
+/// How a list's category is decided.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CategoryRule {
+    /// The header's; this one when the header names none.
+    HeaderOr(Option<Category>),
+    /// This one; a header naming another is an error.
+    Fixed(Category),
+}
+
 /// Loads one list file from disk into `builder` as its own list.
 pub(super) fn load_file(builder: &mut Builder, path: &Path, fallback: Option<Category>) -> Vec<ListError> {
     let display = display_path(path);
     match std::fs::read_to_string(path) {
-        Ok(text) => load_list(builder, &DiskFiles, &display, &text, fallback),
+        Ok(text) => load_list(builder, &DiskFiles, &display, &text, CategoryRule::HeaderOr(fallback)),
         Err(e) => vec![ListError { file: display, line: 0, reason: format!("cannot read: {}", io_reason(&e)) }],
     }
+}
+
+/// Loads a list given as text (named `name` in reports) into `builder` as its own list.
+pub(super) fn load_text(builder: &mut Builder, name: &str, text: &str, category: Option<Category>) -> Vec<ListError> {
+    let rule = match category {
+        Some(c) => CategoryRule::Fixed(c),
+        None => CategoryRule::HeaderOr(None),
+    };
+    load_list(builder, &NoFiles, name, text, rule)
 }
 
 /// One traversal of a list and its includes.
@@ -184,7 +215,10 @@ impl<'f> Walk<'f> {
         let mut h = Header::default();
         for (key, value, line) in std::mem::take(&mut self.header) {
             let result = match key.as_str() {
-                "category" => set(&mut h.category, value.parse::<Category>()),
+                "category" => {
+                    h.category_line = line;
+                    set(&mut h.category, value.parse::<Category>())
+                }
                 "severity" => set(&mut h.severity, value.parse::<Severity>()),
                 "action" => set(&mut h.action, value.parse::<Action>()),
                 "source" => set(&mut h.source, Ok(value)),
@@ -202,6 +236,8 @@ impl<'f> Walk<'f> {
 #[derive(Default)]
 pub(super) struct Header {
     pub category: Option<Category>,
+    /// Where `category` is written.
+    pub category_line: u32,
     pub severity: Option<Severity>,
     pub action: Option<Action>,
     pub source: Option<String>,
@@ -217,19 +253,29 @@ fn set<T>(slot: &mut Option<T>, value: Result<T, String>) -> Result<(), String> 
 }
 
 /// Loads one list (`text`, named `name`, includes found through `files`) into `builder` as its
-/// own list, configured by its header; `fallback` is the category when the header names none.
+/// own list, configured by its header; `category` says what the header may decide.
 pub(super) fn load_list(
     builder: &mut Builder,
     files: &dyn ListFiles,
     name: &str,
     text: &str,
-    fallback: Option<Category>,
+    category: CategoryRule,
 ) -> Vec<ListError> {
-    let list = builder.add_list(name, fallback.unwrap_or(Category::AiRelay));
+    let given = match category {
+        CategoryRule::HeaderOr(c) => c,
+        CategoryRule::Fixed(c) => Some(c),
+    };
+    let list = builder.add_list(name, given.unwrap_or(Category::AiRelay));
     let mut walk = Walk::new(files);
     walk.run(builder, name, text, &[], |_, _| list);
     let header = walk.take_header(name);
-    let Some(category) = header.category.or(fallback) else {
+    if let (CategoryRule::Fixed(fixed), Some(written)) = (category, header.category)
+        && written != fixed
+    {
+        walk.error(name, header.category_line, format!("the header says category={written}, but this list is configured as {fixed}"));
+        return walk.errors;
+    }
+    let Some(category) = header.category.or(given) else {
         walk.error(name, 1, format!(
             "no category: add a header line such as '# relaywatch: category=ai-relay' (categories: {})",
             Category::ALL.map(Category::as_str).join(", ")

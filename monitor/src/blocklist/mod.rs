@@ -32,14 +32,14 @@ use std::{
 
 use aho_corasick::AhoCorasick;
 use regex::RegexSet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use name::{NameIndex, canonical_query_name, name_hash, suffix_hashes};
 use prefix_trie::{PrefixTrie, address_bits};
 use syntax::Pattern;
 
 /// What a list is about. A list file names it in its header (`# relaywatch: category=ai-relay`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// AI relay and reseller endpoints ("中转 API").
@@ -254,6 +254,16 @@ pub struct ListFile {
     pub category: Option<Category>,
 }
 
+/// A list given as text rather than as a file: a remote feed's body. `name` stands for a file
+/// name in reports (`NAME:LINE: reason`, match evidence). When `category` is given, the list is
+/// of that category and a header naming another is an error; `include:` is an error.
+#[derive(Debug, Clone)]
+pub struct ListText {
+    pub name: String,
+    pub text: String,
+    pub category: Option<Category>,
+}
+
 struct ListMeta {
     path: Arc<str>,
     category: Category,
@@ -331,6 +341,11 @@ impl Blocklists {
     /// Like `load`, with a fallback category per file for lists without a header (such as
     /// unmodified upstream v2fly files).
     pub fn load_files(extra_files: &[ListFile], include_builtin: bool) -> Result<Blocklists, Vec<ListError>> {
+        Blocklists::load_all(extra_files, &[], include_builtin)
+    }
+
+    /// Like `load_files`, plus lists given as text (after the files).
+    pub fn load_all(extra_files: &[ListFile], texts: &[ListText], include_builtin: bool) -> Result<Blocklists, Vec<ListError>> {
         let mut builder = Builder::default();
         let mut errors = Vec::new();
         if include_builtin {
@@ -338,6 +353,9 @@ impl Blocklists {
         }
         for file in extra_files {
             errors.extend(load::load_file(&mut builder, &file.path, file.category));
+        }
+        for list in texts {
+            errors.extend(load::load_text(&mut builder, &list.name, &list.text, list.category));
         }
         if !errors.is_empty() {
             return Err(errors);

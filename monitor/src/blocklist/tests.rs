@@ -224,6 +224,27 @@ fn caller_category_for_headerless_lists() {
 }
 
 #[test]
+fn text_lists_are_named_and_keep_a_fixed_category() {
+    let text = |text: &str, category| ListText { name: "https://lists.example/a.list".into(), text: text.into(), category };
+    let l = Blocklists::load_all(&[], &[text("full:relay.example\n", Some(Category::AiRelay))], false).unwrap();
+    let v = l.match_name("relay.example").unwrap();
+    assert_eq!((v.category, &*v.file, v.line), (Category::AiRelay, "https://lists.example/a.list", 1));
+    assert_eq!(l.lists()[0].path, "https://lists.example/a.list");
+    // The header may repeat the fixed category, not change it; `include:` has nowhere to look.
+    assert!(Blocklists::load_all(&[], &[text("# relaywatch: category=ai-relay\nx.example\n", Some(Category::AiRelay))], false).is_ok());
+    let errors = |t: &str, c| Blocklists::load_all(&[], &[text(t, c)], false).err().unwrap().iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        errors("x.example\n# relaywatch: category=allow\n", Some(Category::AiRelay)),
+        ["https://lists.example/a.list:2: the header says category=allow, but this list is configured as ai-relay"]
+    );
+    assert_eq!(
+        errors("# relaywatch: category=ai-tool\ninclude:other\n", None),
+        ["https://lists.example/a.list:2: include:other: a remote list cannot include other lists"]
+    );
+    assert!(errors("x.example\n", None)[0].starts_with("https://lists.example/a.list:1: no category"));
+}
+
+#[test]
 fn builtin_lists_load_and_classify() {
     let l = Blocklists::load(&[], true).unwrap_or_else(|e| panic!("{e:#?}"));
     let category = |n: &str| l.match_name(n).map(|v| v.category);
