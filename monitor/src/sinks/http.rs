@@ -21,7 +21,7 @@ use std::{fmt, time::Duration};
 
 use anyhow::{Result, anyhow};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::{Method, Request, StatusCode, client::conn::http1::SendRequest, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -57,14 +57,36 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One HTTP/1.1 connection, opened on demand and kept alive.
-struct Client {
+/// One HTTP/1.1 connection, opened on demand and kept alive. The HTTP sinks POST through it;
+/// the blocklist feeds (`feeds`) GET through it.
+pub struct Client {
     connector: Connector,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
+/// An answer, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Bounds of one exchange: the whole of it (sending, waiting, reading) and the answer's body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_body: usize,
+}
+
+const SINK_LIMITS: Limits = Limits { timeout: REQUEST_TIMEOUT, max_body: MAX_RESPONSE };
+
 impl Client {
-    async fn post(&mut self, path: &str, content_type: &str, authorization: Option<String>, body: Bytes) -> Result<(StatusCode, Bytes)> {
+    pub fn new(connector: Connector) -> Client {
+        Client { connector, sender: None }
+    }
+
+    /// Send `request` (its Host and User-Agent headers are set here) and read the answer.
+    pub async fn send(&mut self, mut request: Request<Full<Bytes>>, limits: Limits) -> Result<Answer> {
         let mut sender = match self.sender.take() {
             Some(s) if !s.is_closed() => s,
             _ => {
@@ -72,36 +94,45 @@ impl Client {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        log::debug!("sink HTTP connection: {e}");
+                        log::debug!("HTTP connection: {e}");
                     }
                 });
                 sender
             }
         };
         let authority = self.connector.endpoint().authority();
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, header::HeaderValue::from_str(&authority)?);
+        headers.insert(header::USER_AGENT, header::HeaderValue::from_static(concat!("relaywatch/", env!("CARGO_PKG_VERSION"))));
+        let max = limits.max_body;
+        let exchange = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, max).collect().await.map_err(|e| match e.downcast_ref::<LengthLimitError>() {
+                Some(_) => anyhow!("the response is larger than {max} bytes"),
+                None => anyhow!("reading the response: {e}"),
+            })?;
+            anyhow::Ok(Answer { status: parts.status, headers: parts.headers, body: body.to_bytes() })
+        };
+        let answer = tokio::time::timeout(limits.timeout, exchange).await.map_err(|_| anyhow!("{authority}: no complete response in {:?}", limits.timeout))??;
+        self.sender = Some(sender);
+        Ok(answer)
+    }
+
+    async fn post(&mut self, path: &str, content_type: &str, authorization: Option<String>, body: Bytes) -> Result<(StatusCode, Bytes)> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(path)
-            .header(header::HOST, authority.as_str())
             .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONTENT_LENGTH, body.len())
-            .header(header::USER_AGENT, concat!("relaywatch/", env!("CARGO_PKG_VERSION")));
+            .header(header::CONTENT_LENGTH, body.len());
         if let Some(a) = authorization {
             let mut value = header::HeaderValue::from_str(&a).map_err(|_| anyhow!("the token is not a valid header value"))?;
             value.set_sensitive(true);
             request = request.header(header::AUTHORIZATION, value);
         }
-        let request = request.body(Full::new(body))?;
-        let exchange = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE).collect().await.map_err(|e| anyhow!("reading the response: {e}"))?.to_bytes();
-            anyhow::Ok((status, body))
-        };
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| anyhow!("{authority}: no response in {REQUEST_TIMEOUT:?}"))??;
-        self.sender = Some(sender);
-        Ok((status, body))
+        let answer = self.send(request.body(Full::new(body))?, SINK_LIMITS).await?;
+        Ok((answer.status, answer.body))
     }
 }
 
@@ -173,7 +204,7 @@ impl SplunkHec {
             "/" | "" => HEC_PATH.to_owned(),
             p => p.to_owned(),
         };
-        SplunkHec { client: Client { connector, sender: None }, path, token, index, local_host }
+        SplunkHec { client: Client::new(connector), path, token, index, local_host }
     }
 
     /// The request body for `alerts`: one HEC envelope per alert, back to back.
@@ -215,7 +246,7 @@ pub struct Elasticsearch {
 impl Elasticsearch {
     pub fn new(connector: Connector, api_key: Option<Secret>, index: String) -> Elasticsearch {
         let path = format!("{}/_bulk", connector.endpoint().path.trim_end_matches('/'));
-        Elasticsearch { client: Client { connector, sender: None }, path, api_key, index }
+        Elasticsearch { client: Client::new(connector), path, api_key, index }
     }
 
     /// The NDJSON bulk body: an action line and a document line per alert.
