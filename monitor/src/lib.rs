@@ -11,6 +11,7 @@ pub mod correlate;
 pub mod daemon;
 pub mod diag;
 pub mod discovery;
+pub mod feeds;
 pub mod dns_cache;
 pub mod generate;
 pub mod ingest;
