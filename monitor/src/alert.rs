@@ -250,12 +250,12 @@ pub fn expand_list_files(patterns: &[String]) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Load the lists a configuration names, with its per-category actions. Every list error is
-/// reported (`FILE:LINE: reason`, one per line).
-pub fn load_lists(config: &crate::config::Blocklists) -> Result<Blocklists, String> {
-    use crate::blocklist::Category;
-    let files = expand_list_files(&config.files);
-    let lists = Blocklists::load(&files, config.builtin)
+/// Load the lists a configuration names, plus the feeds' cached lists, with its per-category
+/// actions. Every list error is reported (`FILE:LINE: reason`, one per line).
+pub fn load_lists(config: &crate::config::Blocklists, feeds: &[crate::blocklist::ListText]) -> Result<Blocklists, String> {
+    use crate::blocklist::{Category, ListFile};
+    let files: Vec<ListFile> = expand_list_files(&config.files).into_iter().map(|path| ListFile { path, category: None }).collect();
+    let lists = Blocklists::load_all(&files, feeds, config.builtin)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let a = &config.actions;
     Ok(lists
@@ -339,10 +339,10 @@ mod tests {
     fn configured_actions_apply() {
         let mut cfg = crate::config::Blocklists { files: vec![], ..Default::default() };
         cfg.actions.ai_provider = crate::config::Action::Ignore;
-        let lists = load_lists(&cfg).unwrap();
+        let lists = load_lists(&cfg, &[]).unwrap();
         assert!(classify(&lists, Some("api.openai.com"), None).is_none(), "ignored category");
         cfg.actions.ai_provider = crate::config::Action::Block;
-        let lists = load_lists(&cfg).unwrap();
+        let lists = load_lists(&cfg, &[]).unwrap();
         assert_eq!(classify(&lists, Some("api.openai.com"), None).unwrap().verdict.action, Action::Block);
     }
 

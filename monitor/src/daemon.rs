@@ -365,17 +365,23 @@ struct DaemonState {
     list_history: Mutex<ListHistory>,
     resolve_updates: crate::resolve::NameSetUpdater,
     flags: RunFlags,
+    feeds: crate::feeds::Feeds,
+    /// Held through a reload: reloads (SIGHUP, API, feeds) never interleave.
+    reloading: Mutex<()>,
 }
 
 impl DaemonState {
-    /// Re-read the configuration file and the lists it names; swap the lists in atomically.
-    /// On any error the running lists stay and the error is returned (`FILE:LINE: reason`).
+    /// Re-read the configuration file, the lists it names and its feeds' cached lists; swap the
+    /// lists in atomically. On any error the running lists stay and the error is returned
+    /// (`FILE:LINE: reason`).
     fn reload_lists(&self) -> Result<Value, String> {
-        let result = Config::for_run(&self.flags)
-            .map_err(|e| e.to_string())
-            .and_then(|config| alert::load_lists(&config.blocklists));
+        let _one_at_a_time = self.reloading.lock().map_err(|_| "internal: lock poisoned".to_string())?;
+        let result = Config::for_run(&self.flags).map_err(|e| e.to_string()).and_then(|config| {
+            let feeds = config.blocklists.feeds.clone();
+            alert::load_lists(&config.blocklists, &self.feeds.lists(&feeds)).map(|lists| (lists, feeds))
+        });
         let mut history = self.list_history.lock().map_err(|_| "internal: lock poisoned".to_string())?;
-        let lists = match result {
+        let (lists, feeds) = match result {
             Ok(lists) => lists,
             Err(e) => {
                 history.last_error = Some(json!({ "at": clock::rfc3339(std::time::SystemTime::now()), "error": e }));
@@ -390,7 +396,18 @@ impl DaemonState {
         }
         history.loaded_at = std::time::SystemTime::now();
         history.active = summary.clone();
+        self.feeds.configure(&feeds);
         Ok(json!({ "reloaded": true, "lists": summary }))
+    }
+
+    /// A reload the operator asked for (SIGHUP, `relaywatch reload`): the lists, then every
+    /// feed checked now.
+    fn reload_requested(&self) -> Result<Value, String> {
+        let result = self.reload_lists();
+        if result.is_ok() {
+            self.feeds.check_all_now();
+        }
+        result
     }
 
     /// Active lists for `relaywatch status`: each list's source, rule count, sha256, version,
@@ -401,6 +418,7 @@ impl DaemonState {
                 "active": h.active,
                 "loaded_at": clock::rfc3339(h.loaded_at),
                 "last_error": h.last_error.clone().unwrap_or(Value::Null),
+                "feeds": self.feeds.report(&h.active),
             }),
             Err(_) => Value::Null,
         }
@@ -427,7 +445,7 @@ impl api::Daemon for DaemonState {
     }
 
     fn reload(&self) -> Result<Value, String> {
-        let result = self.reload_lists();
+        let result = self.reload_requested();
         match &result {
             Ok(_) => log::info!("reloaded blocklists (API request)"),
             Err(e) => log::error!("reload refused, previous lists stay active: {e}"),
@@ -472,7 +490,10 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-    let lists = alert::load_lists(&config.blocklists).map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
+    // Feeds are checked in the background; their cached lists load with the others.
+    let (feeds, mut feed_updates, feed_task) = crate::feeds::Feeds::start(&config.agent.state_dir, &config.blocklists.feeds);
+    let lists = alert::load_lists(&config.blocklists, &feeds.lists(&config.blocklists.feeds))
+        .map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
     let resolvable = lists.resolvable_names();
     let active_lists = lists_status(&lists);
     let lists: SharedLists = Arc::new(std::sync::RwLock::new(Arc::new(lists)));
@@ -520,6 +541,8 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
         }),
         resolve_updates,
         flags,
+        feeds,
+        reloading: Mutex::new(()),
     });
     let api_task = {
         let (socket, socket_group, daemon, store) = (socket.clone(), socket_group, daemon_state.clone(), store.clone());
@@ -576,11 +599,22 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); notify("stopping", sdnotify::stopping()); break; }
             _ = sighup.recv() => {
                 notify("reloading", sdnotify::reloading());
-                match daemon_state.reload_lists() {
+                match daemon_state.reload_requested() {
                     Ok(_) => log::info!("SIGHUP: reloaded blocklists"),
                     Err(e) => log::error!("SIGHUP: reload refused, previous lists stay active: {e}"),
                 }
                 notify("ready", sdnotify::ready());
+            }
+            Some(url) = feed_updates.recv() => {
+                // A feed's cache has a new list: the same reload, off the event loop.
+                let state = daemon_state.clone();
+                tokio::task::spawn_blocking(move || match state.reload_lists() {
+                    Ok(_) => log::info!("feed {}: reloaded blocklists", crate::feeds::display_name(&url)),
+                    Err(e) => {
+                        log::error!("feed {}: reload refused, previous lists stay active: {e}", crate::feeds::display_name(&url));
+                        state.feeds.reload_refused(&url, &e);
+                    }
+                });
             }
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 notify("watchdog", sdnotify::watchdog());
@@ -679,6 +713,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     api_task.abort();
     let _ = api_task.await;
     resolve_task.abort();
+    feed_task.abort();
     if let Err(e) = store.flush().await {
         log::error!("flushing the store: {e:#}");
     }
