@@ -55,6 +55,11 @@ impl Daemon {
         Daemon::spawn(&[], args, true)
     }
 
+    /// Like `start`, with the state directory of an earlier daemon (a restart).
+    pub fn start_with_state(state_dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::spawn_in(&[], args, true, Some(state_dir))
+    }
+
     /// Like `start`, but records are read and thrown away (benchmarks: no memory growth).
     pub fn start_discarding_records(args: &[&str]) -> Daemon {
         Daemon::spawn(&[], args, false)
@@ -67,13 +72,17 @@ impl Daemon {
     }
 
     fn spawn(wrapper: &[&str], args: &[&str], keep_records: bool) -> Daemon {
+        Daemon::spawn_in(wrapper, args, keep_records, None)
+    }
+
+    fn spawn_in(wrapper: &[&str], args: &[&str], keep_records: bool, state_dir: Option<&Path>) -> Daemon {
         require_root();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("relaywatch-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let state_dir = dir.join("state");
+        let state_dir = state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf);
         let socket = dir.join("relaywatch.sock");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
