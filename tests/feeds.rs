@@ -207,6 +207,12 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     assert_eq!(line("url").as_deref(), Some(url.as_str()), "{text}");
     assert_eq!(line("state").as_deref(), Some("fresh"), "{text}");
     assert_eq!(line("rules").as_deref(), Some("1"), "{text}");
+    // `relaywatch blocklist list`: the feed is an active list and has a row of its own.
+    let out = relaywatch(&daemon, &["blocklist", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with(&format!("{url} ")) && l.contains("ai-relay")), "{text}");
+    let feeds: Vec<&str> = text.lines().skip_while(|l| *l != "feeds:").skip(2).collect();
+    assert_eq!(feeds.first().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>()), Some(vec![url.as_str(), "fresh", "1"]), "{text}");
 }
 
 #[test]

@@ -195,8 +195,8 @@ pub enum BlocklistCommand {
     /// when none did, 2 on a usage or list error.
     Resolve(BlocklistResolveArgs),
     /// The running agent's active lists: file, category, action, rule count, source, version,
-    /// sha256, when they were loaded, the last refused reload, and the suspected relays found in
-    /// base-URL variables. Asks the daemon over its socket (exit status 3 when unreachable).
+    /// sha256, when they were loaded, the last refused reload, each remote feed's state, and the
+    /// suspected relays found in base-URL variables. Asks the daemon over its socket (exit status 3 when unreachable).
     List(ConnectArgs),
 }
 

@@ -124,6 +124,7 @@ pub fn table(columns: &[Column], rows: &[Vec<Cell>], color: bool) -> String {
 
 const LIST_COLUMNS: &[Column] =
     &[left("LIST"), left("CATEGORY"), left("SEVERITY"), left("ACTION"), right("RULES"), left("VERSION"), left("SHA256"), left("SOURCE")];
+const FEED_COLUMNS: &[Column] = &[left("FEED"), left("STATE"), right("RULES"), left("LAST SUCCESS"), left("LAST CHECK"), left("LAST ERROR")];
 const RELAY_COLUMNS: &[Column] = &[left("HOST"), left("STATUS"), left("VARIABLE"), right("PID"), left("EXECUTABLE"), right("PROCESSES"), left("FIRST SEEN")];
 
 /// `relaywatch blocklist list`: the active lists (status `blocklists`), then the hosts found in
@@ -151,6 +152,16 @@ pub fn blocklists(lists: &Value, discovery: &Value) -> String {
             e.get("at").and_then(Value::as_str).unwrap_or("-"),
             e.get("error").and_then(Value::as_str).unwrap_or("-")
         ));
+    }
+    if let Some(feeds) = lists["feeds"].as_array().filter(|f| !f.is_empty()) {
+        // A list refused by its feed has one error per line: the first says where.
+        let first_line = |v: &Value| Cell::plain(v.as_str().and_then(|e| e.lines().next()).unwrap_or("-"));
+        let rows: Vec<Vec<Cell>> = feeds
+            .iter()
+            .map(|f| vec![s(&f["url"]), s(&f["state"]), s(&f["rules"]), s(&f["last_success"]), s(&f["last_check"]), first_line(&f["last_error"]["error"])])
+            .collect();
+        out.push_str("\nfeeds:\n");
+        out.push_str(&table(FEED_COLUMNS, &rows, false));
     }
     if let Some(hosts) = discovery["hosts"].as_array().filter(|h| !h.is_empty()) {
         let rows: Vec<Vec<Cell>> = hosts
@@ -291,6 +302,28 @@ mod tests {
 
     fn ago(now: SystemTime, secs: u64) -> SystemTime {
         now - Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn blocklist_list_shows_feeds_with_their_first_error_line() {
+        let lists = json!({
+            "active": [{ "path": "https://h/a.list", "category": "ai-relay", "rules": 2 }],
+            "loaded_at": "2026-11-26T03:20:11Z",
+            "last_error": null,
+            "feeds": [
+                { "url": "https://h/a.list", "state": "stale", "rules": 2, "last_success": "2026-11-26T03:20:11Z", "last_check": "2026-11-26T04:20:11Z",
+                  "last_error": { "at": "2026-11-26T04:20:11Z", "error": "https://h/a.list:3: bad rule\nhttps://h/a.list:4: bad rule" } },
+                { "url": "https://h/b.list", "state": "never_fetched", "rules": null, "last_success": null, "last_check": null, "last_error": null },
+            ],
+        });
+        let text = blocklists(&lists, &Value::Null);
+        let feeds: Vec<&str> = text.lines().skip_while(|l| *l != "feeds:").skip(1).collect();
+        assert_eq!(feeds.len(), 3, "{text}");
+        assert!(feeds[0].starts_with("FEED") && feeds[0].ends_with("LAST ERROR"), "{text}");
+        let a: Vec<&str> = feeds[1].split_whitespace().collect();
+        assert_eq!(a[..3], ["https://h/a.list", "stale", "2"], "{text}");
+        assert!(feeds[1].ends_with("https://h/a.list:3: bad rule"), "{text}");
+        assert_eq!(feeds[2].split_whitespace().collect::<Vec<_>>(), ["https://h/b.list", "never_fetched", "-", "-", "-", "-"]);
     }
 
     #[test]
