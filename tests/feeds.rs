@@ -93,6 +93,18 @@ fn feed(server: &FeedServer, name: &str, extra: &str) -> String {
     format!("[[blocklists.feed]]\nurl = \"{}\"\nca_file = \"{}\"\n{extra}\n", server.url(name), server.ca())
 }
 
+/// A feed server serving `body` as /NAME, and a daemon (loopback included) whose one feed is
+/// that list, with `extra` keys; the daemon's arguments are returned for a restart.
+fn one_feed(tag: &str, name: &str, body: &str, extra: &str) -> (FeedServer, String, Daemon, Vec<String>) {
+    let server = FeedServer::start(tag);
+    server.serve(name, body);
+    let config = config(&server, tag, &[feed(&server, name, extra)]);
+    let args = vec!["--include-loopback".to_owned(), "--config".to_owned(), config];
+    let daemon = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let url = server.url(name);
+    (server, url, daemon, args)
+}
+
 fn sha256(text: &str) -> String {
     let out = Command::new("sh").args(["-c", "printf %s \"$1\" | sha256sum", "sh", text]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
@@ -146,12 +158,8 @@ fn cached_body(daemon: &Daemon) -> String {
 
 #[test]
 fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
-    let server = FeedServer::start("fetch");
     let body = "# relaywatch: source=feed-test version=7\nfull:chat.feed-test.example\n";
-    server.serve("relays.list", body);
-    let url = server.url("relays.list");
-    let config = config(&server, "fetch", &[feed(&server, "relays.list", "category = \"ai-relay\"")]);
-    let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
+    let (server, url, daemon, _) = one_feed("fetch", "relays.list", body, "category = \"ai-relay\"");
 
     let f = wait_feed(&daemon, &url, "fresh with 1 rule", |f| f["state"] == "fresh" && f["rules"] == 1);
     assert_eq!(f["sha256"], sha256(body), "{f:#}");
@@ -217,12 +225,7 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
 
 #[test]
 fn a_changed_feed_is_picked_up_on_its_interval() {
-    let server = FeedServer::start("interval");
-    let v1 = "full:one.feed-test.example\n";
-    server.serve("tools.list", v1);
-    let url = server.url("tools.list");
-    let config = config(&server, "interval", &[feed(&server, "tools.list", "category = \"ai-tool\"\ninterval_s = 10")]);
-    let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
+    let (server, url, daemon, _) = one_feed("interval", "tools.list", "full:one.feed-test.example\n", "category = \"ai-tool\"\ninterval_s = 10");
     let f = wait_feed(&daemon, &url, "fresh", |f| f["state"] == "fresh" && f["rules"] == 1);
     assert_eq!(f["interval_s"], 10);
 
@@ -304,13 +307,8 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
 
 #[test]
 fn an_unreachable_feed_is_used_stale_from_its_cache_even_after_a_restart() {
-    let mut server = FeedServer::start("stale");
     let body = "# relaywatch: category=ai-aggregator\nfull:gw.feed-test.example\n";
-    server.serve("gw.list", body);
-    let url = server.url("gw.list");
-    let config = config(&server, "stale", &[feed(&server, "gw.list", "")]);
-    let args = ["--include-loopback", "--config", config.as_str()];
-    let daemon = Daemon::start(&args);
+    let (mut server, url, daemon, args) = one_feed("stale", "gw.list", body, "");
     wait_feed(&daemon, &url, "fresh", |f| f["state"] == "fresh");
 
     // The server fails: 500 is an error, the cached list stays in force.
@@ -324,7 +322,7 @@ fn an_unreachable_feed_is_used_stale_from_its_cache_even_after_a_restart() {
 
     // Then it is gone altogether, and the agent restarts: the cached list is loaded at start.
     server.stop();
-    let daemon = Daemon::start_with_state(&state_dir, &args);
+    let daemon = Daemon::start_with_state(&state_dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let f = wait_feed(&daemon, &url, "unreachable", |f| f["last_error"]["error"].as_str().is_some_and(|e| e.contains("connecting to 127.0.0.1")));
     assert_eq!((f["state"].as_str(), f["rules"].as_u64(), f["sha256"].as_str()), (Some("stale"), Some(1), Some(sha256(body).as_str())), "{f:#}");
     let tls = Fixture::tls();

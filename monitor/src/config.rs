@@ -858,15 +858,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sink_examples_in_the_default_file_are_valid() {
-        let examples: String = DEFAULT_TOML
+    /// The commented example of the default file that starts with the line `# FIRST`, uncommented.
+    fn example(first: &str) -> String {
+        DEFAULT_TOML
             .lines()
-            .skip_while(|l| !l.starts_with("# [[sink]]"))
+            .skip_while(|l| l.strip_prefix("# ") != Some(first))
             .take_while(|l| l.starts_with('#'))
             .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
-        let c = Config::from_str_named(&examples, "examples").unwrap();
+            .collect()
+    }
+
+    #[test]
+    fn sink_examples_in_the_default_file_are_valid() {
+        let c = Config::from_str_named(&example("[[sink]]"), "examples").unwrap();
         let kinds: Vec<_> = c.sinks.iter().map(Sink::kind).collect();
         assert_eq!(kinds, ["syslog", "file", "splunk-hec", "elasticsearch"]);
     }
@@ -883,13 +887,7 @@ mod tests {
 
     #[test]
     fn feed_example_in_the_default_file_is_valid() {
-        let example: String = DEFAULT_TOML
-            .lines()
-            .skip_while(|l| !l.starts_with("# [[blocklists.feed]]"))
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
-        let c = Config::from_str_named(&example, "example").unwrap();
+        let c = Config::from_str_named(&example("[[blocklists.feed]]"), "example").unwrap();
         assert_eq!(
             c.blocklists.feeds,
             [Feed {

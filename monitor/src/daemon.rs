@@ -396,6 +396,7 @@ impl DaemonState {
         }
         history.loaded_at = std::time::SystemTime::now();
         history.active = summary.clone();
+        drop(history);
         self.feeds.configure(&feeds);
         Ok(json!({ "reloaded": true, "lists": summary }))
     }
