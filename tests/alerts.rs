@@ -67,15 +67,18 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     let setup = Setup::new("provider", "");
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
-    let pid = curl_tls("api.openai.com", server.port);
+    // A name no other test of this file connects to: every test's daemon sees every test's
+    // connections, and another curl to the same name would share this dedupe window.
+    let name = "dedupe-test.api.openai.com";
+    let pid = curl_tls(name, server.port);
     let alerts = wait_alerts(&daemon, pid, 1);
     assert_eq!(alerts.len(), 1, "{alerts:#?}\n{}", daemon.stderr());
     let a = &alerts[0];
     assert_eq!(a["event"]["type"], json!(["connection", "start"]));
     assert_eq!(a["event"]["severity"], 73);
     assert_eq!(a["rule"]["category"], "ai-provider");
-    assert_eq!(a["destination"]["domain"], "api.openai.com");
-    assert_eq!(a["tls"]["client"]["server_name"], "api.openai.com");
+    assert_eq!(a["destination"]["domain"], name);
+    assert_eq!(a["tls"]["client"]["server_name"], name);
     assert_eq!(a["relaywatch"]["name_source"], "sni");
     assert_eq!(a["process"]["pid"], pid);
     assert_eq!(a["process"]["executable"], real_executable("/usr/bin/curl"));
@@ -87,15 +90,15 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert_eq!(chain[0]["pid"], std::process::id());
     assert_eq!(chain.last().unwrap()["pid"], 1, "{a:#}");
     assert_eq!(a["threat"]["enrichments"][0]["matched"]["field"], "destination.domain");
-    assert_eq!(a["threat"]["enrichments"][0]["matched"]["atomic"], "api.openai.com");
+    assert_eq!(a["threat"]["enrichments"][0]["matched"]["atomic"], name);
     assert!(a["relaywatch"]["blocklist"]["file"].as_str().is_some_and(|f| f.contains("openai")), "{a:#}");
     assert!(a["host"]["name"].is_string(), "{a:#}");
     // Connection records were not asked for: only the alert is on stdout.
     assert!(daemon.everything_for(pid).iter().all(|r| r["event"]["kind"] == "alert"));
 
     // Two more within the window: no new alert, one summary with the count when it closes.
-    let pid2 = curl_tls("api.openai.com", server.port);
-    let pid3 = curl_tls("api.openai.com", server.port);
+    let pid2 = curl_tls(name, server.port);
+    let pid3 = curl_tls(name, server.port);
     std::thread::sleep(Duration::from_millis(500));
     assert!(alerts_for(&daemon, pid2).is_empty() && alerts_for(&daemon, pid3).is_empty());
     let summary = wait_alerts(&daemon, pid3, 1);
