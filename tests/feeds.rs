@@ -221,6 +221,15 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     assert!(text.lines().any(|l| l.starts_with(&format!("{url} ")) && l.contains("ai-relay")), "{text}");
     let feeds: Vec<&str> = text.lines().skip_while(|l| *l != "feeds:").skip(2).collect();
     assert_eq!(feeds.first().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>()), Some(vec![url.as_str(), "fresh", "1"]), "{text}");
+
+    // A feed added to the configuration is fetched on the reload that reads it, and loaded.
+    server.serve("more.list", "# relaywatch: category=ai-tool\nfull:tool.feed-test.example\ndomain:tools.feed-test.example\n");
+    config(&server, "fetch", &[feed(&server, "relays.list", "category = \"ai-relay\""), feed(&server, "more.list", "")]);
+    reload(&daemon);
+    wait_feed(&daemon, &server.url("more.list"), "fetched after the reload", |f| f["state"] == "fresh" && f["rules"] == 2);
+    let a = alert_for(&daemon, curl("api.tools.feed-test.example", tls.port));
+    assert_eq!((a["rule"]["category"].as_str(), a["relaywatch"]["blocklist"]["line"].as_u64()), (Some("ai-tool"), Some(3)), "{a:#}");
+    assert_eq!(wait_feed(&daemon, &url, "still in force", |f| f["state"] == "fresh")["rules"], 1);
 }
 
 #[test]
