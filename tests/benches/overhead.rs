@@ -15,6 +15,10 @@
 //! - `udp_sendto_64`: 64-byte sendto(2) on an unconnected UDP socket to loopback: the sendmsg
 //!   hook and the skb programs run per datagram.
 //!
+//! The workload runs pinned to one CPU and the agent to the other (see `WORKLOAD_CPU`); each
+//! agent configuration is measured once the agent is idle after its start-up work, between two
+//! baseline runs (before and after), whose mean is the reference.
+//!
 //! Configurations: the default (loopback is not egress: filtered in the kernel hooks) and
 //! `--include-loopback` (loopback treated as egress, so the full per-packet path runs: repeat
 //! folding, capture lookups). `--log-connections` on top adds a /proc read and a JSON line per
@@ -33,6 +37,10 @@ use integration_tests::Daemon;
 use serde_json::Value;
 
 const WITHOUT: &str = "without_agent";
+/// The baseline again after the agent runs: machine drift (thermal, other tenants) during a
+/// workload's runs then shows up as a difference between the two baselines instead of as
+/// overhead. Ratios use their mean.
+const WITHOUT_AFTER: &str = "without_agent_after";
 
 struct Workload {
     name: &'static str,
@@ -168,20 +176,49 @@ fn median_ns(group: &str, function: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1)
+}
+
+/// CPUs: the workload (its writer and its reader threads) runs on one CPU and the daemon on
+/// another. The kernel hooks run in the workload's context either way, so their cost is
+/// measured in full; what pinning removes is the scheduler's choice of placing the reader on the
+/// writer's CPU or not, which on a 2-core machine moved these loops by up to a factor of two
+/// from run to run, with or without the agent.
+const WORKLOAD_CPU: usize = 1;
+const DAEMON_CPU: &str = "0";
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it for cpu < 1024.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("could not pin the benchmark to CPU {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 fn main() {
+    // Threads started later (the workloads' readers) inherit the mask.
+    pin_to_cpu(WORKLOAD_CPU);
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let mut memory = Vec::new();
+    let mut startup = Vec::new();
     for w in WORKLOADS {
         let mut group = criterion.benchmark_group(w.name);
         let mut op = operation(w.name);
         group.bench_function(WITHOUT, |b| b.iter(&mut op));
         drop(op);
         for (config, args) in w.configs {
-            let daemon = Daemon::start_discarding_records(args);
+            let daemon = Daemon::start_under_discarding_records(&["taskset", "-c", DAEMON_CPU], args);
+            // Steady state: measured once the daemon's start-up work is done (reported below).
+            startup.push((w.name, *config, daemon.wait_idle(Duration::from_secs(30))));
             let mut op = operation(w.name);
             group.bench_function(*config, |b| b.iter(&mut op));
             drop(op);
@@ -189,20 +226,33 @@ fn main() {
             let (status, stderr) = daemon.stop();
             assert!(status.success(), "agent failed during the benchmark: {stderr}");
         }
+        let mut op = operation(w.name);
+        group.bench_function(WITHOUT_AFTER, |b| b.iter(&mut op));
+        drop(op);
         group.finish();
     }
     criterion.final_summary();
 
-    println!("\nrelaywatch overhead: operations per second with the agent relative to without (criterion medians, same run)");
+    println!("\nrelaywatch overhead: operations per second with the agent relative to without (criterion medians, same run;");
+    println!("'without' is the mean of the baselines measured before and after the agent's runs, 'drift' their ratio)");
     println!("  {:<22} {:<24} {:>6}   {:>10} -> {:>10}", "workload", "configuration", "ratio", "without", "with");
     for w in WORKLOADS {
-        let base = median_ns(w.name, WITHOUT);
+        let base = match (median_ns(w.name, WITHOUT), median_ns(w.name, WITHOUT_AFTER)) {
+            (Some(a), Some(b)) => {
+                println!("  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns", w.name, "(baseline drift)", a / b, a, b);
+                Some((a + b) / 2.0)
+            }
+            (a, b) => a.or(b),
+        };
         for (config, _) in w.configs {
             match (base, median_ns(w.name, config)) {
                 (Some(b), Some(t)) => println!("  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns", w.name, config, b / t, b, t),
                 _ => println!("  {:<22} {:<24} (no estimate: filtered out?)", w.name, config),
             }
         }
+    }
+    if let Some((_, _, ticks)) = startup.iter().max_by_key(|s| s.2) {
+        println!("  agent start-up CPU before measuring (most of any run): {} ms", ticks * 1000 / clock_ticks_per_second());
     }
     let peak = memory.iter().filter_map(|m| m.2).max();
     if let Some(kib) = peak {

@@ -65,6 +65,11 @@ impl Daemon {
         Daemon::spawn(&[], args, false)
     }
 
+    /// `start_discarding_records` under a wrapper (`taskset -c 0`, say).
+    pub fn start_under_discarding_records(wrapper: &[&str], args: &[&str]) -> Daemon {
+        Daemon::spawn(wrapper, args, false)
+    }
+
     /// Like `start`, under a wrapper that execs its last argument (`setpriv ... --`), so the
     /// pid is still the daemon's.
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Daemon {
@@ -153,6 +158,32 @@ impl Daemon {
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+    }
+
+    /// CPU time (user + system, in clock ticks) the daemon has used so far.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        let mut fields = stat[stat.rfind(')')? + 2..].split_ascii_whitespace();
+        // After the comm: state is field 3; utime and stime are fields 14 and 15.
+        let utime: u64 = fields.nth(11)?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    /// Wait until the daemon's start-up work (the first resolution round of the lists' names,
+    /// the scan of running processes) is over: no more than one clock tick of CPU in a second,
+    /// or `limit`. Returns the ticks used until then.
+    pub fn wait_idle(&self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        let mut last = self.cpu_ticks().unwrap_or(0);
+        loop {
+            thread::sleep(Duration::from_secs(1));
+            let now = self.cpu_ticks().unwrap_or(last);
+            if now.saturating_sub(last) <= 1 || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     pub fn stderr(&self) -> String {
