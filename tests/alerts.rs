@@ -329,7 +329,9 @@ fn prometheus_metrics_count_events_and_alerts() {
     let setup = Setup::new("metrics", &format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"));
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
-    let pid = curl_tls("api.openai.com", server.port);
+    // A name of its own: other tests' connections to api.openai.com (this daemon sees all
+    // loopback traffic) must not dedupe this one away.
+    let pid = curl_tls("metrics-test.api.openai.com", server.port);
     assert_eq!(wait_alerts(&daemon, pid, 1).len(), 1);
     let scrape = || {
         use std::io::{Read as _, Write as _};
@@ -353,6 +355,7 @@ fn prometheus_metrics_count_events_and_alerts() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert_eq!(value(&text, "relaywatch_alerts_total{category=\"ai-provider\"}"), Some(1.0), "{text}");
+    // At least this test's alert (concurrent tests may add theirs).
+    assert!(value(&text, "relaywatch_alerts_total{category=\"ai-provider\"}").is_some_and(|v| v >= 1.0), "{text}");
     assert!(value(&text, "relaywatch_ringbuf_fill_ratio").is_some_and(|v| (0.0..=1.0).contains(&v)), "{text}");
 }
