@@ -164,7 +164,10 @@ pub fn url_host(value: &str) -> Option<String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(ip.to_canonical().to_string());
     }
-    canonical_rule_name(host).ok().map(|c| c.into_owned())
+    // A single label is no destination, and may be a mistake worth not keeping (an API key
+    // pasted into the base-URL variable): only dotted names and `localhost` are hosts.
+    let name = canonical_rule_name(host).ok()?.into_owned();
+    (name.contains('.') || name == "localhost").then_some(name)
 }
 
 /// What a discovered host is, given the lists.
@@ -405,7 +408,8 @@ OPENAI_BASE_URL_EXTRA=x\0XOPENAI_BASE_URL=y\0ANTHROPIC_BASE_URL=https://a.exampl
         assert_eq!(url_host("relay.example:443/v1").as_deref(), Some("relay.example"));
         assert_eq!(url_host("https://中转.example/v1").as_deref(), Some("xn--fiqq40n.example"));
         assert_eq!(url_host("https://10.0.0.5:3000").as_deref(), Some("10.0.0.5"));
-        for bad in ["", "https://", "https:///v1", "://x", "ht tp://x", "https://bad host/", "https://user@/"] {
+        assert_eq!(url_host("http://localhost:4000").as_deref(), Some("localhost"));
+        for bad in ["", "https://", "https:///v1", "://x", "ht tp://x", "https://bad host/", "https://user@/", "sk-proj-abc123", "https://intranet/v1"] {
             assert_eq!(url_host(bad), None, "{bad:?}");
         }
     }
