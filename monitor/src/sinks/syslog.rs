@@ -50,14 +50,20 @@ const FACILITY_AUTHPRIV: u8 = 10;
 /// Longest message sent (see the module comment).
 pub const MAX_MESSAGE: usize = 8192;
 
-/// RFC 5424 severity for an ECS `event.severity`.
+/// RFC 5424 severity for an ECS `event.severity`, or for an OCSF `severity_id` (alerts are
+/// forwarded in the configured format; the header and structured data read either).
 fn severity(alert: &Value) -> u8 {
-    match alert["event"]["severity"].as_u64() {
-        Some(s) if s >= 73 => 3,
-        Some(s) if s >= 47 => 4,
-        Some(s) if s >= 21 => 5,
-        Some(_) => 6,
-        None => 5,
+    match (alert["event"]["severity"].as_u64(), alert["severity_id"].as_u64()) {
+        (Some(s), _) if s >= 73 => 3,
+        (Some(s), _) if s >= 47 => 4,
+        (Some(s), _) if s >= 21 => 5,
+        (Some(_), _) => 6,
+        // OCSF: 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical, 6 Fatal.
+        (None, Some(id)) if id >= 4 => 3,
+        (None, Some(3)) => 4,
+        (None, Some(2)) => 5,
+        (None, Some(1)) => 6,
+        _ => 5,
     }
 }
 
@@ -83,13 +89,18 @@ fn header_field(value: &str, max: usize) -> String {
     if clean.is_empty() { "-".to_owned() } else { clean }
 }
 
-/// The alert's `@timestamp` if RFC 5424 accepts it as is (RFC 3339, at most 6 fraction digits).
+/// The alert's `@timestamp` if RFC 5424 accepts it as is (RFC 3339, at most 6 fraction digits),
+/// else an OCSF alert's `time` (ms since the epoch), else now.
 fn timestamp(alert: &Value) -> String {
     let given = alert["@timestamp"].as_str().filter(|t| {
         let fraction = t.split_once('.').map_or(0, |(_, f)| f.chars().take_while(char::is_ascii_digit).count());
         humantime::parse_rfc3339(t).is_ok() && fraction <= 6
     });
-    given.map_or_else(|| crate::clock::rfc3339(std::time::SystemTime::now()), str::to_owned)
+    let ocsf = || alert["time"].as_u64().map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    match given {
+        Some(t) => t.to_owned(),
+        None => crate::clock::rfc3339(ocsf().unwrap_or_else(std::time::SystemTime::now)),
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -103,17 +114,20 @@ fn text(v: &Value) -> Option<String> {
 /// The structured-data element.
 fn structured_data(alert: &Value) -> String {
     let first = |candidates: &[&Value]| candidates.iter().find_map(|v| text(v));
+    // ECS names first, then where the OCSF form (ocsf.rs) keeps the same value.
+    let (rule, process, user, dst) = (&alert["firewall_rule"], &alert["actor"]["process"], &alert["actor"]["user"], &alert["dst_endpoint"]);
+    let relaywatch = &alert["unmapped"]["relaywatch"];
     let params = [
-        ("category", first(&[&alert["rule"]["category"]])),
-        ("severity", first(&[&alert["relaywatch"]["severity"], &alert["event"]["severity"]])),
-        ("rule", first(&[&alert["rule"]["name"]])),
-        ("pid", first(&[&alert["process"]["pid"]])),
-        ("exe", first(&[&alert["process"]["executable"], &alert["process"]["name"]])),
-        ("user", first(&[&alert["user"]["name"], &alert["user"]["id"]])),
-        ("dst", first(&[&alert["destination"]["ip"]])),
-        ("dport", first(&[&alert["destination"]["port"]])),
-        ("domain", first(&[&alert["destination"]["domain"]])),
-        ("name_source", first(&[&alert["relaywatch"]["name_source"]])),
+        ("category", first(&[&alert["rule"]["category"], &rule["category"]])),
+        ("severity", first(&[&alert["relaywatch"]["severity"], &alert["event"]["severity"], &relaywatch["severity"]])),
+        ("rule", first(&[&alert["rule"]["name"], &rule["name"]])),
+        ("pid", first(&[&alert["process"]["pid"], &process["pid"]])),
+        ("exe", first(&[&alert["process"]["executable"], &alert["process"]["name"], &process["file"]["path"], &process["name"]])),
+        ("user", first(&[&alert["user"]["name"], &alert["user"]["id"], &user["name"], &user["uid"]])),
+        ("dst", first(&[&alert["destination"]["ip"], &dst["ip"]])),
+        ("dport", first(&[&alert["destination"]["port"], &dst["port"]])),
+        ("domain", first(&[&alert["destination"]["domain"], &dst["hostname"]])),
+        ("name_source", first(&[&alert["relaywatch"]["name_source"], &relaywatch["name_source"]])),
     ];
     let mut sd = format!("[{SD_ID}");
     for (name, value) in params {
@@ -146,7 +160,7 @@ fn slimmed(alert: &Value) -> Value {
 /// One RFC 5424 message for `alert`. `local_host` stands in for a missing `host.name`.
 pub fn format_message(alert: &Value, local_host: &str, procid: u32) -> String {
     let pri = FACILITY_AUTHPRIV * 8 + severity(alert);
-    let host = header_field(alert["host"]["name"].as_str().unwrap_or(local_host), 255);
+    let host = header_field(alert["host"]["name"].as_str().or(alert["device"]["hostname"].as_str()).unwrap_or(local_host), 255);
     let msgid = if alert["event"]["action"] == "sink-dropped" { MSGID_DROPPED } else { MSGID_ALERT };
     let head = format!("<{pri}>1 {} {host} {APP_NAME} {procid} {msgid} {}", timestamp(alert), structured_data(alert));
     let full = format!("{head} {alert}");
@@ -312,6 +326,17 @@ mod tests {
             serde_json::to_string(&alert).unwrap()
         );
         assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn an_ocsf_alert_gets_the_same_header_and_structured_data() {
+        let ecs = sample();
+        let ocsf = crate::ocsf::format(&ecs, crate::config::Format::Ocsf);
+        let head = |m: String| m.split_once("] ").map(|(h, _)| h.to_owned()).unwrap();
+        let from_ecs = head(format_message(&ecs, "fallback", 4242));
+        let from_ocsf = head(format_message(&ocsf, "fallback", 4242));
+        // The timestamp is carried to the millisecond in OCSF.
+        assert_eq!(from_ocsf.replace("08:15:30.123000Z", "08:15:30.123456Z"), from_ecs, "{ocsf:#}");
     }
 
     #[test]
