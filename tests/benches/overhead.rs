@@ -14,6 +14,9 @@
 //!   one packet per write): the cgroup_skb egress and ingress programs run per packet.
 //! - `udp_sendto_64`: 64-byte sendto(2) on an unconnected UDP socket to loopback: the sendmsg
 //!   hook and the skb programs run per datagram.
+//! - `tcp_write_64_veth`, `udp_sendto_64_veth`: the same to a test host in its own network
+//!   namespace over a veth pair: real egress, reported in the default configuration (the UDP
+//!   repeat-window folding and the TCP connection's capture and gate run as in production).
 //!
 //! The workload runs pinned to one CPU and the agent to the other (see `WORKLOAD_CPU`); each
 //! agent configuration is measured once the agent is idle after its start-up work, between two
@@ -57,7 +60,43 @@ const WORKLOADS: &[Workload] = &[
     Workload { name: "pipe_write_64", configs: &[DEFAULT, LOOPBACK] },
     Workload { name: "tcp_write_64", configs: &[DEFAULT, LOOPBACK] },
     Workload { name: "udp_sendto_64", configs: &[DEFAULT, LOOPBACK] },
+    Workload { name: "tcp_write_64_veth", configs: &[DEFAULT] },
+    Workload { name: "udp_sendto_64_veth", configs: &[DEFAULT] },
 ];
+
+/// The test host in its own network namespace that the `_veth` workloads talk to: real egress
+/// (not loopback), so the default configuration reports it and runs every hook's full path.
+static PEER: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// A process in the test host's namespace, killed when the workload is dropped.
+struct Remote(std::process::Child);
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP server in the test host's namespace that reads and discards; returns it and its port.
+fn remote_drain_server(ns: &str, ip: &str) -> (Remote, u16) {
+    use std::io::BufRead as _;
+    let script = "import socket,sys,threading\n\
+        l=socket.socket(); l.bind((sys.argv[1],0)); l.listen(64); print(l.getsockname()[1], flush=True)\n\
+        def drain(c):\n\
+        \x20   while c.recv(65536): pass\n\
+        while True:\n\
+        \x20   c,_=l.accept(); threading.Thread(target=drain,args=(c,),daemon=True).start()\n";
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", script, ip])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the drain server in the test namespace");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("drain server printed {line:?}"));
+    (Remote(child), port)
+}
 
 fn drain_listener(listener: TcpListener, keep_reading: bool) {
     thread::spawn(move || {
@@ -157,6 +196,26 @@ fn operation(name: &str) -> Box<dyn FnMut()> {
                 let _ = sender.send_to(black_box(&payload), to);
             })
         }
+        "tcp_write_64_veth" => {
+            let (ns, ip) = PEER.get().expect("test namespace");
+            let (server, port) = remote_drain_server(ns, ip);
+            let mut s = TcpStream::connect((ip.as_str(), port)).unwrap();
+            s.set_nodelay(true).unwrap();
+            Box::new(move || {
+                let _keep = &server;
+                s.write_all(black_box(&payload)).unwrap()
+            })
+        }
+        "udp_sendto_64_veth" => {
+            let (_, ip) = PEER.get().expect("test namespace");
+            // Nobody listens on the test host's discard port: it drops the datagrams (and
+            // answers a rate-limited few with ICMP, which unconnected UDP ignores).
+            let to: SocketAddr = format!("{ip}:9").parse().unwrap();
+            let sender = UdpSocket::bind("0.0.0.0:0").unwrap();
+            Box::new(move || {
+                let _ = sender.send_to(black_box(&payload), to);
+            })
+        }
         other => panic!("unknown workload {other}"),
     }
 }
@@ -203,6 +262,8 @@ fn pin_to_cpu(cpu: usize) {
 fn main() {
     // Threads started later (the workloads' readers) inherit the mask.
     pin_to_cpu(WORKLOAD_CPU);
+    let net = integration_tests::TestNet::create(201);
+    PEER.set((net.ns.clone(), net.peer_v4.clone())).expect("set once");
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
@@ -254,6 +315,7 @@ fn main() {
     if let Some((_, _, ticks)) = startup.iter().max_by_key(|s| s.2) {
         println!("  agent start-up CPU before measuring (most of any run): {} ms", ticks * 1000 / clock_ticks_per_second());
     }
+    drop(net);
     let peak = memory.iter().filter_map(|m| m.2).max();
     if let Some(kib) = peak {
         println!("  agent peak RSS (VmHWM) over all runs: {:.1} MiB", kib as f64 / 1024.0);
