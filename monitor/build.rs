@@ -52,7 +52,7 @@ fn choose_toolchain() -> anyhow::Result<String> {
         _ => bail!("rustup is not available to pick the eBPF toolchain: {SETUP_HINT}"),
     };
     let names: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    if names.iter().any(|n| *n == "debian") {
+    if names.contains(&"debian") {
         return Ok("debian".into());
     }
     for name in names.iter().filter(|n| n.starts_with("nightly")) {

@@ -11,6 +11,7 @@
 //!   the address (`dns_answer_process`), then those anyone on the host received
 //!   (`dns_answer_host`), then the addresses the blocklists' own names resolve to
 //!   (`resolved_blocklist`), else `none`.
+//!
 //! Each record leaves exactly once. Payload bytes are parsed here and dropped: only names,
 //! TLS fingerprints and proxy targets leave this module.
 use std::{
@@ -285,12 +286,11 @@ impl Correlator {
             return None;
         }
         let key = (cookie, chunk.destination(), chunk.header.dport);
-        if let Some(d) = self.datagrams.get_mut(&key) {
-            if chunk.header.offset == 0 && d.naming.is_none() {
+        if let Some(d) = self.datagrams.get_mut(&key)
+            && chunk.header.offset == 0 && d.naming.is_none() {
                 // Only the first chunk of the first datagram: a QUIC Initial fits in one.
                 d.naming = examine_datagram(&chunk.data);
             }
-        }
         None
     }
 

@@ -332,12 +332,11 @@ impl Reporter {
     fn write_line(&mut self, doc: &Value) {
         let line = crate::ocsf::format(doc, self.config.output.format).to_string();
         let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            if !self.stdout_failed {
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+            && !self.stdout_failed {
                 log::error!("writing records to stdout failed: {e}; further records are dropped");
                 self.stdout_failed = true;
             }
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! - per process (tgid, address): what this process itself resolved: the strongest DNS evidence;
 //! - host-wide (address): what anyone on the host resolved, e.g. systemd-resolved's upstream
 //!   answers, used when the process's own lookup was not seen.
+//!
 //! Both are bounded LRU maps; expired entries are ignored on lookup and replaced on insert.
 use std::{
     net::IpAddr,
@@ -55,16 +56,14 @@ impl DnsCache {
 
     /// The name `tgid` most likely meant by `ip`, and how sure that is.
     pub fn lookup(&mut self, tgid: u32, ip: IpAddr, now: Instant) -> Option<(String, DnsScope)> {
-        if let Some(e) = self.per_process.get(&(tgid, ip)) {
-            if e.expires > now {
+        if let Some(e) = self.per_process.get(&(tgid, ip))
+            && e.expires > now {
                 return Some((e.name.clone(), DnsScope::Process));
             }
-        }
-        if let Some(e) = self.host.get(&ip) {
-            if e.expires > now {
+        if let Some(e) = self.host.get(&ip)
+            && e.expires > now {
                 return Some((e.name.clone(), DnsScope::Host));
             }
-        }
         None
     }
 }

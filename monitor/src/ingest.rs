@@ -322,6 +322,7 @@ mod tests {
             Record::Process(Lifecycle::Exec { tgid: 9, ts_boot_ns: 5, comm: "curl".into(), filename: "/usr/bin/curl".into() })
         );
         e.kind = EVENT_EXIT;
+        let p = (&e as *const ProcessEvent).cast::<u8>();
         let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) };
         assert_eq!(decode(b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
         assert!(matches!(decode(&b[..20]), Err(DecodeError::Short { .. })));

@@ -90,6 +90,12 @@ pub struct ProcReader {
     ns_per_tick: u64,
 }
 
+impl Default for ProcReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ProcReader {
     pub fn new() -> Self {
         // SAFETY: sysconf has no preconditions.

@@ -6,6 +6,7 @@
 //! - the entry started (exec) at or before the event, and had not exited before it;
 //! - its comm equals the event's (a fork that has not exec'd yet carries its parent's image and
 //!   comm; a process renamed itself: either way /proc decides instead).
+//!
 //! Processes that were running before the agent started have no entry; the caller falls back to
 //! reading /proc at event time. Ended entries are kept for a grace period (late events) and the
 //! table is bounded: the oldest ended entries go first, then the oldest of all.

@@ -86,11 +86,10 @@ impl ConnectionRecord<'_> {
                 }
                 destination.insert("port".into(), json!(p.port));
             }
-            if let Some(d) = &n.domain {
-                if d.parse::<std::net::IpAddr>().is_err() {
+            if let Some(d) = &n.domain
+                && d.parse::<std::net::IpAddr>().is_err() {
                     destination.insert("domain".into(), json!(d));
                 }
-            }
             if let Some(t) = &n.tls {
                 let mut client = Map::new();
                 if let Some(sn) = &t.server_name {

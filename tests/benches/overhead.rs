@@ -155,7 +155,7 @@ fn operation(name: &str) -> Box<dyn FnMut()> {
             Box::new(move || {
                 file.write_all(black_box(&payload)).unwrap();
                 n += 1;
-                if n % 65_536 == 0 {
+                if n.is_multiple_of(65_536) {
                     // Keep the file small: rewind (one lseek per 64k writes).
                     // SAFETY: valid fd.
                     unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_SET) };
