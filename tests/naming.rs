@@ -240,6 +240,30 @@ fn dns_answer_names_a_bare_tcp_connection() {
 }
 
 #[test]
+fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
+    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let sink = Fixture::start(&["sink"]);
+    let dns = DnsServer::start_on("127.0.0.3", 53, 600, &[("tcp-only.relay.example", "127.0.0.79")]);
+    // The query goes to dnsmasq over TCP (2-byte length prefix), as resolvers do for large
+    // answers or with `options use-vc`; then a bare connection to the answer.
+    let script = "import socket,struct,sys,time\n\
+        name=sys.argv[2]\n\
+        q=b'\\xab\\xcd\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'+b''.join(bytes([len(p)])+p.encode() for p in name.split('.'))+b'\\x00\\x00\\x01\\x00\\x01'\n\
+        t=socket.create_connection((sys.argv[1], 53), timeout=3); t.sendall(struct.pack('!H', len(q))+q)\n\
+        n=struct.unpack('!H', t.recv(2))[0]; a=b''\n\
+        while len(a)<n: a+=t.recv(n-len(a))\n\
+        t.close(); ip=socket.inet_ntoa(a[-4:])\n\
+        c=socket.socket(); c.settimeout(2)\n\
+        try: c.connect((ip, int(sys.argv[3])))\n\
+        except OSError: pass\n\
+        time.sleep(0.8)";
+    let pid = run_client(Command::new(PYTHON).args(["-c", script, dns.ip, "tcp-only.relay.example", &sink.port.to_string()]));
+    let r = record_to(&daemon, pid, sink.port);
+    assert_eq!(r["destination"]["ip"], "127.0.0.79", "{r:#}");
+    assert_named(&r, "tcp-only.relay.example", "dns_answer_process");
+}
+
+#[test]
 fn quic_initial_from_aioquic_is_named_by_its_sni() {
     let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

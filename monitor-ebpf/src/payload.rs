@@ -17,8 +17,8 @@
 //! chunks of 4 KiB (at most 4 per packet) with its TCP sequence number, and the daemon
 //! reassembles by sequence number (retransmissions repeat a sequence number and are dropped).
 //!
-//! Ingress: one `CAPTURE` lookup per packet; for sockets that sent to UDP port 53, packets from
-//! port 53 are copied (one chunk: answers up to 4 KiB, the EDNS default).
+//! Ingress: for sockets that talk to port 53 (UDP, or TCP), packets from port 53 are copied (one
+//! chunk: answers up to 4 KiB, the EDNS default).
 //!
 //! Flow volume: for sockets the daemon marks `STATE_WATCH` (connections that raised an alert),
 //! both programs add each packet's payload bytes to the entry, and the sock_release program
@@ -155,7 +155,9 @@ pub fn ingress(ctx: &SkBuffContext) {
     if state.flags & STATE_WATCH != 0 {
         state.bytes_in = state.bytes_in.saturating_add(p.payload_len as u64);
     }
-    if state.dns_owner != 0 && p.protocol == PROTO_UDP && p.sport == DNS_PORT {
+    // DNS answers: a UDP datagram, or a TCP segment (its 2-byte length prefix included; an
+    // answer split over segments is read as far as the first one goes).
+    if state.dns_owner != 0 && p.sport == DNS_PORT {
         copy_chunk(ctx, &p, cookie, DIR_INGRESS, 0, state.dns_owner, 0);
     }
 }

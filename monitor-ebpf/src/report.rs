@@ -100,7 +100,8 @@ fn is_dns(target: &Target) -> bool {
 /// 127.0.0.53) and so not reported as egress.
 #[inline(always)]
 fn dns_owner(target: &Target, pid_tgid: u64) -> u32 {
-    if is_dns(target) { (pid_tgid >> 32) as u32 } else { 0 }
+    // UDP, and TCP (large answers, DNS over TCP): answers from port 53 are read on ingress.
+    if target.port == DNS_PORT { (pid_tgid >> 32) as u32 } else { 0 }
 }
 
 /// Mark a socket whose entry is not being (re)created here as a DNS socket (sending to port 53).

@@ -100,6 +100,13 @@ pub struct Finished {
     pub captured_bytes: u64,
 }
 
+/// The first DNS message of a TCP segment from port 53, if the segment holds it whole (and it
+/// starts at the segment's start: a continuation segment fails the parse).
+fn tcp_dns_message(segment: &[u8]) -> Option<&[u8]> {
+    let len = usize::from(u16::from_be_bytes([*segment.first()?, *segment.get(1)?]));
+    segment.get(2..2 + len)
+}
+
 /// What the first bytes of a stream say so far.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StreamVerdict {
@@ -295,7 +302,20 @@ impl Correlator {
     }
 
     fn on_dns_answer(&mut self, chunk: &PayloadChunk, now: Instant) {
-        match naming::dns::parse_message(&chunk.data) {
+        let message = if chunk.header.protocol == monitor_common::PROTO_TCP {
+            // DNS over TCP: a 2-byte length, then the message; a message longer than this
+            // segment is not read (best effort: answers are rarely split).
+            match tcp_dns_message(&chunk.data) {
+                Some(m) => m,
+                None => {
+                    log::debug!("DNS answer over TCP from {} not whole in its first segment", chunk.source());
+                    return;
+                }
+            }
+        } else {
+            &chunk.data[..]
+        };
+        match naming::dns::parse_message(message) {
             Ok(msg) if msg.is_response => {
                 for a in naming::dns::address_names(&msg) {
                     self.dns.insert(chunk.header.owner_tgid, a.ip, &a.name, a.ttl, now);
@@ -392,6 +412,15 @@ mod tests {
     use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_CONNECT, PROTO_TCP};
 
     use super::*;
+
+    #[test]
+    fn a_dns_message_over_tcp_is_read_only_when_whole() {
+        assert_eq!(tcp_dns_message(&[0, 3, 1, 2, 3, 9]), Some(&[1u8, 2, 3][..]));
+        assert_eq!(tcp_dns_message(&[0, 4, 1, 2, 3]), None, "split over segments");
+        assert_eq!(tcp_dns_message(&[0]), None);
+        assert_eq!(tcp_dns_message(&[]), None);
+        assert_eq!(tcp_dns_message(&[0, 0]), Some(&[][..]));
+    }
 
     #[test]
     fn http_host_names_a_plain_request() {
