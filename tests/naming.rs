@@ -264,6 +264,35 @@ fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
 }
 
 #[test]
+fn a_quic_client_hello_spanning_two_initials_is_reassembled() {
+    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
+    let receivers: Vec<std::net::UdpSocket> = (0..2).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<String> = receivers.iter().map(|r| r.local_addr().unwrap().port().to_string()).collect();
+    // A ClientHello over 1,200 bytes (here: a long ALPN list, as a post-quantum key share makes
+    // it) goes out as two Initial packets in two datagrams; sent once from an unconnected socket
+    // and once from a connected one (as most QUIC stacks do).
+    let script = "import socket,sys,time\n\
+        from aioquic.quic.configuration import QuicConfiguration\n\
+        from aioquic.quic.connection import QuicConnection\n\
+        alpn=['h3']+['x-padding-%02d-%s' % (i, 'p'*200) for i in range(5)]\n\
+        for connected, port in ((False, int(sys.argv[1])), (True, int(sys.argv[2]))):\n\
+        \x20   c=QuicConnection(configuration=QuicConfiguration(is_client=True, server_name='api.anthropic.com', alpn_protocols=alpn))\n\
+        \x20   c.connect(('127.0.0.1', port), now=time.time())\n\
+        \x20   d=c.datagrams_to_send(now=time.time()); assert len(d) == 2, len(d)\n\
+        \x20   u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        \x20   if connected: u.connect(('127.0.0.1', port))\n\
+        \x20   for data, addr in d: u.send(data) if connected else u.sendto(data, addr)\n\
+        time.sleep(0.5)";
+    let pid = run_client(Command::new(venv_python()).args(["-c", script, &ports[0], &ports[1]]));
+    for (port, action) in [(&ports[0], "sendmsg"), (&ports[1], "connect")] {
+        let r = record_to(&daemon, pid, port.parse().unwrap());
+        assert_eq!((r["network"]["transport"].as_str(), r["event"]["action"].as_str()), (Some("udp"), Some(action)), "{r:#}");
+        assert_named(&r, "api.anthropic.com", "quic_sni");
+        assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.len() == 6), "{r:#}");
+    }
+}
+
+#[test]
 fn quic_initial_from_aioquic_is_named_by_its_sni() {
     let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

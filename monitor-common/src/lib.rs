@@ -98,7 +98,7 @@ pub const CAPTURE_TLS: u8 = 3;
 /// Proxy connection: capture client payloads (request, then the tunnelled first bytes) up to
 /// the byte and segment budget, or until the daemon deletes the entry once it has the name.
 pub const CAPTURE_PROXY: u8 = 4;
-/// Unconnected UDP: capture the next datagram from this socket (the one whose sendmsg opened a
+/// UDP: capture the next two datagrams from this socket (from the one whose sendmsg opened a
 /// repeat window) and stop.
 pub const CAPTURE_DATAGRAM: u8 = 5;
 

@@ -12,7 +12,8 @@
 //!   as many segments as the client used (a ClientHello split over two sends is read whole);
 //! - a proxy request (HTTP CONNECT, SOCKS4/4a/5): capture client payloads up to 16 KiB or 8
 //!   segments, so the tunnelled ClientHello after the proxy's reply is read too;
-//! - anything else, and UDP datagrams: that one packet.
+//! - UDP: the first two datagrams (a QUIC ClientHello can span two Initials);
+//! - anything else: that one packet.
 //! Then the entry is removed, and later packets cost one failed lookup. A packet is copied in
 //! chunks of 4 KiB (at most 4 per packet) with its TCP sequence number, and the daemon
 //! reassembles by sequence number (retransmissions repeat a sequence number and are dropped).
@@ -44,6 +45,8 @@ use crate::{
 };
 
 const DNS_PORT: u16 = 53;
+/// Datagrams captured per UDP flow (connected socket, or repeat window).
+const DATAGRAMS_CAPTURED: u16 = 2;
 
 #[inline(always)]
 pub fn egress(ctx: &SkBuffContext) {
@@ -77,7 +80,9 @@ pub fn egress(ctx: &SkBuffContext) {
             if p.protocol != PROTO_UDP {
                 return;
             }
-            done = true;
+            // The first two datagrams: a post-quantum QUIC ClientHello (X25519MLKEM768) spans
+            // two Initial packets, each in a datagram of its own.
+            done = state.segments + 1 >= DATAGRAMS_CAPTURED;
         }
         CAPTURE_NEW | CAPTURE_LOCAL_PROBE => {
             let first = packet::first_bytes(ctx, &p);
@@ -96,8 +101,11 @@ pub fn egress(ctx: &SkBuffContext) {
             } else if let Some(need) = tls_record_need(&first, p.payload_len) {
                 state.mode = CAPTURE_TLS;
                 state.need = need;
+            } else if p.protocol == PROTO_UDP {
+                // Connected UDP (QUIC): this datagram and the next, as for unconnected UDP.
+                state.mode = CAPTURE_DATAGRAM;
             } else {
-                done = true; // HTTP request, QUIC on connected UDP, or unknown: this packet
+                done = true; // HTTP request or unknown: this packet
             }
         }
         _ => {}

@@ -193,9 +193,36 @@ pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
 
 /// Name a datagram flow from its first datagram (QUIC Initial).
 pub fn examine_datagram(bytes: &[u8]) -> Option<Naming> {
-    let initial = naming::quic::parse_initial(bytes).ok()?;
-    let hello = initial.client_hello?;
-    Some(from_tls(&hello, NameSource::QuicSni, None))
+    examine_datagrams(&[bytes]).naming
+}
+
+/// Datagrams captured per UDP flow (as the kernel's payload.rs): a QUIC ClientHello with a
+/// post-quantum key share spans two Initial packets, each in a datagram of its own.
+pub const DATAGRAMS_CAPTURED: usize = 2;
+
+/// What a UDP flow's first datagrams say: the QUIC ClientHello's naming, reassembled from the
+/// CRYPTO frames of up to two Initials with the same Destination Connection ID. `complete` once
+/// no further datagram can help (named, not QUIC, or both datagrams seen).
+pub fn examine_datagrams(datagrams: &[&[u8]]) -> StreamVerdict {
+    let settled = |naming| StreamVerdict { naming, complete: true };
+    let Some(Ok(first)) = datagrams.first().map(|d| naming::quic::parse_initial(d)) else {
+        return settled(None);
+    };
+    if let Some(hello) = &first.client_hello {
+        return settled(Some(from_tls(hello, NameSource::QuicSni, None)));
+    }
+    let Some(second) = datagrams.get(1) else {
+        return StreamVerdict { naming: None, complete: false };
+    };
+    let hello = match naming::quic::parse_initial(second) {
+        Ok(next) if next.dcid == first.dcid => {
+            let mut crypto = first.crypto;
+            crypto.extend(next.crypto);
+            naming::quic::client_hello_from_crypto(&crypto).ok().flatten()
+        }
+        _ => None,
+    };
+    settled(hello.map(|h| from_tls(&h, NameSource::QuicSni, None)))
 }
 
 struct PendingStream {
@@ -203,12 +230,15 @@ struct PendingStream {
     process: Option<ProcessDetails>,
     prefix: StreamPrefix,
     best: Option<Naming>,
+    /// Connected UDP: its first datagrams (at most `DATAGRAMS_CAPTURED`).
+    datagrams: Vec<Vec<u8>>,
 }
 
 struct PendingDatagram {
     observation: Observation,
     process: Option<ProcessDetails>,
-    naming: Option<Naming>,
+    /// The window's first datagrams (at most `DATAGRAMS_CAPTURED`), examined when it closes.
+    datagrams: Vec<Vec<u8>>,
 }
 
 /// Streams waiting for their first bytes at most; beyond, the oldest are written early.
@@ -255,12 +285,12 @@ impl Correlator {
                     log::debug!("socket {cookie:#x} reconnected before its record was written");
                     return;
                 }
-                self.streams.insert(cookie, PendingStream { observation, process, prefix: StreamPrefix::default(), best: None });
+                self.streams.insert(cookie, PendingStream { observation, process, prefix: StreamPrefix::default(), best: None, datagrams: Vec::new() });
                 self.stream_deadlines.push_back((now + self.name_wait, cookie));
             }
             Hook::Sendmsg => {
                 let key = (cookie, observation.destination, observation.port);
-                self.datagrams.insert(key, PendingDatagram { observation, process, naming: None });
+                self.datagrams.insert(key, PendingDatagram { observation, process, datagrams: Vec::new() });
                 self.datagram_deadlines.push_back((now + self.datagram_wait, key));
             }
         }
@@ -275,12 +305,15 @@ impl Correlator {
         let cookie = chunk.header.cookie;
         if let Some(stream) = self.streams.get_mut(&cookie) {
             if stream.observation.transport == Transport::Udp {
-                // Connected UDP: the first datagram (a QUIC Initial, if anything) decides.
-                if chunk.header.offset == 0 {
-                    stream.best = examine_datagram(&chunk.data);
-                    return self.finish_stream(cookie, now);
+                // Connected UDP: the first datagrams (QUIC Initials, if anything) decide.
+                if chunk.header.offset != 0 || stream.datagrams.len() >= DATAGRAMS_CAPTURED {
+                    return None;
                 }
-                return None;
+                stream.datagrams.push(chunk.data.clone());
+                let seen: Vec<&[u8]> = stream.datagrams.iter().map(Vec::as_slice).collect();
+                let verdict = examine_datagrams(&seen);
+                stream.best = verdict.naming;
+                return if verdict.complete { self.finish_stream(cookie, now) } else { None };
             }
             stream.prefix.insert(chunk.header.seq, &chunk.data);
             let verdict = examine_stream(stream.prefix.bytes());
@@ -293,11 +326,13 @@ impl Correlator {
             return None;
         }
         let key = (cookie, chunk.destination(), chunk.header.dport);
+        // Only each datagram's first chunk: a QUIC Initial fits in one.
         if let Some(d) = self.datagrams.get_mut(&key)
-            && chunk.header.offset == 0 && d.naming.is_none() {
-                // Only the first chunk of the first datagram: a QUIC Initial fits in one.
-                d.naming = examine_datagram(&chunk.data);
-            }
+            && chunk.header.offset == 0
+            && d.datagrams.len() < DATAGRAMS_CAPTURED
+        {
+            d.datagrams.push(chunk.data.clone());
+        }
         None
     }
 
@@ -376,7 +411,8 @@ impl Correlator {
             }
             self.datagram_deadlines.pop_front();
             if let Some(d) = self.datagrams.remove(&key) {
-                let naming = self.fallback(&d.observation, d.naming, now);
+                let seen: Vec<&[u8]> = d.datagrams.iter().map(Vec::as_slice).collect();
+                let naming = self.fallback(&d.observation, examine_datagrams(&seen).naming, now);
                 out.push(Finished { observation: d.observation, process: d.process, naming, is_datagram: true, captured_bytes: 0 });
             }
         }
@@ -412,6 +448,14 @@ mod tests {
     use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_CONNECT, PROTO_TCP};
 
     use super::*;
+
+    #[test]
+    fn datagrams_that_are_not_quic_settle_at_once() {
+        for seen in [&[][..], &[&b"\x01\x02 not quic"[..]][..], &[&[0xc0u8, 0, 0, 0, 1][..]][..]] {
+            let v = examine_datagrams(seen);
+            assert!(v.complete && v.naming.is_none(), "{seen:?}");
+        }
+    }
 
     #[test]
     fn a_dns_message_over_tcp_is_read_only_when_whole() {
