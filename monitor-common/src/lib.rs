@@ -263,7 +263,14 @@ pub struct CaptureState {
     pub bytes_out: u64,
     pub bytes_in: u64,
     pub watch_start_ns: u64,
+    /// DNS over TCP: answer segments copied so far (bounded: a zone transfer or a hostile server
+    /// must not flood the ring buffer).
+    pub dns_tcp_segments: u16,
+    pub _pad: [u8; 6],
 }
+
+/// DNS over TCP: answer segments copied per socket at most.
+pub const DNS_TCP_SEGMENTS_MAX: u16 = 8;
 
 impl CaptureState {
     /// An entry that captures nothing (yet): for a DNS socket, or one the daemon watches.
@@ -279,6 +286,8 @@ impl CaptureState {
             bytes_out: 0,
             bytes_in: 0,
             watch_start_ns: 0,
+            dns_tcp_segments: 0,
+            _pad: [0; 6],
         }
     }
 
@@ -473,7 +482,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<UdpFlowWindow>(), 32);
         assert_eq!(core::mem::size_of::<PayloadHeader>(), 80);
         assert_eq!(core::mem::size_of::<PayloadEvent>(), 80 + PAYLOAD_CHUNK);
-        assert_eq!(core::mem::size_of::<CaptureState>(), 128);
+        assert_eq!(core::mem::size_of::<CaptureState>(), 136);
         assert_eq!(core::mem::size_of::<FlowEndEvent>(), 48);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 32 + EXEC_FILENAME_LEN);
     }

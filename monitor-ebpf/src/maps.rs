@@ -48,20 +48,19 @@ pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
 #[map(name = "CAPTURE")]
 pub static CAPTURE: LruHashMap<u64, CaptureState> = LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
 
-/// One `CaptureState` per CPU to build a new entry in: the BPF stack (512 bytes) is too small
-/// to hold one next to everything else the sock_addr programs keep there.
-#[map(name = "SCRATCH")]
-pub static SCRATCH: PerCpuArray<CaptureState> = PerCpuArray::with_max_entries(1, 0);
+/// An all-zero `CaptureState` (per CPU, never written): what a new `CAPTURE` entry is inserted
+/// from before its fields are filled in place. Building entries in a shared scratch slot instead
+/// would race on preemptible kernels (sock_addr programs only disable migration), and the stack
+/// is too small to hold one next to everything else.
+#[map(name = "ZERO_STATE")]
+pub static ZERO_STATE: PerCpuArray<CaptureState> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's scratch entry, zeroed: `CaptureState::empty()` except that the event's `kind` is
-/// 0 (the caller fills the event in, kind included, when it reports one).
+/// Insert a zeroed entry for `cookie` and return it for filling in place.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut CaptureState> {
-    let p = SCRATCH.get_ptr_mut(0)?;
-    unsafe {
-        core::ptr::write_bytes(p, 0, 1);
-        Some(&mut *p)
-    }
+pub fn new_capture_entry(cookie: &u64) -> Option<&'static mut CaptureState> {
+    let zero = ZERO_STATE.get(0)?;
+    CAPTURE.insert(cookie, zero, 0).ok()?;
+    CAPTURE.get_ptr_mut(cookie).map(|p| unsafe { &mut *p })
 }
 
 /// Socket-local "may have a CAPTURE entry" gate (see gate.rs): the packet programs' fast path.
@@ -86,9 +85,9 @@ pub fn count(index: u32) {
     }
 }
 
-/// Copy a connect event to the ring buffer, counting it or its loss.
+/// Copy a connect event to the ring buffer, counting it or its loss; whether it was written.
 #[inline(always)]
-pub fn output_event(event: &ConnectEvent) {
+pub fn output_event(event: &ConnectEvent) -> bool {
     match EVENTS.output::<ConnectEvent>(event, 0) {
         Ok(()) => {
             count(COUNTER_EVENTS);
@@ -96,7 +95,11 @@ pub fn output_event(event: &ConnectEvent) {
             if let Some(p) = COUNTERS.get_ptr_mut(GAUGE_RINGBUF_PENDING) {
                 unsafe { *p = EVENTS.query(0) };
             }
+            true
         }
-        Err(_) => count(COUNTER_RINGBUF_LOST),
+        Err(_) => {
+            count(COUNTER_RINGBUF_LOST);
+            false
+        }
     }
 }

@@ -34,7 +34,7 @@ use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
     CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
     COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
-    FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
+    DNS_TCP_SEGMENTS_MAX, FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
     PayloadEvent, STATE_WATCH, looks_like_proxy_start, tls_record_need,
 };
 
@@ -77,7 +77,10 @@ pub fn egress(ctx: &SkBuffContext) {
     let mut done = false;
     match state.mode {
         CAPTURE_DATAGRAM => {
-            if p.protocol != PROTO_UDP {
+            // Only datagrams of the flow that was reported (an unconnected socket may send
+            // anywhere next, a skipped local destination included).
+            let e = &state.event;
+            if p.protocol != PROTO_UDP || p.family != e.family || p.dport != e.dport || !same_address(&p.daddr, &e.daddr) {
                 return;
             }
             // The first two datagrams: a post-quantum QUIC ClientHello (X25519MLKEM768) spans
@@ -94,7 +97,10 @@ pub fn egress(ctx: &SkBuffContext) {
                     return;
                 }
                 state.event.flags = FLAG_LOCAL_PROXY;
-                maps::output_event(&state.event);
+                if !maps::output_event(&state.event) {
+                    end_capture(cookie, state, false); // lost: no record will ask for it
+                    return;
+                }
             }
             if proxy {
                 state.mode = CAPTURE_PROXY;
@@ -124,6 +130,14 @@ pub fn egress(ctx: &SkBuffContext) {
         let stream = state.event.hook == HOOK_CONNECT;
         end_capture(cookie, state, stream);
     }
+}
+
+/// Two addresses equal, compared as two 64-bit words (a 16-byte array comparison compiles to
+/// 128-bit arithmetic, which BPF does not have).
+#[inline(always)]
+fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let word = |x: &[u8; 16], at: usize| unsafe { core::ptr::read_volatile(x.as_ptr().add(at).cast::<[u8; 8]>()) };
+    u64::from_ne_bytes(word(a, 0)) == u64::from_ne_bytes(word(b, 0)) && u64::from_ne_bytes(word(a, 8)) == u64::from_ne_bytes(word(b, 8))
 }
 
 /// Capture is over: the entry goes, unless it is also a DNS socket or watched, or it is a
@@ -166,6 +180,12 @@ pub fn ingress(ctx: &SkBuffContext) {
     // DNS answers: a UDP datagram, or a TCP segment (its 2-byte length prefix included; an
     // answer split over segments is read as far as the first one goes).
     if state.dns_owner != 0 && p.sport == DNS_PORT {
+        if p.protocol != PROTO_UDP {
+            if state.dns_tcp_segments >= DNS_TCP_SEGMENTS_MAX {
+                return;
+            }
+            state.dns_tcp_segments += 1;
+        }
         copy_chunk(ctx, &p, cookie, DIR_INGRESS, 0, state.dns_owner, 0);
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Filtering happens here, before anything is written: local destinations are skipped unless
 //! the daemon asked for them, and unconnected datagrams inside an open repeat window are only
-//! counted (see `udp_fold`). The event is built in a per-CPU scratch `CaptureState` (the stack
-//! is too small for one) and copied with `bpf_ringbuf_output`, so no path holds a reservation
-//! across a helper call that can fail.
+//! counted (see `udp_fold`). The event is built in place in the socket's new `CAPTURE` entry
+//! (the stack is too small for one) and copied with `bpf_ringbuf_output`, so no path holds a
+//! reservation across a helper call that can fail.
 //!
 //! Capture arming (read by `payload.rs`): every reported stream socket gets `CAPTURE_NEW`, every
 //! window-opening datagram `CAPTURE_DATAGRAM`. A local TCP connection that is not reported gets
@@ -47,16 +47,16 @@ pub fn connect(ctx: &SockAddrContext, target: &Target) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let Some(state) = maps::scratch() else { return };
+    let Some(state) = maps::new_capture_entry(&cookie) else { return };
     fill_event(&mut state.event, target, HOOK_CONNECT, pid_tgid, now, cookie);
     state.mode = if local { CAPTURE_LOCAL_PROBE } else { CAPTURE_NEW };
     state.dns_owner = dns_owner(target, pid_tgid);
-    if !local {
-        maps::output_event(&state.event);
+    // A reported connection whose event was lost has no record to finish: nothing to capture.
+    if !local && !maps::output_event(&state.event) {
+        let _ = CAPTURE.remove(&cookie);
+        return;
     }
-    if CAPTURE.insert(&cookie, state, 0).is_ok() {
-        gate::open(ctx);
-    }
+    gate::open(ctx);
 }
 
 /// Unconnected datagram: one event per (process, destination) and repeat window. A datagram to
@@ -80,14 +80,15 @@ pub fn datagram(ctx: &SockAddrContext, target: &Target) {
         return;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let Some(state) = maps::scratch() else { return };
+    let Some(state) = maps::new_capture_entry(&cookie) else { return };
     fill_event(&mut state.event, target, HOOK_SENDMSG, pid_tgid, now, cookie);
     state.mode = CAPTURE_DATAGRAM;
     state.dns_owner = dns_owner(target, pid_tgid);
-    maps::output_event(&state.event);
-    if CAPTURE.insert(&cookie, state, 0).is_ok() {
-        gate::open(ctx);
+    if !maps::output_event(&state.event) {
+        let _ = CAPTURE.remove(&cookie);
+        return;
     }
+    gate::open(ctx);
 }
 
 #[inline(always)]
@@ -112,11 +113,8 @@ fn mark_dns_socket(ctx: &SockAddrContext, pid_tgid: u64) {
     if let Some(state) = CAPTURE.get_ptr_mut(&cookie) {
         unsafe { (*state).dns_owner = owner };
     } else {
-        let Some(state) = maps::scratch() else { return };
+        let Some(state) = maps::new_capture_entry(&cookie) else { return };
         state.dns_owner = owner;
-        if CAPTURE.insert(&cookie, state, 0).is_err() {
-            return;
-        }
     }
     gate::open(ctx);
 }
