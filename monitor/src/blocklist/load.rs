@@ -73,6 +73,10 @@ pub(super) enum CategoryRule {
     HeaderOr(Option<Category>),
     /// This one; a header naming another is an error.
     Fixed(Category),
+    /// A remote list with no configured category: the header's, but never `allow` (whoever
+    /// serves the list must not be able to silence alerts; configure `category = "allow"` for an
+    /// allow feed).
+    Remote,
 }
 
 /// Loads one list file from disk into `builder` as its own list.
@@ -88,7 +92,7 @@ pub(super) fn load_file(builder: &mut Builder, path: &Path, fallback: Option<Cat
 pub(super) fn load_text(builder: &mut Builder, name: &str, text: &str, category: Option<Category>) -> Vec<ListError> {
     let rule = match category {
         Some(c) => CategoryRule::Fixed(c),
-        None => CategoryRule::HeaderOr(None),
+        None => CategoryRule::Remote,
     };
     load_list(builder, &NoFiles, name, text, rule)
 }
@@ -264,6 +268,7 @@ pub(super) fn load_list(
     let given = match category {
         CategoryRule::HeaderOr(c) => c,
         CategoryRule::Fixed(c) => Some(c),
+        CategoryRule::Remote => None,
     };
     let list = builder.add_list(name, given.unwrap_or(Category::AiRelay));
     let mut walk = Walk::new(files);
@@ -273,6 +278,14 @@ pub(super) fn load_list(
         && written != fixed
     {
         walk.error(name, header.category_line, format!("the header says category={written}, but this list is configured as {fixed}"));
+        return walk.errors;
+    }
+    if let (CategoryRule::Remote, Some(Category::Allow)) = (category, header.category) {
+        walk.error(
+            name,
+            header.category_line,
+            "a remote list may be an allow list only when its configuration says category = \"allow\"".into(),
+        );
         return walk.errors;
     }
     let Some(category) = header.category.or(given) else {

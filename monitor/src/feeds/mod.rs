@@ -411,6 +411,13 @@ mod tests {
         f.category = Some(crate::blocklist::Category::AiRelay);
         let e = accept(&f, b"# relaywatch: category=allow\nfull:api.openai.com\n").unwrap_err();
         assert_eq!(e, "https://h/a.list:1: the header says category=allow, but this list is configured as ai-relay");
+        // Without a configured category the header decides, but never to make an allow list.
+        f.category = None;
+        let e = accept(&f, b"# relaywatch: category=allow\nfull:api.openai.com\n").unwrap_err();
+        assert!(e.starts_with("https://h/a.list:1: a remote list may be an allow list only when"), "{e}");
+        assert!(accept(&f, b"# relaywatch: category=ai-relay\nfull:relay.example\n").is_ok());
+        f.category = Some(crate::blocklist::Category::Allow);
+        assert!(accept(&f, b"# relaywatch: category=allow\nfull:gateway.example\n").is_ok());
     }
 
     #[test]
