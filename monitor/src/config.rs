@@ -502,7 +502,7 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
     }
     for (i, feed) in blocklists.feeds.iter().enumerate() {
         if blocklists.feeds[..i].iter().any(|f| f.url == feed.url) {
-            problems.push(Problem { position: None, message: format!("blocklists.feed[{i}].url: \"{}\" is already a feed", feed.url) });
+            problems.push(Problem { position: None, message: format!("blocklists.feed[{i}].url: \"{}\" is already a feed", redacted_url(&feed.url)) });
         }
     }
 
@@ -640,34 +640,62 @@ fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
 
 /// `SCHEME://HOST[:PORT][/PATH]`; syslog URLs take no path. Hosts may be names, IPv4 or [IPv6].
 fn check_url(url: &str, schemes: &[&str], no_path: bool) -> Result<(), String> {
+    // Errors show the URL without what may be a credential (user info, query, fragment).
+    let shown = redacted_url(url);
     let expected = || schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ");
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("\"{url}\" is not a URL (expected {})", expected()));
+        return Err(format!("\"{shown}\" is not a URL (expected {})", expected()));
     };
     if !schemes.contains(&scheme) {
-        return Err(format!("\"{url}\": scheme \"{scheme}\" is not supported here (expected {})", expected()));
+        return Err(format!("\"{shown}\": scheme \"{scheme}\" is not supported here (expected {})", expected()));
     }
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     if no_path && !path.is_empty() {
-        return Err(format!("\"{url}\": a {scheme}:// URL takes no path"));
+        return Err(format!("\"{shown}\": a {scheme}:// URL takes no path"));
     }
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, tail.strip_prefix(':')),
-            _ => return Err(format!("\"{url}\": bad [IPv6] host")),
+            _ => return Err(format!("\"{shown}\": bad [IPv6] host")),
         },
         None => match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
         },
     };
-    if host.is_empty() || host.contains(['@', ' ', '/']) {
-        return Err(format!("\"{url}\": missing or bad host"));
+    if host.is_empty() || host.contains(['@', ' ', '/', '?', '#']) {
+        return Err(format!("\"{shown}\": missing or bad host"));
     }
     if let Some(p) = port.filter(|p| p.parse::<u16>().ok().filter(|&p| p != 0).is_none()) {
-        return Err(format!("\"{url}\": bad port \"{p}\""));
+        return Err(format!("\"{shown}\": bad port \"{p}\""));
     }
     Ok(())
+}
+
+/// `url` with user info replaced by `…@` and any query or fragment by `?…`: safe to show in
+/// errors, logs and status.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let cut = rest.find(['?', '#']);
+    let (before, hidden) = match cut {
+        Some(i) => (&rest[..i], true),
+        None => (rest, false),
+    };
+    let (authority, path) = before.split_once('/').map_or((before, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("…@{host}"),
+        None => authority.to_owned(),
+    };
+    let mut out = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    out.push_str(&authority);
+    if let Some(p) = path {
+        out.push('/');
+        out.push_str(p);
+    }
+    if hidden {
+        out.push_str("?…");
+    }
+    out
 }
 
 /// The configuration file shipped in /etc/relaywatch/config.toml and printed by
@@ -873,6 +901,17 @@ mod tests {
         let c = Config::from_str_named(&example("[[sink]]"), "examples").unwrap();
         let kinds: Vec<_> = c.sinks.iter().map(Sink::kind).collect();
         assert_eq!(kinds, ["syslog", "file", "splunk-hec", "elasticsearch"]);
+    }
+
+    #[test]
+    fn url_errors_never_show_credentials() {
+        assert_eq!(redacted_url("https://u:pw@h.example:8443/a/b?token=s3cret#x"), "https://…@h.example:8443/a/b?…");
+        assert_eq!(redacted_url("https://h.example/list"), "https://h.example/list");
+        assert_eq!(redacted_url("https://h?token=s3cret"), "https://h?…");
+        let e = errors("[[blocklists.feed]]\nurl = \"http://u:pw@h.example/l?token=s3cret\"\n").join("\n");
+        assert!(!e.contains("s3cret") && !e.contains("pw@"), "{e}");
+        let e = errors("[[blocklists.feed]]\nurl = \"https://h.example?token=s3cret\"\n").join("\n");
+        assert!(!e.contains("s3cret") && e.contains("bad host"), "{e}");
     }
 
     #[test]

@@ -56,12 +56,9 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// How a feed is named in reports (list errors, match evidence, status): its URL, with the
-/// query, which may carry an access token, left out.
+/// user info and query, which may carry credentials, left out.
 pub fn display_name(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_owned(),
-    }
+    crate::config::redacted_url(url)
 }
 
 /// A body that passed every check.
