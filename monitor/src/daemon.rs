@@ -88,6 +88,8 @@ struct Reporter {
     /// Hosts named in base-URL variables (OPENAI_BASE_URL...): suspected relays.
     discovery: crate::discovery::RelayDiscovery,
     resolve_updates: crate::resolve::NameSetUpdater,
+    /// The lists the suspected hosts were last resolved for (their address, to notice a reload).
+    discovered_for: usize,
     stdout_failed: bool,
     malformed: u64,
 }
@@ -151,7 +153,21 @@ impl Reporter {
             let status = crate::discovery::RelayDiscovery::status(&lists, host);
             log::info!("relay discovery: pid {pid} ({}) is configured with host {host}: {status:?}", executable.unwrap_or("?"));
         }
-        self.resolve_updates.set_discovered(self.discovery.suspected_hosts(&lists));
+        self.resolve_suspected(&lists);
+    }
+
+    /// Resolve the hosts that are suspected relays under `lists` (alongside the lists' names).
+    fn resolve_suspected(&mut self, lists: &Arc<crate::blocklist::Blocklists>) {
+        self.discovered_for = Arc::as_ptr(lists) as usize;
+        self.resolve_updates.set_discovered(self.discovery.suspected_hosts(lists));
+    }
+
+    /// After a reload a discovered host may have become (or stopped being) a suspected relay.
+    fn refresh_suspected(&mut self) {
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else { return };
+        if Arc::as_ptr(&lists) as usize != self.discovered_for && self.discovery.enabled() {
+            self.resolve_suspected(&lists);
+        }
     }
 
     /// Every running process's base-URL variables (at start: programs started before the agent).
@@ -575,6 +591,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
         },
         discovery: crate::discovery::RelayDiscovery::new(discovery_variables),
         resolve_updates: daemon_state.resolve_updates.clone(),
+        discovered_for: 0,
         stdout_failed: false,
         malformed: 0,
     };
@@ -599,11 +616,17 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); notify("stopping", sdnotify::stopping()); break; }
             _ = sighup.recv() => {
                 notify("reloading", sdnotify::reloading());
-                match daemon_state.reload_requested() {
-                    Ok(_) => log::info!("SIGHUP: reloaded blocklists"),
-                    Err(e) => log::error!("SIGHUP: reload refused, previous lists stay active: {e}"),
-                }
-                notify("ready", sdnotify::ready());
+                // Reading and hashing the lists (feed caches of up to 64 MiB included) happens
+                // off this loop, which keeps draining the ring buffer meanwhile.
+                let state = daemon_state.clone();
+                tokio::spawn(async move {
+                    match tokio::task::spawn_blocking(move || state.reload_requested()).await {
+                        Ok(Ok(_)) => log::info!("SIGHUP: reloaded blocklists"),
+                        Ok(Err(e)) => log::error!("SIGHUP: reload refused, previous lists stay active: {e}"),
+                        Err(e) => log::error!("SIGHUP: the reload task failed: {e}"),
+                    }
+                    notify("ready", sdnotify::ready());
+                });
             }
             Some(url) = feed_updates.recv() => {
                 // A feed's cache has a new list: the same reload, off the event loop.
@@ -650,6 +673,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             }
             _ = stats.tick() => {
                 reporter.close_dedupe_windows(false);
+                reporter.refresh_suspected();
                 let now = (std::time::Instant::now(), read_counters(&agent));
                 metrics.add_events(now.1.events.saturating_sub(previous.1.events));
                 metrics.set_events_lost(now.1.lost + now.1.payload_lost);

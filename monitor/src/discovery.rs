@@ -73,7 +73,8 @@ pub fn scan_environ<R: Read>(mut reader: R, wanted: &[String]) -> io::Result<Vec
     // The current entry: its name so far (only while it can still be a wanted name), then its
     // value (only for a wanted name).
     let mut name: Vec<u8> = Vec::with_capacity(longest + 1);
-    let mut value: Vec<u8> = Vec::new();
+    // Sized up front: growing by reallocation would leave copies of a value in freed memory.
+    let mut value: Vec<u8> = Vec::with_capacity(MAX_VALUE);
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         Name,
@@ -193,6 +194,8 @@ pub struct DiscoveredHost {
     /// The first process seen with it.
     pub pid: u32,
     pub executable: Option<String>,
+    /// The effective uid of that process.
+    pub uid: u32,
     #[serde(serialize_with = "rfc3339")]
     pub first_seen: SystemTime,
     #[serde(serialize_with = "rfc3339")]
@@ -205,8 +208,17 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&crate::clock::rfc3339(*t))
 }
 
-/// Discovered hosts are bounded; beyond this, new hosts are counted but not kept.
+/// Discovered hosts kept at most; beyond, the one seen longest ago is forgotten (and counted).
 pub const MAX_HOSTS: usize = 1024;
+/// Hosts kept per user (the effective uid of the processes they were seen in).
+pub const MAX_HOSTS_PER_USER: usize = 64;
+
+/// Overwrite a value read from another process's environment before its memory is freed.
+fn wipe(value: String) {
+    let mut bytes = value.into_bytes();
+    bytes.fill(0);
+    std::hint::black_box(&bytes);
+}
 
 /// The evidence a `relay_config` classification carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,26 +265,42 @@ impl RelayDiscovery {
                 return Vec::new();
             }
         };
+        // The owner of /proc/PID: the process's effective uid (each user's hosts are bounded).
+        let uid = std::fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(u32::MAX);
         let mut new = Vec::new();
         for (variable, value) in found {
-            let Some(host) = url_host(&value) else {
+            let host = url_host(&value);
+            wipe(value);
+            let Some(host) = host else {
                 log::debug!("pid {pid}: {variable} is not a URL; ignored");
                 continue;
             };
-            self.note(host, &variable, pid, executable, now, &mut new);
+            self.note(host, &variable, (pid, uid), executable, now, &mut new);
         }
         new
     }
 
-    fn note(&mut self, host: String, variable: &str, pid: u32, executable: Option<&str>, now: SystemTime, new: &mut Vec<String>) {
+    fn note(&mut self, host: String, variable: &str, (pid, uid): (u32, u32), executable: Option<&str>, now: SystemTime, new: &mut Vec<String>) {
         if let Some(h) = self.hosts.get_mut(&host) {
             h.last_seen = now;
             h.processes += 1;
             return;
         }
-        if self.hosts.len() >= MAX_HOSTS {
-            self.dropped += 1;
-            return;
+        // Bounded: one user's processes hold at most MAX_HOSTS_PER_USER hosts, and a full table
+        // forgets the host seen longest ago. So no user can fill the table and hide the relays
+        // other users' processes are configured with.
+        let per_user = self.hosts.values().filter(|h| h.uid == uid).count();
+        if per_user >= MAX_HOSTS_PER_USER || self.hosts.len() >= MAX_HOSTS {
+            let oldest = self
+                .hosts
+                .values()
+                .filter(|h| per_user < MAX_HOSTS_PER_USER || h.uid == uid)
+                .min_by_key(|h| h.last_seen)
+                .map(|h| h.host.clone());
+            if let Some(oldest) = oldest {
+                self.hosts.remove(&oldest);
+                self.dropped += 1;
+            }
         }
         new.push(host.clone());
         self.hosts.insert(
@@ -282,6 +310,7 @@ impl RelayDiscovery {
                 variable: variable.to_owned(),
                 pid,
                 executable: executable.map(str::to_owned),
+                uid,
                 first_seen: now,
                 last_seen: now,
                 processes: 1,
@@ -347,7 +376,7 @@ impl RelayDiscovery {
             "enabled": self.enabled(),
             "variables": self.variables.len(),
             "hosts": hosts,
-            "hosts_not_kept": self.dropped,
+            "hosts_forgotten": self.dropped,
         })
     }
 }
@@ -433,9 +462,9 @@ OPENAI_BASE_URL_EXTRA=x\0XOPENAI_BASE_URL=y\0ANTHROPIC_BASE_URL=https://a.exampl
         let now = SystemTime::now();
         let mut new = Vec::new();
         for host in ["relay.example", "api.openai.com", "127.0.0.1", "localhost", "203.0.113.7"] {
-            d.note(host.into(), "OPENAI_BASE_URL", 42, Some("/usr/bin/python3"), now, &mut new);
+            d.note(host.into(), "OPENAI_BASE_URL", (42, 1000), Some("/usr/bin/python3"), now, &mut new);
         }
-        d.note("relay.example".into(), "OPENAI_BASE_URL", 43, None, now, &mut new);
+        d.note("relay.example".into(), "OPENAI_BASE_URL", (43, 1000), None, now, &mut new);
         assert_eq!(new.len(), 5, "a host is new once");
         assert_eq!(RelayDiscovery::status(&lists, "api.openai.com"), HostStatus::Listed);
         assert_eq!(RelayDiscovery::status(&lists, "127.0.0.1"), HostStatus::Local);
@@ -453,12 +482,24 @@ OPENAI_BASE_URL_EXTRA=x\0XOPENAI_BASE_URL=y\0ANTHROPIC_BASE_URL=https://a.exampl
     }
 
     #[test]
-    fn the_number_of_hosts_kept_is_bounded() {
+    fn one_user_cannot_crowd_out_the_others() {
         let mut d = RelayDiscovery::new(wanted());
         let mut new = Vec::new();
-        for i in 0..MAX_HOSTS + 5 {
-            d.note(format!("r{i}.example"), "OPENAI_BASE_URL", 1, None, SystemTime::now(), &mut new);
+        let t0 = SystemTime::UNIX_EPOCH;
+        d.note("real-relay.example".into(), "OPENAI_BASE_URL", (1, 1000), None, t0, &mut new);
+        for i in 0..MAX_HOSTS * 2 {
+            let t = t0 + std::time::Duration::from_secs(i as u64 + 1);
+            d.note(format!("r{i}.example"), "OPENAI_BASE_URL", (2, 2000), None, t, &mut new);
         }
-        assert_eq!((d.hosts.len(), d.dropped), (MAX_HOSTS, 5));
+        assert!(d.hosts.contains_key("real-relay.example"), "another user's host stays");
+        assert_eq!(d.hosts.values().filter(|h| h.uid == 2000).count(), MAX_HOSTS_PER_USER);
+        assert!(d.hosts.contains_key(&format!("r{}.example", MAX_HOSTS * 2 - 1)), "the newest stays");
+        // Many users: the table as a whole stays bounded, forgetting the oldest.
+        for u in 0..(MAX_HOSTS as u32) {
+            let t = t0 + std::time::Duration::from_secs(10_000 + u64::from(u));
+            d.note(format!("u{u}.example"), "OPENAI_BASE_URL", (3, 3000 + u), None, t, &mut new);
+        }
+        assert_eq!(d.hosts.len(), MAX_HOSTS);
+        assert!(!d.hosts.contains_key("real-relay.example"), "the oldest is forgotten when full");
     }
 }
