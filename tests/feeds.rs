@@ -208,6 +208,20 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     let f2 = wait_feed(&daemon, &url, "checked again", |f2| f2["last_check"] != f["last_check"] && f2["next_check"].is_string());
     assert_eq!((&f2["state"], &f2["sha256"], &f2["fetched_at"], &f2["rules"]), (&f["state"], &f["sha256"], &f["fetched_at"], &f["rules"]), "{f2:#}");
 
+    // A cached body that went missing is not kept "fresh" by a 304: the next check fetches the
+    // list whole (no validators) and writes it again.
+    let list_file = std::fs::read_dir(daemon.state_dir.join("feeds")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "list")).unwrap();
+    std::fs::remove_file(&list_file).unwrap();
+    reload(&daemon);
+    wait_until("a third request", Duration::from_secs(30), || server.requests("relays.list").len() >= 3);
+    let third = &server.requests("relays.list")[2];
+    assert_eq!((&third["if_none_match"], third["status"].as_u64()), (&Value::Null, Some(200)), "{third}");
+    wait_until("the cached body written again", Duration::from_secs(30), || list_file.exists());
+    assert_eq!(cached_body(&daemon), body);
+    wait_until("the feed's list in force again", Duration::from_secs(30), || {
+        status(&daemon)["blocklists"]["active"].as_array().is_some_and(|a| a.iter().any(|l| l["path"] == url.as_str()))
+    });
+
     // The status table shows the feed, one line per field.
     let out = relaywatch(&daemon, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -319,7 +319,16 @@ async fn refresh(feeds: Feeds, updates: mpsc::UnboundedSender<String>) {
 /// One check of `feed`: the cache's new metadata (None: unchanged) and whether it holds a new
 /// list.
 async fn check(state_dir: &Path, feed: &Feed, validators: Option<&Validators>, meta: Option<CacheMeta>) -> Result<(Option<CacheMeta>, bool), String> {
-    let fetched = fetch::fetch(feed, validators).await?;
+    // A conditional request is only right while the cached body is there and intact: a 304
+    // would otherwise keep a missing or damaged copy "fresh" forever.
+    let intact = {
+        let (state_dir, feed) = (state_dir.to_owned(), feed.clone());
+        tokio::task::spawn_blocking(move || matches!(usable_cache(&state_dir, &feed), Ok(Some(_)))).await.unwrap_or(false)
+    };
+    if validators.is_some() && !intact {
+        log::warn!("feed {}: the cached copy is missing or damaged; fetching it whole", display_name(&feed.url));
+    }
+    let fetched = fetch::fetch(feed, validators.filter(|_| intact)).await?;
     let now = unix_seconds(SystemTime::now());
     let (state_dir, feed) = (state_dir.to_owned(), feed.clone());
     // Checking a list of up to 64 MiB and writing it are blocking work.
@@ -343,11 +352,14 @@ async fn check(state_dir: &Path, feed: &Feed, validators: Option<&Validators>, m
                 sha256: accepted.sha256,
                 bytes: body.len() as u64,
             };
-            cache::write(&state_dir, &new_meta, (!unchanged).then_some(&body[..]))?;
+            // The body is written when it changed, or when the cached copy was lost (then the
+            // lists are reloaded too: the reload that found it missing went without it).
+            let rewrite = !unchanged || !intact;
+            cache::write(&state_dir, &new_meta, rewrite.then_some(&body[..]))?;
             if !unchanged {
                 log::info!("feed {}: new list, {} rules, sha256 {}", display_name(&feed.url), accepted.rules, new_meta.sha256);
             }
-            Ok((Some(new_meta), !unchanged))
+            Ok((Some(new_meta), rewrite))
         }
     });
     blocking.await.map_err(|e| format!("internal: the check stopped: {e}"))?
