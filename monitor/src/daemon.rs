@@ -383,21 +383,29 @@ struct DaemonState {
     feeds: crate::feeds::Feeds,
     /// Held through a reload: reloads (SIGHUP, API, feeds) never interleave.
     reloading: Mutex<()>,
+    /// The `[blocklists]` settings in force: a feed's update reloads with these, so that an
+    /// edit of the configuration file takes effect only when the operator reloads.
+    applied: Mutex<crate::config::Blocklists>,
 }
 
 impl DaemonState {
     /// Re-read the configuration file, the lists it names and its feeds' cached lists; swap the
     /// lists in atomically. On any error the running lists stay and the error is returned
     /// (`FILE:LINE: reason`).
-    fn reload_lists(&self) -> Result<Value, String> {
+    fn reload_lists(&self, reread_config: bool) -> Result<Value, String> {
         let _one_at_a_time = self.reloading.lock().map_err(|_| "internal: lock poisoned".to_string())?;
-        let result = Config::for_run(&self.flags).map_err(|e| e.to_string()).and_then(|config| {
-            let feeds = config.blocklists.feeds.clone();
-            alert::load_lists(&config.blocklists, &self.feeds.lists(&feeds)).map(|lists| (lists, feeds))
+        let settings = if reread_config {
+            Config::for_run(&self.flags).map(|c| c.blocklists).map_err(|e| e.to_string())
+        } else {
+            self.applied.lock().map(|a| a.clone()).map_err(|_| "internal: lock poisoned".to_string())
+        };
+        let result = settings.and_then(|settings| {
+            let feeds = settings.feeds.clone();
+            alert::load_lists(&settings, &self.feeds.lists(&feeds)).map(|lists| (lists, feeds, settings))
         });
         let mut history = self.list_history.lock().map_err(|_| "internal: lock poisoned".to_string())?;
-        let (lists, feeds) = match result {
-            Ok(lists) => lists,
+        let (lists, feeds, settings) = match result {
+            Ok(loaded) => loaded,
             Err(e) => {
                 history.last_error = Some(json!({ "at": clock::rfc3339(std::time::SystemTime::now()), "error": e }));
                 return Err(e);
@@ -413,13 +421,16 @@ impl DaemonState {
         history.active = summary.clone();
         drop(history);
         self.feeds.configure(&feeds);
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = settings;
+        }
         Ok(json!({ "reloaded": true, "lists": summary }))
     }
 
     /// A reload the operator asked for (SIGHUP, `relaywatch reload`): the lists, then every
     /// feed checked now.
     fn reload_requested(&self) -> Result<Value, String> {
-        let result = self.reload_lists();
+        let result = self.reload_lists(true);
         if result.is_ok() {
             self.feeds.check_all_now();
         }
@@ -508,6 +519,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
 
     // Feeds are checked in the background; their cached lists load with the others.
     let (feeds, mut feed_updates, feed_task) = crate::feeds::Feeds::start(&config.agent.state_dir, &config.blocklists.feeds);
+    let applied_blocklists = config.blocklists.clone();
     let lists = alert::load_lists(&config.blocklists, &feeds.lists(&config.blocklists.feeds))
         .map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
     let resolvable = lists.resolvable_names();
@@ -559,6 +571,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
         flags,
         feeds,
         reloading: Mutex::new(()),
+        applied: Mutex::new(applied_blocklists),
     });
     let api_task = {
         let (socket, socket_group, daemon, store) = (socket.clone(), socket_group, daemon_state.clone(), store.clone());
@@ -631,7 +644,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             Some(url) = feed_updates.recv() => {
                 // A feed's cache has a new list: the same reload, off the event loop.
                 let state = daemon_state.clone();
-                tokio::task::spawn_blocking(move || match state.reload_lists() {
+                tokio::task::spawn_blocking(move || match state.reload_lists(false) {
                     Ok(_) => log::info!("feed {}: reloaded blocklists", crate::feeds::display_name(&url)),
                     Err(e) => {
                         log::error!("feed {}: reload refused, previous lists stay active: {e}", crate::feeds::display_name(&url));
