@@ -60,9 +60,11 @@ pub fn check_variable_name(name: &str) -> Result<(), String> {
 
 /// The longest value kept while scanning (a URL; longer values are skipped).
 const MAX_VALUE: usize = 2048;
-/// The most environ bytes scanned per process (the kernel's limit on the whole block is larger,
-/// but a base URL sits among a few KiB of ordinary variables).
-const MAX_ENVIRON: usize = 1 << 20;
+/// The most environ bytes scanned per process. The read happens on the event loop at exec (so a
+/// process's first connection is classified with its own variables), so it is kept short: real
+/// environments are a few KiB; a process that hides its base URL past 256 KiB is not scanned
+/// there.
+const MAX_ENVIRON: usize = 256 << 10;
 
 /// Scan a NUL-separated environment block for the `wanted` variables. Returns (name, value)
 /// for each wanted entry, in block order; every other entry is skipped without being kept.
