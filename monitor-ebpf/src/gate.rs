@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 
-use crate::maps::CAPTURE_GATE;
+use crate::maps::{CAPTURE, CAPTURE_GATE};
 
 const OPEN: u32 = 1;
 
@@ -61,8 +61,13 @@ pub fn released(ctx: &SockContext) -> bool {
     !p.is_null() && unsafe { *p } == OPEN
 }
 
-/// No entry behind the gate any more: close it.
+/// No entry behind the gate any more: close it. Then look once more: a sendmsg or connect on
+/// another CPU may have inserted an entry (and opened the gate) between our lookup and the close;
+/// its gate must not stay shut.
 #[inline(always)]
-pub fn close(gate: *mut u32) {
+pub fn close(gate: *mut u32, cookie: &u64) {
     unsafe { *gate = 0 };
+    if CAPTURE.get_ptr(cookie).is_some() {
+        unsafe { *gate = OPEN };
+    }
 }

@@ -55,7 +55,7 @@ pub fn egress(ctx: &SkBuffContext) {
     };
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
-        gate::close(gate);
+        gate::close(gate, &cookie);
         return;
     };
     let state = unsafe { &mut *state };
@@ -161,7 +161,7 @@ pub fn ingress(ctx: &SkBuffContext) {
     };
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     let Some(state) = CAPTURE.get_ptr_mut(&cookie) else {
-        gate::close(gate);
+        gate::close(gate, &cookie);
         return;
     };
     let state = unsafe { &mut *state };

@@ -344,6 +344,11 @@ mod tests {
         cfg.actions.ai_provider = crate::config::Action::Block;
         let lists = load_lists(&cfg, &[]).unwrap();
         assert_eq!(classify(&lists, Some("api.openai.com"), None).unwrap().verdict.action, Action::Block);
+        // The per-category action is readable from the lists (relay discovery uses ai-relay's).
+        cfg.actions.ai_relay = crate::config::Action::Ignore;
+        let lists = load_lists(&cfg, &[]).unwrap();
+        assert_eq!(lists.category_action(crate::blocklist::Category::AiRelay), Some(Action::Ignore));
+        assert_eq!(lists.category_action(crate::blocklist::Category::AiProvider), Some(Action::Block));
     }
 
     #[test]

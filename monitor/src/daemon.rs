@@ -272,7 +272,11 @@ impl Reporter {
         }
         let finding = match &relay {
             Some((evidence, field)) => {
-                let action = alert::action(self.config.blocklists.actions.ai_relay);
+                // The ai-relay action in force (reloads change it along with the lists).
+                let action = lists
+                    .as_ref()
+                    .and_then(|l| l.category_action(crate::blocklist::Category::AiRelay))
+                    .unwrap_or_else(|| alert::action(self.config.blocklists.actions.ai_relay));
                 Some(alert::relay_config_finding(evidence, action, *field)).filter(|_| action != crate::blocklist::Action::Ignore)
             }
             None => listed,

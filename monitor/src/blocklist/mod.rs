@@ -374,6 +374,12 @@ impl Blocklists {
         self
     }
 
+    /// The action of the loaded lists of `category` (the configuration sets it per category), if
+    /// any list of it is loaded.
+    pub fn category_action(&self, category: Category) -> Option<Action> {
+        self.lists.iter().find(|l| l.category == category).map(|l| l.action)
+    }
+
     /// Looks a destination name up (any case, trailing dot or not, Unicode or `xn--`).
     pub fn match_name(&self, name: &str) -> Option<Verdict> {
         let name = canonical_query_name(name)?;
