@@ -35,22 +35,39 @@ pub struct Finding {
     pub value: String,
 }
 
-/// Classify a destination. `None`: nothing matched, an allow rule matched, or the category's
-/// action is `ignore`.
-pub fn classify(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> Option<Finding> {
+/// What the lists say about a destination.
+#[derive(Debug)]
+pub enum Classification {
+    /// A match whose category alerts (or blocks).
+    Alert(Finding),
+    /// An allow rule matched the name or the address (a sanctioned gateway): nothing else counts.
+    Allowed,
+    /// Nothing matched, or the category's action is `ignore`.
+    Quiet,
+}
+
+/// Classify a destination: its name first (what the process meant), then its address; each is
+/// looked up once.
+pub fn classification(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> Classification {
     let by_name = domain.and_then(|d| lists.match_name(d).map(|v| (v, MatchedField::Domain, d.to_owned())));
     let by_ip = ip.and_then(|a| lists.match_ip(a).map(|v| (v, MatchedField::Ip, a.to_string())));
     if [&by_name, &by_ip].iter().any(|m| m.as_ref().is_some_and(|(v, _, _)| v.action == Action::Allow)) {
-        return None;
+        return Classification::Allowed;
     }
-    let (verdict, field, value) = by_name.or(by_ip)?;
-    matches!(verdict.action, Action::Alert | Action::Block).then_some(Finding { verdict, field, value })
+    match by_name.or(by_ip) {
+        Some((verdict, field, value)) if matches!(verdict.action, Action::Alert | Action::Block) => {
+            Classification::Alert(Finding { verdict, field, value })
+        }
+        _ => Classification::Quiet,
+    }
 }
 
-/// Whether an allow rule matches the destination's name or address (a sanctioned gateway).
-pub fn allowed(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> bool {
-    let allow = |v: Option<Verdict>| v.is_some_and(|v| v.action == Action::Allow);
-    allow(domain.and_then(|d| lists.match_name(d))) || allow(ip.and_then(|a| lists.match_ip(a)))
+/// The finding that calls for an alert, if any (see `classification`).
+pub fn classify(lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> Option<Finding> {
+    match classification(lists, domain, ip) {
+        Classification::Alert(f) => Some(f),
+        Classification::Allowed | Classification::Quiet => None,
+    }
 }
 
 /// The finding for a connection to a suspected relay no list knows (discovery.rs): category

@@ -191,11 +191,6 @@ pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
     }
 }
 
-/// Name a datagram flow from its first datagram (QUIC Initial).
-pub fn examine_datagram(bytes: &[u8]) -> Option<Naming> {
-    examine_datagrams(&[bytes]).naming
-}
-
 /// Datagrams captured per UDP flow (as the kernel's payload.rs): a QUIC ClientHello with a
 /// post-quantum key share spans two Initial packets, each in a datagram of its own.
 pub const DATAGRAMS_CAPTURED: usize = 2;

@@ -243,9 +243,10 @@ impl Reporter {
             Some(p) => p.host.parse().ok(),
             None => Some(f.observation.destination),
         };
-        let listed = lists.as_ref().and_then(|l| alert::classify(l, domain, ip));
-        let relay = match (&lists, &listed) {
-            (Some(l), None) => self.relay_evidence(l, domain, ip),
+        let class = lists.as_ref().map(|l| alert::classification(l, domain, ip));
+        // Discovery only speaks where the lists are silent (no alerting match, no allow rule).
+        let relay = match (&lists, &class) {
+            (Some(l), Some(alert::Classification::Quiet)) => self.relay_evidence(l, domain, ip),
             _ => None,
         };
         let relabelled;
@@ -279,7 +280,10 @@ impl Reporter {
                     .unwrap_or_else(|| alert::action(self.config.blocklists.actions.ai_relay));
                 Some(alert::relay_config_finding(evidence, action, *field)).filter(|_| action != crate::blocklist::Action::Ignore)
             }
-            None => listed,
+            None => match class {
+                Some(alert::Classification::Alert(f)) => Some(f),
+                _ => None,
+            },
         }?;
         let mut alert = alert::alert_document(&doc, &finding, &self.host_info);
         if let Some((evidence, _)) = &relay {
@@ -317,12 +321,12 @@ impl Reporter {
         domain: Option<&str>,
         ip: Option<std::net::IpAddr>,
     ) -> Option<(crate::discovery::RelayEvidence, alert::MatchedField)> {
-        if !self.discovery.enabled() || alert::allowed(lists, domain, ip) {
+        if !self.discovery.enabled() {
             return None;
         }
         let evidence = self.discovery.suspected(lists, domain, ip)?;
-        let by_name = domain.and_then(crate::discovery::url_host).is_some_and(|d| d == evidence.host);
-        Some((evidence, if by_name { alert::MatchedField::Domain } else { alert::MatchedField::Ip }))
+        let field = if evidence.by_name { alert::MatchedField::Domain } else { alert::MatchedField::Ip };
+        Some((evidence, field))
     }
 
     /// An alert (or a dedupe summary): counted, then delivered.

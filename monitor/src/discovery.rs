@@ -229,6 +229,8 @@ pub struct RelayEvidence {
     pub variable: String,
     pub pid: u32,
     pub executable: Option<String>,
+    /// The destination's name matched the host (else its address did).
+    pub by_name: bool,
 }
 
 #[derive(Debug)]
@@ -341,12 +343,16 @@ impl RelayDiscovery {
     pub fn suspected(&self, lists: &Blocklists, domain: Option<&str>, ip: Option<IpAddr>) -> Option<RelayEvidence> {
         let by_name = domain.and_then(canonical_query_name).and_then(|d| self.hosts.get(d.as_ref()));
         let by_ip = || ip.and_then(|a| self.hosts.get(&a.to_canonical().to_string()));
-        let h = by_name.or_else(by_ip)?;
+        let (h, by_name) = match by_name {
+            Some(h) => (h, true),
+            None => (by_ip()?, false),
+        };
         (RelayDiscovery::status(lists, &h.host) == HostStatus::SuspectedRelay).then(|| RelayEvidence {
             host: h.host.clone(),
             variable: h.variable.clone(),
             pid: h.pid,
             executable: h.executable.clone(),
+            by_name,
         })
     }
 
@@ -471,10 +477,10 @@ OPENAI_BASE_URL_EXTRA=x\0XOPENAI_BASE_URL=y\0ANTHROPIC_BASE_URL=https://a.exampl
         assert_eq!(RelayDiscovery::status(&lists, "api.openai.com"), HostStatus::Listed);
         assert_eq!(RelayDiscovery::status(&lists, "127.0.0.1"), HostStatus::Local);
         let e = d.suspected(&lists, Some("Relay.Example."), None).expect("suspected by name");
-        assert_eq!((e.host.as_str(), e.variable.as_str(), e.pid), ("relay.example", "OPENAI_BASE_URL", 42));
+        assert_eq!((e.host.as_str(), e.variable.as_str(), e.pid, e.by_name), ("relay.example", "OPENAI_BASE_URL", 42, true));
         assert!(d.suspected(&lists, Some("api.openai.com"), None).is_none(), "first-party: the list decides");
         assert!(d.suspected(&lists, Some("sub.relay.example"), None).is_none(), "exact host only");
-        assert!(d.suspected(&lists, None, "203.0.113.7".parse().ok()).is_some(), "an address host matches the address");
+        assert!(d.suspected(&lists, None, "203.0.113.7".parse().ok()).is_some_and(|e| !e.by_name), "an address host matches the address");
         assert!(d.suspected(&lists, None, "::ffff:203.0.113.7".parse().ok()).is_some());
         assert_eq!(d.suspected_hosts(&lists), ["relay.example"]);
         let report = d.report(&lists);
