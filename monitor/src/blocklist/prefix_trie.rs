@@ -298,82 +298,88 @@ mod tests {
         assert!(out.is_empty());
     }
 
-    #[test]
-    fn frozen_lookups_agree_with_a_linear_scan() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
+    /// A xorshift64 generator: reproducible pseudo-random test input.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
-        let mut t = PrefixTrie::default();
-        let mut prefixes = Vec::new();
-        for i in 0..3000u32 {
-            let len = (rand() % 33) as u8;
-            // Few distinct top bits, so that prefixes nest and share paths.
-            let bits = (u128::from(rand() as u32 & 0xc0ff_ffff) << 96) & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
-            if t.insert(bits, len, i).is_none() {
-                prefixes.push((bits, len, i));
-            } else {
-                prefixes.retain(|p| (p.0, p.1) != (bits, len));
-                prefixes.push((bits, len, i));
-            }
         }
-        t.freeze();
-        for _ in 0..3000 {
-            let addr = u128::from(rand() as u32 & 0xc0ff_ffff) << 96;
-            let mut want: Vec<(u8, u32)> = prefixes
+    }
+
+    /// The bits below a prefix of `len` bits.
+    fn host_mask(len: u8) -> u128 {
+        u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+    }
+
+    /// A trie and, beside it, the prefixes it holds, as the reference for a linear scan.
+    #[derive(Default)]
+    struct Tracked {
+        trie: PrefixTrie,
+        prefixes: Vec<(u128, u8, u32)>,
+    }
+
+    impl Tracked {
+        /// Insert `bits` cut to `len` bits; a repeated prefix takes the new value.
+        fn insert(&mut self, bits: u128, len: u8, value: u32) {
+            let bits = bits & !host_mask(len);
+            if self.trie.insert(bits, len, value).is_some() {
+                self.prefixes.retain(|p| (p.0, p.1) != (bits, len));
+            }
+            self.prefixes.push((bits, len, value));
+        }
+
+        /// The trie's answer for `addr` equals a linear scan's, longest prefix first.
+        fn check(&self, addr: u128, width: u8) {
+            let mut want: Vec<(u8, u32)> = self
+                .prefixes
                 .iter()
                 .filter(|(bits, len, _)| *len == 0 || (addr ^ bits) >> (128 - u32::from(*len)) == 0)
                 .map(|&(_, len, v)| (len, v))
                 .collect();
             want.sort_by_key(|w| std::cmp::Reverse(w.0));
             let mut got = Vec::new();
-            t.covering(addr, 32, &mut got);
+            self.trie.covering(addr, width, &mut got);
             assert_eq!(got, want, "{addr:x}");
         }
     }
 
     #[test]
+    fn frozen_lookups_agree_with_a_linear_scan() {
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut t = Tracked::default();
+        for i in 0..3000u32 {
+            let len = (rand() % 33) as u8;
+            // Few distinct top bits, so that prefixes nest and share paths.
+            t.insert(u128::from(rand() as u32 & 0xc0ff_ffff) << 96, len, i);
+        }
+        t.trie.freeze();
+        for _ in 0..3000 {
+            t.check(u128::from(rand() as u32 & 0xc0ff_ffff) << 96, 32);
+        }
+    }
+
+    #[test]
     fn sparse_v6_lookups_agree_with_a_linear_scan() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut t = PrefixTrie::default();
-        let mut prefixes = Vec::new();
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
+        let mut t = Tracked::default();
         for i in 0..2000u32 {
             let len = 16 + (rand() % 113) as u8;
             // Few distinct top 20 bits: long single-child chains, some nesting and branching.
             let raw = (u128::from(rand() & 0xf) << 108) | (u128::from(rand()) << 44) | u128::from(rand());
-            let bits = (raw | (0x2001u128 << 112)) & !(u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
-            if t.insert(bits, len, i).is_some() {
-                prefixes.retain(|p: &(u128, u8, u32)| (p.0, p.1) != (bits, len));
-            }
-            prefixes.push((bits, len, i));
+            t.insert(raw | (0x2001u128 << 112), len, i);
         }
-        t.freeze();
+        t.trie.freeze();
         for k in 0..4000 {
             // Half the queries inside a known prefix, half anywhere near.
             let addr = if k % 2 == 0 {
-                let (bits, len, _) = prefixes[(rand() as usize) % prefixes.len()];
-                bits | (((u128::from(rand()) << 64) | u128::from(rand())) & u128::MAX.checked_shr(u32::from(len)).unwrap_or(0))
+                let (bits, len, _) = t.prefixes[(rand() as usize) % t.prefixes.len()];
+                bits | (((u128::from(rand()) << 64) | u128::from(rand())) & host_mask(len))
             } else {
                 (0x2001u128 << 112) | (u128::from(rand() & 0xf) << 108) | (u128::from(rand()) << 44)
             };
-            let mut want: Vec<(u8, u32)> = prefixes
-                .iter()
-                .filter(|(bits, len, _)| (addr ^ bits) >> (128 - u32::from(*len)) == 0)
-                .map(|&(_, len, v)| (len, v))
-                .collect();
-            want.sort_by_key(|w| std::cmp::Reverse(w.0));
-            let mut got = Vec::new();
-            t.covering(addr, 128, &mut got);
-            assert_eq!(got, want, "{addr:x}");
+            t.check(addr, 128);
         }
     }
 
