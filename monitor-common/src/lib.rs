@@ -291,6 +291,13 @@ impl CaptureState {
         }
     }
 
+    /// Whether the socket's payload bytes are counted both ways: the daemon watches it, or has yet
+    /// to decide on a reported stream (so a connection that closes before the daemon's watch
+    /// still reports its volume).
+    pub const fn counts_bytes(&self) -> bool {
+        self.flags & (STATE_WATCH | STATE_AWAIT) != 0
+    }
+
     /// Whether the entry still has a job once capture is over.
     pub const fn outlives_capture(&self) -> bool {
         self.dns_owner != 0 || self.flags & STATE_WATCH != 0

@@ -22,8 +22,10 @@
 //! chunk: answers up to 4 KiB, the EDNS default).
 //!
 //! Flow volume: for sockets the daemon marks `STATE_WATCH` (connections that raised an alert),
-//! both programs add each packet's payload bytes to the entry, and the sock_release program
-//! reports the totals when the socket goes (`FlowEndEvent`). Counted at the cgroup hook, so
+//! and for reported streams it has yet to decide on (`STATE_AWAIT`: a short connection may close
+//! first), both programs add each packet's payload bytes to the entry, and the sock_release
+//! program reports the totals when the socket goes (`FlowEndEvent`; the daemon keeps an early
+//! one until the record it belongs to is finished). Counted at the cgroup hook, so
 //! retransmitted bytes count again; loopback has none.
 use aya_ebpf::{
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
@@ -35,7 +37,7 @@ use monitor_common::{
     CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
     COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
     DNS_TCP_SEGMENTS_MAX, FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
-    PayloadEvent, STATE_WATCH, looks_like_proxy_start, tls_record_need,
+    PayloadEvent, looks_like_proxy_start, tls_record_need,
 };
 
 use crate::{
@@ -59,7 +61,7 @@ pub fn egress(ctx: &SkBuffContext) {
         return;
     };
     let state = unsafe { &mut *state };
-    if state.mode == CAPTURE_NONE && state.flags & STATE_WATCH == 0 {
+    if state.mode == CAPTURE_NONE && !state.counts_bytes() {
         return; // a DNS socket: nothing to do on egress
     }
     let Some(p) = packet::parse(ctx) else {
@@ -68,7 +70,7 @@ pub fn egress(ctx: &SkBuffContext) {
     if p.payload_len == 0 {
         return; // SYN, pure ACK, FIN
     }
-    if state.flags & STATE_WATCH != 0 {
+    if state.counts_bytes() {
         state.bytes_out = state.bytes_out.saturating_add(p.payload_len as u64);
     }
     if state.mode == CAPTURE_NONE {
@@ -165,7 +167,7 @@ pub fn ingress(ctx: &SkBuffContext) {
         return;
     };
     let state = unsafe { &mut *state };
-    if !state.outlives_capture() {
+    if !state.outlives_capture() && !state.counts_bytes() {
         return; // capturing this socket's outgoing bytes only
     }
     let Some(p) = packet::parse(ctx) else {
@@ -174,7 +176,7 @@ pub fn ingress(ctx: &SkBuffContext) {
     if p.payload_len == 0 {
         return;
     }
-    if state.flags & STATE_WATCH != 0 {
+    if state.counts_bytes() {
         state.bytes_in = state.bytes_in.saturating_add(p.payload_len as u64);
     }
     // DNS answers: a UDP datagram, or a TCP segment (its 2-byte length prefix included; an
@@ -201,7 +203,7 @@ pub fn release(ctx: &SockContext) {
         return;
     };
     let state = unsafe { &*state };
-    if state.flags & STATE_WATCH != 0 {
+    if state.counts_bytes() {
         let end = FlowEndEvent {
             kind: EVENT_FLOW_END,
             _pad: 0,

@@ -76,6 +76,9 @@ struct Reporter {
     config: Config,
     sinks: crate::sinks::Sinks,
     watched: lru::LruCache<u64, Watched>,
+    /// Ends of reported streams that closed before their record was finished (short
+    /// connections): used when the record then raises an alert.
+    early_ends: lru::LruCache<u64, monitor_common::FlowEndEvent>,
     store: StoreHandle,
     lists: SharedLists,
     dedupe: Deduper,
@@ -208,10 +211,14 @@ impl Reporter {
         // that raised an alert has its bytes counted until it closes (the entry is updated in
         // place, so the socket's gate never closes in between); every other stream is done.
         let cookie = f.observation.raw.cookie;
+        let early_end = self.early_ends.pop(&cookie);
         match alert.filter(|_| f.observation.transport == crate::ingest::Transport::Tcp) {
             Some(alert) => {
-                agent.watch(cookie, crate::clock::boot_ns());
                 self.watched.put(cookie, Watched { alert, captured_bytes: f.captured_bytes, connect_ns: f.observation.raw.ts_boot_ns });
+                match early_end {
+                    Some(end) => self.flow_end(&end),
+                    None => agent.watch(cookie, crate::clock::boot_ns()),
+                }
             }
             None => agent.stop_capture(cookie),
         }
@@ -219,7 +226,11 @@ impl Reporter {
 
     /// A watched socket closed: the follow-up record with the flow's volume and duration.
     fn flow_end(&mut self, end: &monitor_common::FlowEndEvent) {
-        let Some(w) = self.watched.pop(&end.cookie) else { return };
+        let Some(w) = self.watched.pop(&end.cookie) else {
+            // Its record is still waiting (or raises no alert and the end ages out).
+            self.early_ends.put(end.cookie, *end);
+            return;
+        };
         let mut doc = w.alert;
         doc["event"]["type"] = json!(["connection", "end"]);
         doc["event"]["action"] = json!(format!("{}-connection-end", doc["rule"]["category"].as_str().unwrap_or("ai")));
@@ -596,6 +607,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let mut reporter = Reporter {
         sinks,
         watched: lru::LruCache::new(std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero")),
+        early_ends: lru::LruCache::new(std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero")),
         lists: lists.clone(),
         dedupe: Deduper::new(dedupe_window),
         host_info: HostInfo::read(),

@@ -115,12 +115,16 @@ impl Agent {
     }
 
     /// Count a socket's payload bytes from now on and report them when it is released.
+    /// Only an existing entry is updated: a socket that is gone (its end already on the ring
+    /// buffer) or evicted gets no new entry.
     pub fn watch(&mut self, cookie: u64, now_ns: u64) {
-        let mut state = self.capture.get(&cookie, 0).unwrap_or(CaptureState::empty());
+        /// BPF_EXIST: update only.
+        const EXISTING: u64 = 2;
+        let Ok(mut state) = self.capture.get(&cookie, 0) else { return };
         state.mode = CAPTURE_NONE;
         state.flags |= STATE_WATCH;
         state.watch_start_ns = now_ns;
-        if let Err(e) = self.capture.insert(cookie, state, 0) {
+        if let Err(e) = self.capture.insert(cookie, state, EXISTING) {
             log::debug!("watching socket {cookie:#x}: {e}");
         }
     }
