@@ -92,6 +92,30 @@ fn curl_to_loopback_http_server_is_attributed() {
     assert_eq!(r["process"]["args"], json!(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", url]));
 }
 
+/// A client that starts, connects and is reaped while the daemon is frozen (SIGSTOP): /proc has
+/// nothing left when the daemon reads the exec event, so parent and arguments can only come from
+/// what the kernel program read at exec. Secrets in the arguments are still redacted.
+#[test]
+fn client_gone_before_the_daemon_looks_keeps_parent_and_args() {
+    let daemon = Daemon::start(LOOPBACK_ARGS);
+    let server = LoopbackServer::start("127.0.0.1");
+    let url = format!("http://127.0.0.1:{}/v1/chat", server.port);
+    let signal = |sig| assert_eq!(unsafe { libc::kill(daemon.pid() as i32, sig) }, 0);
+    signal(libc::SIGSTOP);
+    let secret = "sk-frozen-daemon-secret-0123456789";
+    let auth = format!("Authorization: Bearer {secret}");
+    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "-H", &auth, &url]));
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the client is reaped");
+    signal(libc::SIGCONT);
+    let r = only_record(&daemon, pid);
+    assert_identity(&r, pid, "curl", &real_executable("/usr/bin/curl"));
+    let args: Vec<&str> = r["process"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[..4], ["curl", "-sS", "--max-time", "5"], "{r:#}");
+    assert_eq!(args.last(), Some(&url.as_str()), "{r:#}");
+    assert!(!r.to_string().contains(secret), "the bearer token is redacted: {r:#}");
+    assert!(!daemon.stderr().contains(secret));
+}
+
 #[test]
 fn unconnected_udp_sendto_is_attributed() {
     let daemon = Daemon::start(LOOPBACK_ARGS);

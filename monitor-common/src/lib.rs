@@ -25,6 +25,10 @@ pub const EVENT_FLOW_END: u32 = 5;
 /// Bytes of the exec'd file name kept (longer paths are cut; userspace prefers /proc/PID/exe).
 pub const EXEC_FILENAME_LEN: usize = 256;
 
+/// Bytes of the argument block (argv, NUL-separated) an exec event carries; longer command
+/// lines are cut here (`args_total` says by how much). A power of two: the program masks with it.
+pub const EXEC_ARGS_LEN: usize = 1024;
+
 /// Which hook produced a [`ConnectEvent`].
 pub const HOOK_CONNECT: u8 = 1;
 pub const HOOK_SENDMSG: u8 = 2;
@@ -223,6 +227,28 @@ pub struct ProcessEvent {
     pub comm: [u8; 16],
     /// The path given to execve, NUL-terminated (exec only).
     pub filename: [u8; EXEC_FILENAME_LEN],
+    /// tgid of the parent (`task->real_parent->tgid`); 0 when unknown (no kernel layout).
+    pub ppid: u32,
+    /// Bytes of `args` read (exec only; 0 when unknown or unreadable).
+    pub args_len: u32,
+    /// Length of the whole argument block (`mm->arg_end - arg_start`): more than `args_len`
+    /// means the command line was cut.
+    pub args_total: u64,
+    /// The argument block as the new image sees it at exec: argv, each NUL-terminated.
+    pub args: [u8; EXEC_ARGS_LEN],
+}
+
+/// Field offsets the exec program needs, from the running kernel's BTF (written by the daemon
+/// into `TASK_LAYOUT` before attaching). `known == 0`: no layout, parent and args are left out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TaskLayout {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub known: u32,
 }
 
 /// A watched socket was released: its payload byte counts (tracepoint-free flow volume).
@@ -462,6 +488,7 @@ mod user {
     unsafe impl aya::Pod for super::CaptureState {}
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::FlowEndEvent {}
+    unsafe impl aya::Pod for super::TaskLayout {}
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //!   flag or ends capture early; the sock_release program removes the entry when the socket
 //!   goes (reporting the byte counts of watched sockets). Absent is the common case, and the
 //!   packet programs only look here behind an open `CAPTURE_GATE`.
+//! - `TASK_LAYOUT` (array, 1 entry): `TaskLayout`, field offsets from the kernel's BTF for the
+//!   exec program (parent pid, argument block). Written by the daemon before it attaches.
 //! - `CAPTURE_GATE` (socket-local storage, u32): 1 while the socket may have a `CAPTURE`
 //!   entry (gate.rs).
 use aya_ebpf::{
@@ -29,7 +31,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
-    FilterConfig, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
+    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
 };
 
 #[map(name = "EVENTS")]
@@ -37,6 +39,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RINGBUF_BYTES, 0);
 
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "TASK_LAYOUT")]
+pub static TASK_LAYOUT: Array<TaskLayout> = Array::with_max_entries(1, 0);
 
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

@@ -10,17 +10,24 @@
 //! Offsets are those of the tracepoint formats, stable since Linux 3.x:
 //! sched_process_exec: `__data_loc char[] filename` at 8; the exit event needs no fields
 //! (the exiting task is current).
+//!
+//! The exec event also carries what /proc would say of the new image, read in the kernel so that
+//! it survives a process that exits before the daemon gets to it: the parent's tgid
+//! (`current->real_parent->tgid`) and the argument block (`current->mm->arg_start..arg_end`, user
+//! memory of the new image, up to `EXEC_ARGS_LEN` bytes). The field offsets come from the
+//! kernel's BTF via `TASK_LAYOUT`; without it both are left out (0).
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes,
-        generated::bpf_ktime_get_boot_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
+        generated::{bpf_ktime_get_boot_ns, bpf_probe_read_user},
     },
     programs::TracePointContext,
     EbpfContext as _,
 };
-use monitor_common::{COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, ProcessEvent};
+use monitor_common::{COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ProcessEvent};
 
-use crate::maps::{self, EVENTS};
+use crate::maps::{self, EVENTS, TASK_LAYOUT};
 
 const EXEC_FILENAME_LOC: usize = 8;
 
@@ -43,8 +50,52 @@ pub fn exec(ctx: &TracePointContext) {
             let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
             let _ = bpf_probe_read_kernel_str_bytes(src, filename);
         }
+        (*ev).ppid = 0;
+        (*ev).args_len = 0;
+        (*ev).args_total = 0;
+        read_parent_and_args(ev);
     }
     entry.submit(0);
+}
+
+/// Fill `ppid`, `args_total`, `args_len` and `args` from the current task (see the module notes).
+#[inline(always)]
+unsafe fn read_parent_and_args(ev: *mut ProcessEvent) {
+    let Some(layout) = TASK_LAYOUT.get(0) else { return };
+    if layout.known == 0 {
+        return;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        if let Ok(parent) = bpf_probe_read_kernel(task.add(layout.task_real_parent as usize) as *const u64) {
+            if let Ok(tgid) = bpf_probe_read_kernel((parent as *const u8).add(layout.task_tgid as usize) as *const i32) {
+                (*ev).ppid = tgid as u32;
+            }
+        }
+        let Ok(mm) = bpf_probe_read_kernel(task.add(layout.task_mm as usize) as *const u64) else { return };
+        if mm == 0 {
+            return;
+        }
+        let mm = mm as *const u8;
+        let (Ok(start), Ok(end)) = (
+            bpf_probe_read_kernel(mm.add(layout.mm_arg_start as usize) as *const u64),
+            bpf_probe_read_kernel(mm.add(layout.mm_arg_end as usize) as *const u64),
+        ) else {
+            return;
+        };
+        let total = end.saturating_sub(start);
+        (*ev).args_total = total;
+        let len = if total > EXEC_ARGS_LEN as u64 { EXEC_ARGS_LEN as u32 } else { total as u32 };
+        // The mask restates the bound for the verifier (len <= EXEC_ARGS_LEN, a power of two).
+        let len = len & (2 * EXEC_ARGS_LEN as u32 - 1);
+        if len == 0 || len > EXEC_ARGS_LEN as u32 {
+            return;
+        }
+        let dst = &raw mut (*ev).args as *mut core::ffi::c_void;
+        if bpf_probe_read_user(dst, len, start as *const core::ffi::c_void) == 0 {
+            (*ev).args_len = len;
+        }
+    }
 }
 
 #[inline(always)]
@@ -64,6 +115,9 @@ pub fn exit(_ctx: &TracePointContext) {
         (*ev).ts_boot_ns = bpf_ktime_get_boot_ns();
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*(&raw mut (*ev).filename))[0] = 0;
+        (*ev).ppid = 0;
+        (*ev).args_len = 0;
+        (*ev).args_total = 0;
     }
     entry.submit(0);
 }

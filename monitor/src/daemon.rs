@@ -125,8 +125,9 @@ impl Reporter {
                     self.finish(agent, finished);
                 }
             }
-            Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename }) => {
-                self.processes.on_exec(&self.procs, tgid, &comm, &filename, ts_boot_ns);
+            Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename, ppid, args }) => {
+                let facts = crate::proctable::ExecFacts { filename, ppid, args };
+                self.processes.on_exec(&self.procs, tgid, &comm, &facts, ts_boot_ns);
                 if self.discovery.enabled() {
                     let exe = self.processes.lookup(tgid, &comm, ts_boot_ns).and_then(|d| d.executable.clone());
                     self.discover(tgid, exe.as_deref());

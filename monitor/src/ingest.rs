@@ -108,7 +108,9 @@ fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
 /// A process started a new program image, or ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
-    Exec { tgid: u32, ts_boot_ns: u64, comm: String, filename: String },
+    /// `ppid` and `args` as the kernel read them at exec (`None`: not known). `args` holds only
+    /// arguments read whole: an argument block longer than the event carries loses its tail.
+    Exec { tgid: u32, ts_boot_ns: u64, comm: String, filename: String, ppid: Option<u32>, args: Option<Vec<String>> },
     Exit { tgid: u32, ts_boot_ns: u64 },
 }
 
@@ -127,6 +129,19 @@ fn nul_terminated(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// The complete arguments in an exec event's argument block (a cut last one is dropped).
+fn exec_args(e: &ProcessEvent) -> Option<Vec<String>> {
+    let read = &e.args[..(e.args_len as usize).min(e.args.len())];
+    let whole = if e.args_total > u64::from(e.args_len) {
+        // Cut: keep what ends with a NUL.
+        &read[..read.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1)]
+    } else {
+        read
+    };
+    let args = crate::process::parse_cmdline(whole);
+    (!args.is_empty()).then_some(args)
+}
+
 fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
     let need = std::mem::size_of::<ProcessEvent>();
     if bytes.len() < need {
@@ -140,6 +155,8 @@ fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
             ts_boot_ns: e.ts_boot_ns,
             comm: nul_terminated(&e.comm),
             filename: nul_terminated(&e.filename),
+            ppid: (e.ppid != 0).then_some(e.ppid),
+            args: exec_args(&e),
         },
         _ => Lifecycle::Exit { tgid: e.tgid, ts_boot_ns: e.ts_boot_ns },
     })
@@ -312,19 +329,50 @@ mod tests {
 
     #[test]
     fn decodes_exec_and_exit() {
-        let mut e = ProcessEvent { kind: EVENT_EXEC, tgid: 9, ts_boot_ns: 5, comm: [0; 16], filename: [0; monitor_common::EXEC_FILENAME_LEN] };
+        let mut e = ProcessEvent {
+            kind: EVENT_EXEC,
+            tgid: 9,
+            ts_boot_ns: 5,
+            comm: [0; 16],
+            filename: [0; monitor_common::EXEC_FILENAME_LEN],
+            ppid: 0,
+            args_len: 0,
+            args_total: 0,
+            args: [0; monitor_common::EXEC_ARGS_LEN],
+        };
         e.comm[..4].copy_from_slice(b"curl");
         e.filename[..13].copy_from_slice(b"/usr/bin/curl");
-        let p = (&e as *const ProcessEvent).cast::<u8>();
-        let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) };
-        assert_eq!(
-            decode(b).unwrap(),
-            Record::Process(Lifecycle::Exec { tgid: 9, ts_boot_ns: 5, comm: "curl".into(), filename: "/usr/bin/curl".into() })
-        );
+        let exec = |ppid, args: Option<Vec<&str>>| {
+            Record::Process(Lifecycle::Exec {
+                tgid: 9,
+                ts_boot_ns: 5,
+                comm: "curl".into(),
+                filename: "/usr/bin/curl".into(),
+                ppid,
+                args: args.map(|a| a.into_iter().map(String::from).collect()),
+            })
+        };
+        let bytes = |e: &ProcessEvent| {
+            let p = (e as *const ProcessEvent).cast::<u8>();
+            unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) }.to_vec()
+        };
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(None, None), "no layout: nothing from the kernel");
+        let block = b"curl\0-sS\0http://x/\0";
+        e.args[..block.len()].copy_from_slice(block);
+        e.ppid = 77;
+        (e.args_len, e.args_total) = (block.len() as u32, block.len() as u64);
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS", "http://x/"])));
+        // A cut block keeps the arguments read whole.
+        (e.args_len, e.args_total) = (12, 5000);
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS"])));
+        (e.args_len, e.args_total) = (3, 5000);
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), None), "not even the first argument whole");
+        // A lying length is clamped to the buffer.
+        (e.args_len, e.args_total) = (u32::MAX, 1);
+        assert!(decode(&bytes(&e)).is_ok());
         e.kind = EVENT_EXIT;
-        let p = (&e as *const ProcessEvent).cast::<u8>();
-        let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) };
-        assert_eq!(decode(b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
+        let b = bytes(&e);
+        assert_eq!(decode(&b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
         assert!(matches!(decode(&b[..20]), Err(DecodeError::Short { .. })));
     }
 

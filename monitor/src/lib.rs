@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod api;
 pub mod blocklist;
+pub mod btf;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -11,7 +11,7 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, TracePoint},
 };
 use monitor_common::{
-    CAPTURE_NONE, COUNTER_COUNT, CaptureState, FilterConfig, STATE_WATCH, UdpFlowKey, UdpFlowWindow,
+    CAPTURE_NONE, COUNTER_COUNT, CaptureState, FilterConfig, STATE_WATCH, TaskLayout, UdpFlowKey, UdpFlowWindow,
 };
 
 use crate::preflight::Host;
@@ -69,6 +69,15 @@ impl Agent {
         let mut cfg: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("CONFIG").context("map CONFIG missing from the eBPF object")?)?;
         cfg.set(0, config, 0).context("writing the CONFIG map")?;
+        // Parent pid and arguments at exec, read in the kernel: a process that exits before the
+        // daemon reads /proc still has them. Without the offsets they come from /proc only.
+        let layout = crate::btf::KernelBtf::read_running_kernel().and_then(|btf| btf.task_layout()).unwrap_or_else(|e| {
+            log::warn!("kernel BTF: {e}; exec events carry no parent or arguments (read from /proc instead)");
+            TaskLayout::default()
+        });
+        let mut task_layout: Array<_, TaskLayout> =
+            Array::try_from(ebpf.map_mut("TASK_LAYOUT").context("map TASK_LAYOUT missing from the eBPF object")?)?;
+        task_layout.set(0, layout, 0).context("writing the TASK_LAYOUT map")?;
 
         let cgroup = File::open(&host.cgroup2)
             .with_context(|| format!("opening cgroup v2 root {}", host.cgroup2.display()))?;

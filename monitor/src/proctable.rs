@@ -26,6 +26,20 @@ struct Entry {
     details: ProcessDetails,
 }
 
+/// What the kernel's exec event says of the new image.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFacts {
+    pub filename: String,
+    pub ppid: Option<u32>,
+    pub args: Option<Vec<String>>,
+}
+
+impl ExecFacts {
+    pub fn path(filename: &str) -> ExecFacts {
+        ExecFacts { filename: filename.to_owned(), ..ExecFacts::default() }
+    }
+}
+
 pub struct ProcessTable {
     entries: HashMap<u32, Entry>,
     capacity: usize,
@@ -36,12 +50,21 @@ impl ProcessTable {
         ProcessTable { entries: HashMap::new(), capacity: capacity.max(16) }
     }
 
-    /// A program image started in `tgid`. `filename` is what execve was given (kernel data,
-    /// used when /proc cannot be read any more).
-    pub fn on_exec(&mut self, procs: &ProcReader, tgid: u32, comm: &str, filename: &str, ts_ns: u64) {
+    /// A program image started in `tgid`. `kernel` is what the exec event carried (execve's
+    /// path, and the parent and arguments when the kernel could read them): used for whatever
+    /// /proc cannot tell any more (the process already exited).
+    pub fn on_exec(&mut self, procs: &ProcReader, tgid: u32, comm: &str, kernel: &ExecFacts, ts_ns: u64) {
+        let filename = kernel.filename.as_str();
         let mut details = procs
             .details(tgid, tgid, comm, ts_ns)
             .unwrap_or_else(ProcessDetails::unknown);
+        if details.parent_pid.is_none() {
+            details.parent_pid = kernel.ppid;
+        }
+        if details.args.is_none() {
+            // Credentials on command lines never reach a record, whoever read them.
+            details.args = kernel.args.as_deref().map(crate::redact::redact_args);
+        }
         if details.executable.is_none() && filename.starts_with('/') {
             // /proc/PID/exe shows the file with symlinks resolved (/bin/bash is /usr/bin/bash
             // on merged-/usr systems); resolve the execve path the same way when it still exists.
@@ -95,7 +118,7 @@ mod tests {
     fn table_with(tgid: u32, comm: &str, started: u64) -> ProcessTable {
         let mut t = ProcessTable::new(16);
         // A pid that does not exist: details come from the exec event alone.
-        t.on_exec(&ProcReader::new(), tgid, comm, "/usr/bin/curl", started);
+        t.on_exec(&ProcReader::new(), tgid, comm, &ExecFacts::path("/usr/bin/curl"), started);
         t
     }
 
@@ -108,6 +131,19 @@ mod tests {
         let d = t.lookup(GONE, "curl", 3_000).expect("alive at 3000");
         assert_eq!(d.executable.as_deref(), Some("/usr/bin/curl"));
         assert_eq!(d.name.as_deref(), Some("curl"));
+    }
+
+    #[test]
+    fn exited_process_gets_parent_and_args_from_the_exec_event() {
+        let mut t = ProcessTable::new(16);
+        let args = ["curl", "-H", "Authorization: Bearer sk-secret", "http://x/"].map(String::from).to_vec();
+        let facts = ExecFacts { filename: "/usr/bin/curl".into(), ppid: Some(4321), args: Some(args) };
+        t.on_exec(&ProcReader::new(), GONE, "curl", &facts, 1_000);
+        let d = t.lookup(GONE, "curl", 2_000).unwrap();
+        assert_eq!(d.parent_pid, Some(4321));
+        let kept = d.args.clone().unwrap();
+        assert_eq!(kept[0], "curl");
+        assert!(!kept.concat().contains("sk-secret"), "kernel-read arguments are redacted too: {kept:?}");
     }
 
     #[test]
@@ -131,7 +167,7 @@ mod tests {
         let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
         let comm = comm.trim_end();
         let now = crate::clock::boot_ns();
-        t.on_exec(&ProcReader::new(), pid, comm, "ignored", now);
+        t.on_exec(&ProcReader::new(), pid, comm, &ExecFacts::path("ignored"), now);
         let d = t.lookup(pid, comm, now + 1).expect("entry");
         assert_eq!(d.parent_pid, Some(std::os::unix::process::parent_id()));
         assert!(d.args.as_ref().is_some_and(|a| !a.is_empty()));
@@ -142,7 +178,7 @@ mod tests {
         let mut t = ProcessTable::new(16);
         let procs = ProcReader::new();
         for i in 0..200u32 {
-            t.on_exec(&procs, GONE - i, "x", "/bin/x", u64::from(i) * 10);
+            t.on_exec(&procs, GONE - i, "x", &ExecFacts::path("/bin/x"), u64::from(i) * 10);
             if i % 2 == 0 {
                 t.on_exit(GONE - i, u64::from(i) * 10 + 1);
             }
