@@ -94,9 +94,15 @@ fn curl_to_loopback_http_server_is_attributed() {
 
 /// A client that starts, connects and is reaped while the daemon is frozen (SIGSTOP): /proc has
 /// nothing left when the daemon reads the exec event, so parent and arguments can only come from
-/// what the kernel program read at exec. Secrets in the arguments are still redacted.
+/// what the kernel program read at exec, and the service (here a cgroup of the test's own, named
+/// like a systemd unit) from the event's cgroup id. Secrets in the arguments are still redacted.
 #[test]
-fn client_gone_before_the_daemon_looks_keeps_parent_and_args() {
+fn client_gone_before_the_daemon_looks_keeps_parent_args_and_unit() {
+    let cgroup_root = cgroup2_root();
+    let unit = format!("relaywatch-test-{}.service", std::process::id());
+    let cgroup = cgroup_root.join(&unit);
+    std::fs::create_dir(&cgroup).unwrap();
+    let _cleanup = RemoveDir(cgroup.clone());
     let daemon = Daemon::start(LOOPBACK_ARGS);
     let server = LoopbackServer::start("127.0.0.1");
     let url = format!("http://127.0.0.1:{}/v1/chat", server.port);
@@ -104,7 +110,9 @@ fn client_gone_before_the_daemon_looks_keeps_parent_and_args() {
     signal(libc::SIGSTOP);
     let secret = "sk-frozen-daemon-secret-0123456789";
     let auth = format!("Authorization: Bearer {secret}");
-    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "-H", &auth, &url]));
+    // The shell moves itself into the cgroup, then becomes curl (same pid, parent: this test).
+    let script = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.display());
+    let pid = run_client(Command::new("sh").args(["-c", &script, "sh"]).args(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-H", &auth, &url]));
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the client is reaped");
     signal(libc::SIGCONT);
     let r = only_record(&daemon, pid);
@@ -114,6 +122,23 @@ fn client_gone_before_the_daemon_looks_keeps_parent_and_args() {
     assert_eq!(args.last(), Some(&url.as_str()), "{r:#}");
     assert!(!r.to_string().contains(secret), "the bearer token is redacted: {r:#}");
     assert!(!daemon.stderr().contains(secret));
+    assert_eq!(r["relaywatch"]["cgroup"], format!("/{unit}"), "{r:#}");
+    assert_eq!(r["relaywatch"]["systemd_unit"], unit.as_str(), "{r:#}");
+}
+
+/// Removes an (emptied) cgroup directory however the test ends.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn cgroup2_root() -> std::path::PathBuf {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).expect("a cgroup2 mount (the agent needs one)");
+    line.split(' ').nth(1).unwrap().into()
 }
 
 #[test]

@@ -83,6 +83,7 @@ struct Reporter {
     lists: SharedLists,
     dedupe: Deduper,
     host_info: HostInfo,
+    cgroups: crate::cgroups::CgroupPaths,
     metrics: Arc<Metrics>,
     procs: ProcReader,
     processes: ProcessTable,
@@ -116,10 +117,17 @@ impl Reporter {
                 // The process table knows programs started since the agent did (even if they
                 // have exited by now); otherwise read /proc now, while the process most likely
                 // still exists.
-                let process = match self.processes.lookup(tgid, &observation.comm, ts) {
+                let mut process = match self.processes.lookup(tgid, &observation.comm, ts) {
                     Some(d) => Some(d.clone()),
                     None => self.procs.details(tgid, observation.raw.tid, &observation.comm, ts),
                 };
+                // Gone before /proc was read: the service or container still follows from the
+                // event's cgroup id.
+                if process.as_ref().is_none_or(|p| p.cgroup.is_none())
+                    && let Some(path) = self.cgroups.path_of(observation.raw.cgroup_id)
+                {
+                    process.get_or_insert_with(crate::process::ProcessDetails::unknown).cgroup = Some(path);
+                }
                 self.correlator.on_connection(observation, process, now);
                 for finished in self.correlator.overflow(now) {
                     self.finish(agent, finished);
@@ -612,6 +620,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
         lists: lists.clone(),
         dedupe: Deduper::new(dedupe_window),
         host_info: HostInfo::read(),
+        cgroups: crate::cgroups::CgroupPaths::new(&host.cgroup2),
         metrics: metrics.clone(),
         store: store.clone(),
         config,

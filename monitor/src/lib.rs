@@ -4,6 +4,7 @@ pub mod alert;
 pub mod api;
 pub mod blocklist;
 pub mod btf;
+pub mod cgroups;
 pub mod cli;
 pub mod client;
 pub mod clock;
