@@ -30,8 +30,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
-    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
+    BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
+    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow, WAKE_BYTES,
 };
 
 #[map(name = "EVENTS")]
@@ -90,10 +90,17 @@ pub fn count(index: u32) {
     }
 }
 
+/// Flags for a ring-buffer write that can wait for the daemon's drain tick: no wake-up unless
+/// enough is pending (see `WAKE_BYTES`). BPF_RB_AVAIL_DATA = 0.
+#[inline(always)]
+pub fn lazy_wakeup() -> u64 {
+    if EVENTS.query(0) >= WAKE_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
 /// Copy a connect event to the ring buffer, counting it or its loss; whether it was written.
 #[inline(always)]
 pub fn output_event(event: &ConnectEvent) -> bool {
-    match EVENTS.output::<ConnectEvent>(event, 0) {
+    match EVENTS.output::<ConnectEvent>(event, lazy_wakeup()) {
         Ok(()) => {
             count(COUNTER_EVENTS);
             // How full the ring is, for the daemon's fill gauge (BPF_RB_AVAIL_DATA = 0).

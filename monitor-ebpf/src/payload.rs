@@ -213,7 +213,7 @@ pub fn release(ctx: &SockContext) {
             watch_start_ns: state.watch_start_ns,
             end_ns: unsafe { bpf_ktime_get_boot_ns() },
         };
-        if EVENTS.output::<FlowEndEvent>(&end, 0).is_err() {
+        if EVENTS.output::<FlowEndEvent>(&end, maps::lazy_wakeup()).is_err() {
             maps::count(COUNTER_RINGBUF_LOST);
         }
     }
@@ -279,7 +279,7 @@ fn copy_chunk(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode:
             return 0;
         }
     }
-    entry.submit(0);
+    entry.submit(maps::lazy_wakeup());
     maps::count(COUNTER_PAYLOAD_CHUNKS);
     len
 }

@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::TracePointContext,
     EbpfContext as _,
 };
-use monitor_common::{COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ProcessEvent};
+use monitor_common::{BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ProcessEvent};
 
 use crate::maps::{self, EVENTS, TASK_LAYOUT};
 
@@ -55,7 +55,8 @@ pub fn exec(ctx: &TracePointContext) {
         (*ev).args_total = 0;
         read_parent_and_args(ev);
     }
-    entry.submit(0);
+    // Woken at once: the daemon reads /proc (exe, environ) while the new image runs.
+    entry.submit(BPF_RB_FORCE_WAKEUP);
 }
 
 /// Fill `ppid`, `args_total`, `args_len` and `args` from the current task (see the module notes).
@@ -119,5 +120,5 @@ pub fn exit(_ctx: &TracePointContext) {
         (*ev).args_len = 0;
         (*ev).args_total = 0;
     }
-    entry.submit(0);
+    entry.submit(maps::lazy_wakeup());
 }

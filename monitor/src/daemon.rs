@@ -651,6 +651,9 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let retention_bytes = reporter.config.store.max_bytes;
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
+    // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
+    let mut drain = tokio::time::interval(Duration::from_millis(monitor_common::DRAIN_INTERVAL_MS));
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let due = reporter.correlator.next_due().map(Instant::from_std);
@@ -692,6 +695,12 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
                     reporter.on_record(&mut agent, &item);
                 }
                 guard.clear_ready();
+            }
+            _ = drain.tick() => {
+                let ring = events.get_mut();
+                while let Some(item) = ring.next() {
+                    reporter.on_record(&mut agent, &item);
+                }
             }
             ready = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = ready.context("waiting on the eBPF log buffer")?;
