@@ -108,24 +108,25 @@ impl Daemon {
             .args(["--nameserver", NO_NAMESERVER])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            // Benchmarks: records go straight to /dev/null. A reader thread here would inherit the
+            // benchmark's CPU pinning and charge every record's pipe wake-up to the workload.
+            .stdout(if keep_records { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn relaywatch");
         let records = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
         let sink = records.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("relaywatch wrote a line that is not JSON ({e}): {line}"));
-                if keep_records {
+        if let Some(out) = child.stdout.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("relaywatch wrote a line that is not JSON ({e}): {line}"));
                     sink.lock().unwrap().push(v);
                 }
-            }
-        });
+            });
+        }
         let err = child.stderr.take().unwrap();
         let log = stderr.clone();
         thread::spawn(move || {
