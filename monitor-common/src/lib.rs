@@ -66,14 +66,13 @@ pub const EVENTS_RINGBUF_BYTES: u32 = 4 << 20;
 
 /// Ring-buffer wake-ups. Waking the daemon for a record costs the writer an irq_work (a self-IPI:
 /// measured 24-28 us per record in a VM, against 0.8-1.5 us for the whole program run without
-/// it), so records are written without a wake-up and the daemon drains the ring every
-/// [`DRAIN_INTERVAL_MS`]; writers force a wake-up as the pending bytes cross [`WAKE_BYTES`] (the
+/// it), so records are written without a wake-up and the daemon drains the ring on a tick
+/// (every 10 ms while records flow, backing off to 200 ms when idle); writers force a wake-up as the pending bytes cross [`WAKE_BYTES`] (the
 /// records that land within [`WAKE_WINDOW`] past it: a burst must not wait for the tick) and for
 /// exec events (the daemon reads /proc while the process lives).
 pub const WAKE_BYTES: u64 = (EVENTS_RINGBUF_BYTES / 8) as u64;
 /// Wider than two of the largest records, so that a growing backlog puts a record in it.
 pub const WAKE_WINDOW: u64 = 16 << 10;
-pub const DRAIN_INTERVAL_MS: u64 = 10;
 /// `bpf_ringbuf_output`/`submit` flags.
 pub const BPF_RB_NO_WAKEUP: u64 = 1;
 pub const BPF_RB_FORCE_WAKEUP: u64 = 2;

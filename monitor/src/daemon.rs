@@ -384,6 +384,31 @@ impl Reporter {
     }
 }
 
+/// When to look at the ring buffer next: every 10 ms while records keep coming, backing off
+/// (doubling) to 200 ms when a look finds nothing. A quicker idle tick was measurable on the other
+/// CPU of this 2-core VM (pipe writes 1.5-2% slower with a 10 ms tick, none with 1 s).
+#[derive(Debug)]
+struct DrainPacer {
+    interval: Duration,
+}
+
+const DRAIN_BUSY: Duration = Duration::from_millis(10);
+const DRAIN_IDLE: Duration = Duration::from_millis(200);
+
+impl Default for DrainPacer {
+    fn default() -> Self {
+        DrainPacer { interval: DRAIN_BUSY }
+    }
+}
+
+impl DrainPacer {
+    /// The wait before the next look, after one that found `found` records.
+    fn after_drain(&mut self, found: usize) -> Duration {
+        self.interval = if found > 0 { DRAIN_BUSY } else { (self.interval * 2).min(DRAIN_IDLE) };
+        self.interval
+    }
+}
+
 /// sd_notify failures are worth a warning, never a stop.
 fn notify(what: &str, result: std::io::Result<()>) {
     if let Err(e) = result {
@@ -652,8 +677,8 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
     // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
-    let mut drain = tokio::time::interval(Duration::from_millis(monitor_common::DRAIN_INTERVAL_MS));
-    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pacer = DrainPacer::default();
+    let mut next_drain = Instant::now() + pacer.interval;
 
     loop {
         let due = reporter.correlator.next_due().map(Instant::from_std);
@@ -695,12 +720,16 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
                     reporter.on_record(&mut agent, &item);
                 }
                 guard.clear_ready();
+                next_drain = Instant::now() + pacer.after_drain(1);
             }
-            _ = drain.tick() => {
+            _ = sleep_until(next_drain) => {
                 let ring = events.get_mut();
+                let mut found = 0;
                 while let Some(item) = ring.next() {
                     reporter.on_record(&mut agent, &item);
+                    found += 1;
                 }
+                next_drain = Instant::now() + pacer.after_drain(found);
             }
             ready = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = ready.context("waiting on the eBPF log buffer")?;
@@ -794,4 +823,19 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
         log::error!("flushing the store: {e:#}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_pacer_backs_off_when_idle_and_snaps_back_on_records() {
+        let mut p = DrainPacer::default();
+        assert_eq!(p.interval, DRAIN_BUSY);
+        let waits: Vec<u64> = (0..6).map(|_| p.after_drain(0).as_millis() as u64).collect();
+        assert_eq!(waits, [20, 40, 80, 160, 200, 200]);
+        assert_eq!(p.after_drain(3), DRAIN_BUSY);
+        assert_eq!(p.after_drain(0), DRAIN_BUSY * 2);
+    }
 }
