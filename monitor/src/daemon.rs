@@ -320,7 +320,7 @@ impl Reporter {
         }
         if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
             // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
-            let chain = self.procs.ancestors(parent);
+            let chain = self.procs.ancestors(parent, f.observation.raw.ts_boot_ns);
             if let Some(exe) = chain.first().and_then(|a| a.executable.clone()) {
                 alert["process"]["parent"]["executable"] = json!(exe);
             }

@@ -167,11 +167,20 @@ const MAX_ANCESTORS: usize = 32;
 impl ProcReader {
     /// The chain from `parent` up to pid 1, as /proc shows it now (a parent that has exited
     /// ends the chain: its pid may already be another process's).
-    pub fn ancestors(&self, parent: u32) -> Vec<Ancestor> {
+    /// The chain starts at `parent` of a process that was running at `child_seen_ns` (boot clock);
+    /// it stops at a pid whose process started later than the one below it (the real parent
+    /// exited and its pid went to a newer process: that one's data must not be shown).
+    pub fn ancestors(&self, parent: u32, child_seen_ns: u64) -> Vec<Ancestor> {
         let mut out = Vec::new();
         let mut pid = parent;
+        let mut not_after_ns = child_seen_ns;
         while pid != 0 && out.len() < MAX_ANCESTORS {
             let Some(stat) = self.stat(pid) else { break };
+            let started_ns = stat.start_ticks.saturating_mul(self.ns_per_tick);
+            if started_ns > not_after_ns {
+                break;
+            }
+            not_after_ns = started_ns;
             let executable = fs::read_link(self.root.join(format!("{pid}/exe"))).ok().map(|p| p.to_string_lossy().into_owned());
             out.push(Ancestor { pid, executable });
             if pid == 1 || stat.ppid == pid {
@@ -285,10 +294,13 @@ mod tests {
 
     #[test]
     fn ancestors_reach_pid_1() {
-        let chain = ProcReader::new().ancestors(std::os::unix::process::parent_id());
+        let now = crate::clock::boot_ns();
+        let chain = ProcReader::new().ancestors(std::os::unix::process::parent_id(), now);
         assert_eq!(chain.first().map(|a| a.pid), Some(std::os::unix::process::parent_id()));
         assert_eq!(chain.last().map(|a| a.pid), Some(1), "{chain:?}");
-        assert!(ProcReader::new().ancestors(u32::MAX - 3).is_empty());
+        assert!(ProcReader::new().ancestors(u32::MAX - 3, now).is_empty());
+        // A "parent" that started after the child was seen is a reused pid: no chain at all.
+        assert!(ProcReader::new().ancestors(std::process::id(), 1).is_empty());
     }
 
     #[test]
