@@ -3,11 +3,12 @@
 //! Every connect event carries the sender's cgroup id (`bpf_get_current_cgroup_id`), which on
 //! cgroup v2 is the inode number of the cgroup's directory. When /proc/PID/cgroup cannot be read
 //! any more, the path (and with it the systemd unit or container) is found by walking the cgroup2
-//! mount. Walks are bounded (directories and depth) and at most one per second; what a walk
-//! found is cached, and the cache is bounded too (cleared when full: cgroups come and go).
+//! mount. Walks are bounded (directories and depth) and at most one per second (an id missed
+//! because its cgroup appeared within a second of the last walk stays unnamed for that record);
+//! what a walk found is cached, and the cache is bounded too (cleared when full).
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt as _,
+    os::unix::fs::{DirEntryExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -56,8 +57,9 @@ impl CgroupPaths {
         while let Some((dir, depth)) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_dir() {
+                // d_type and d_ino from the directory listing: no stat per entry (a cgroup
+                // directory holds dozens of control files).
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
                 seen += 1;
@@ -66,7 +68,7 @@ impl CgroupPaths {
                 }
                 let path = entry.path();
                 if let Ok(rel) = path.strip_prefix(&self.root) {
-                    self.paths.insert(meta.ino(), format!("/{}", rel.to_string_lossy()));
+                    self.paths.insert(entry.ino(), format!("/{}", rel.to_string_lossy()));
                 }
                 if depth + 1 < MAX_DEPTH {
                     stack.push((path, depth + 1));
