@@ -73,6 +73,9 @@ pub const EVENTS_RINGBUF_BYTES: u32 = 4 << 20;
 pub const WAKE_BYTES: u64 = (EVENTS_RINGBUF_BYTES / 8) as u64;
 /// Wider than two of the largest records, so that a growing backlog puts a record in it.
 pub const WAKE_WINDOW: u64 = 16 << 10;
+/// Past this backlog every record wakes the daemon (writers on several CPUs can step over the
+/// window together).
+pub const WAKE_ALWAYS_BYTES: u64 = (EVENTS_RINGBUF_BYTES / 2) as u64;
 /// `bpf_ringbuf_output`/`submit` flags.
 pub const BPF_RB_NO_WAKEUP: u64 = 1;
 pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
@@ -228,21 +231,31 @@ pub struct PayloadEvent {
     pub data: [u8; PAYLOAD_CHUNK],
 }
 
-/// A process image started (tracepoint sched/sched_process_exec), or a process ended
-/// (sched/sched_process_exit of its main thread; `filename` empty).
+/// A process ended (tracepoint sched/sched_process_exit of its main thread). Small on purpose:
+/// process churn (a `make -j`) must not take the ring space connect records need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    /// Always [`EVENT_EXIT`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub ts_boot_ns: u64,
+}
+
+/// A process image started (tracepoint sched/sched_process_exec).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessEvent {
-    /// [`EVENT_EXEC`] or [`EVENT_EXIT`].
+    /// Always [`EVENT_EXEC`].
     pub kind: u32,
     pub tgid: u32,
     pub ts_boot_ns: u64,
     pub comm: [u8; 16],
-    /// The path given to execve, NUL-terminated (exec only).
+    /// The path given to execve, NUL-terminated.
     pub filename: [u8; EXEC_FILENAME_LEN],
     /// tgid of the parent (`task->real_parent->tgid`); 0 when unknown (no kernel layout).
     pub ppid: u32,
-    /// Bytes of `args` read (exec only; 0 when unknown or unreadable).
+    /// Bytes of `args` read (0 when unknown or unreadable).
     pub args_len: u32,
     /// Length of the whole argument block (`mm->arg_end - arg_start`): more than `args_len`
     /// means the command line was cut.
@@ -502,6 +515,7 @@ mod user {
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::FlowEndEvent {}
     unsafe impl aya::Pod for super::TaskLayout {}
+    unsafe impl aya::Pod for super::ExitEvent {}
 }
 
 #[cfg(test)]
@@ -533,6 +547,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowEndEvent>(), 48);
         assert_eq!(core::mem::size_of::<ProcessEvent>(), 32 + EXEC_FILENAME_LEN + 16 + EXEC_ARGS_LEN);
         assert_eq!(core::mem::size_of::<TaskLayout>(), 24);
+        assert_eq!(core::mem::size_of::<ExitEvent>(), 16);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
-    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow, WAKE_BYTES, WAKE_WINDOW,
+    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow, WAKE_ALWAYS_BYTES, WAKE_BYTES, WAKE_WINDOW,
 };
 
 #[map(name = "EVENTS")]
@@ -93,11 +93,17 @@ pub fn count(index: u32) {
 /// Flags for a ring-buffer write that can wait for the daemon's drain tick: no wake-up, except
 /// for the records written as the pending bytes cross `WAKE_BYTES` (a burst must not wait for
 /// the tick). Not every record past the mark: a forced wake-up is an irq_work each time, and a
-/// daemon that far behind is awake and draining anyway. BPF_RB_AVAIL_DATA = 0.
+/// daemon that far behind is usually awake and draining. Writers on several CPUs can all step
+/// over the window at once, so past `WAKE_ALWAYS_BYTES` (half the ring) every record wakes:
+/// losing events is worse than the cost. BPF_RB_AVAIL_DATA = 0.
 #[inline(always)]
 pub fn lazy_wakeup() -> u64 {
     let pending = EVENTS.query(0);
-    if pending >= WAKE_BYTES && pending < WAKE_BYTES + WAKE_WINDOW { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+    if pending >= WAKE_ALWAYS_BYTES || (pending >= WAKE_BYTES && pending < WAKE_BYTES + WAKE_WINDOW) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
 }
 
 /// Copy a connect event to the ring buffer, counting it or its loss; whether it was written.

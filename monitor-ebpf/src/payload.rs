@@ -275,7 +275,7 @@ fn copy_chunk(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode:
         let data = (&raw mut (*ev).data).cast::<u8>();
         let rc = bpf_skb_load_bytes(ctx.skb.skb.cast(), p.payload_off + offset, data.cast(), len);
         if rc != 0 {
-            entry.discard(0);
+            entry.discard(monitor_common::BPF_RB_NO_WAKEUP);
             return 0;
         }
     }

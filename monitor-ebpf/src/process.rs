@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::TracePointContext,
     EbpfContext as _,
 };
-use monitor_common::{BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ProcessEvent};
+use monitor_common::{BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ExitEvent, ProcessEvent};
 
 use crate::maps::{self, EVENTS, TASK_LAYOUT};
 
@@ -86,10 +86,9 @@ unsafe fn read_parent_and_args(ev: *mut ProcessEvent) {
         };
         let total = end.saturating_sub(start);
         (*ev).args_total = total;
+        // The min is what bounds the length for the verifier.
         let len = if total > EXEC_ARGS_LEN as u64 { EXEC_ARGS_LEN as u32 } else { total as u32 };
-        // The mask restates the bound for the verifier (len <= EXEC_ARGS_LEN, a power of two).
-        let len = len & (2 * EXEC_ARGS_LEN as u32 - 1);
-        if len == 0 || len > EXEC_ARGS_LEN as u32 {
+        if len == 0 {
             return;
         }
         let dst = &raw mut (*ev).args as *mut core::ffi::c_void;
@@ -105,7 +104,7 @@ pub fn exit(_ctx: &TracePointContext) {
     if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
         return; // a thread other than the main one: the process lives on
     }
-    let Some(mut entry) = EVENTS.reserve::<ProcessEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         maps::count(COUNTER_RINGBUF_LOST);
         return;
     };
@@ -114,11 +113,6 @@ pub fn exit(_ctx: &TracePointContext) {
         (*ev).kind = EVENT_EXIT;
         (*ev).tgid = (pid_tgid >> 32) as u32;
         (*ev).ts_boot_ns = bpf_ktime_get_boot_ns();
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        (*(&raw mut (*ev).filename))[0] = 0;
-        (*ev).ppid = 0;
-        (*ev).args_len = 0;
-        (*ev).args_total = 0;
     }
     entry.submit(maps::lazy_wakeup());
 }

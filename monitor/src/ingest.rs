@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_FLOW_END,
+    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_FLOW_END, ExitEvent,
     EVENT_PAYLOAD, FlowEndEvent, ProcessEvent, FAMILY_IPV4, FAMILY_IPV6,
     FLAG_LOCAL_PROXY, HOOK_CONNECT, HOOK_SENDMSG, PAYLOAD_CHUNK, PROTO_TCP, PROTO_UDP,
     PayloadHeader, UdpFlowKey,
@@ -143,22 +143,28 @@ fn exec_args(e: &ProcessEvent) -> Option<Vec<String>> {
 }
 
 fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
+    if kind == EVENT_EXIT {
+        let need = std::mem::size_of::<ExitEvent>();
+        if bytes.len() < need {
+            return Err(DecodeError::Short { len: bytes.len(), need });
+        }
+        // SAFETY: length checked; ExitEvent is plain old data valid for any bit pattern.
+        let e: ExitEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        return Ok(Lifecycle::Exit { tgid: e.tgid, ts_boot_ns: e.ts_boot_ns });
+    }
     let need = std::mem::size_of::<ProcessEvent>();
     if bytes.len() < need {
         return Err(DecodeError::Short { len: bytes.len(), need });
     }
     // SAFETY: length checked; ProcessEvent is plain old data valid for any bit pattern.
     let e: ProcessEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    Ok(match kind {
-        EVENT_EXEC => Lifecycle::Exec {
-            tgid: e.tgid,
-            ts_boot_ns: e.ts_boot_ns,
-            comm: nul_terminated(&e.comm),
-            filename: nul_terminated(&e.filename),
-            ppid: (e.ppid != 0).then_some(e.ppid),
-            args: exec_args(&e),
-        },
-        _ => Lifecycle::Exit { tgid: e.tgid, ts_boot_ns: e.ts_boot_ns },
+    Ok(Lifecycle::Exec {
+        tgid: e.tgid,
+        ts_boot_ns: e.ts_boot_ns,
+        comm: nul_terminated(&e.comm),
+        filename: nul_terminated(&e.filename),
+        ppid: (e.ppid != 0).then_some(e.ppid),
+        args: exec_args(&e),
     })
 }
 
@@ -370,10 +376,12 @@ mod tests {
         // A lying length is clamped to the buffer.
         (e.args_len, e.args_total) = (u32::MAX, 1);
         assert!(decode(&bytes(&e)).is_ok());
-        e.kind = EVENT_EXIT;
-        let b = bytes(&e);
-        assert_eq!(decode(&b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
-        assert!(matches!(decode(&b[..20]), Err(DecodeError::Short { .. })));
+        assert!(matches!(decode(&bytes(&e)[..300]), Err(DecodeError::Short { .. })));
+        let exit = ExitEvent { kind: EVENT_EXIT, tgid: 9, ts_boot_ns: 5 };
+        let p = (&exit as *const ExitEvent).cast::<u8>();
+        let b = unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ExitEvent>()) };
+        assert_eq!(decode(b).unwrap(), Record::Process(Lifecycle::Exit { tgid: 9, ts_boot_ns: 5 }));
+        assert!(matches!(decode(&b[..12]), Err(DecodeError::Short { .. })));
     }
 
     #[test]
