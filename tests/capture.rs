@@ -108,6 +108,15 @@ fn client_gone_before_the_daemon_looks_keeps_parent_args_and_unit() {
     let url = format!("http://127.0.0.1:{}/v1/chat", server.port);
     let signal = |sig| assert_eq!(unsafe { libc::kill(daemon.pid() as i32, sig) }, 0);
     signal(libc::SIGSTOP);
+    // kill() returns before the stop takes effect: wait until every thread of the daemon is
+    // stopped, or the daemon could still read /proc and the test would prove nothing.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap().flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    integration_tests::wait_until("the daemon to stop", WAIT, stopped);
     let secret = "sk-frozen-daemon-secret-0123456789";
     let auth = format!("Authorization: Bearer {secret}");
     // The shell moves itself into the cgroup, then becomes curl (same pid, parent: this test).

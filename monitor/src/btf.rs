@@ -158,7 +158,7 @@ impl KernelBtf {
                 && depth < 8
                 && let Some(inner) = self.composite(m.type_id).and_then(|ms| self.find_in(ms, field, depth + 1))
             {
-                return Some(m.bit_offset + inner);
+                return m.bit_offset.checked_add(inner);
             }
         }
         None
@@ -260,7 +260,12 @@ mod tests {
         // The agent needs kernel BTF anyway (socket storage maps), so it is here.
         let btf = KernelBtf::read_running_kernel().unwrap();
         let layout = btf.task_layout().expect("task_struct and mm_struct fields");
-        assert!(layout.task_tgid > 0 && layout.task_real_parent > layout.task_tgid, "{layout:?}");
-        assert_eq!(layout.mm_arg_end, layout.mm_arg_start + 8, "{layout:?}");
+        // Layouts differ between kernels (and are shuffled under CONFIG_RANDSTRUCT): only what
+        // holds everywhere. task_struct starts with thread_info/state, never with these.
+        let task = [layout.task_real_parent, layout.task_tgid, layout.task_mm];
+        assert!(task.iter().all(|&o| o > 0 && o < 64 * 1024), "{layout:?}");
+        assert!(task[0] != task[1] && task[1] != task[2] && task[0] != task[2], "{layout:?}");
+        assert_ne!(layout.mm_arg_start, layout.mm_arg_end, "{layout:?}");
+        assert!(layout.task_mm.is_multiple_of(8) && layout.task_real_parent.is_multiple_of(8), "pointers are aligned: {layout:?}");
     }
 }
