@@ -239,6 +239,23 @@ fn dns_answer_names_a_bare_tcp_connection() {
     assert_named(&r2, "api.deepseek.com", "dns_answer_host");
 }
 
+/// A python client that asks `argv[1]`:53 over TCP for `argv[2]` (type A), reads the whole
+/// answer however it is segmented, then opens a bare TCP connection to the answer on port
+/// `argv[3]` and sends nothing.
+const TCP_DNS_CLIENT: &str = "import socket,struct,sys,time\n\
+    name=sys.argv[2]\n\
+    q=b'\\xab\\xcd\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'+b''.join(bytes([len(p)])+p.encode() for p in name.split('.'))+b'\\x00\\x00\\x01\\x00\\x01'\n\
+    t=socket.create_connection((sys.argv[1], 53), timeout=3); t.sendall(struct.pack('!H', len(q))+q)\n\
+    h=b''\n\
+    while len(h)<2: h+=t.recv(2-len(h))\n\
+    n=struct.unpack('!H', h)[0]; a=b''\n\
+    while len(a)<n: a+=t.recv(n-len(a))\n\
+    t.close(); ip=socket.inet_ntoa(a[-4:])\n\
+    c=socket.socket(); c.settimeout(2)\n\
+    try: c.connect((ip, int(sys.argv[3])))\n\
+    except OSError: pass\n\
+    time.sleep(0.8)";
+
 #[test]
 fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
     let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
@@ -246,21 +263,59 @@ fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
     let dns = DnsServer::start_on("127.0.0.3", 53, 600, &[("tcp-only.relay.example", "127.0.0.79")]);
     // The query goes to dnsmasq over TCP (2-byte length prefix), as resolvers do for large
     // answers or with `options use-vc`; then a bare connection to the answer.
-    let script = "import socket,struct,sys,time\n\
-        name=sys.argv[2]\n\
-        q=b'\\xab\\xcd\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'+b''.join(bytes([len(p)])+p.encode() for p in name.split('.'))+b'\\x00\\x00\\x01\\x00\\x01'\n\
-        t=socket.create_connection((sys.argv[1], 53), timeout=3); t.sendall(struct.pack('!H', len(q))+q)\n\
-        n=struct.unpack('!H', t.recv(2))[0]; a=b''\n\
-        while len(a)<n: a+=t.recv(n-len(a))\n\
-        t.close(); ip=socket.inet_ntoa(a[-4:])\n\
-        c=socket.socket(); c.settimeout(2)\n\
-        try: c.connect((ip, int(sys.argv[3])))\n\
-        except OSError: pass\n\
-        time.sleep(0.8)";
-    let pid = run_client(Command::new(PYTHON).args(["-c", script, dns.ip, "tcp-only.relay.example", &sink.port.to_string()]));
+    let pid = run_client(Command::new(PYTHON).args(["-c", TCP_DNS_CLIENT, dns.ip, "tcp-only.relay.example", &sink.port.to_string()]));
     let r = record_to(&daemon, pid, sink.port);
     assert_eq!(r["destination"]["ip"], "127.0.0.79", "{r:#}");
     assert_named(&r, "tcp-only.relay.example", "dns_answer_process");
+}
+
+/// A DNS server on loopback that answers over TCP in two segments: the length and the first
+/// bytes, then (after a pause, TCP_NODELAY) the rest. Killed on drop.
+struct SplittingDnsServer(std::process::Child);
+
+impl SplittingDnsServer {
+    fn start(ip: &str, answer_ip: &str) -> SplittingDnsServer {
+        use std::io::BufRead as _;
+        let script = "import socket,struct,sys,time\n\
+            l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind((sys.argv[1], 53)); l.listen(8)\n\
+            print('ready', flush=True)\n\
+            while True:\n\
+            \x20   c,_=l.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n\
+            \x20   n=struct.unpack('!H', c.recv(2))[0]; q=b''\n\
+            \x20   while len(q)<n: q+=c.recv(n-len(q))\n\
+            \x20   qd=q[12:]; end=qd.index(b'\\x00')+5\n\
+            \x20   m=q[:2]+b'\\x81\\x80\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x00'+qd[:end]+b'\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x01\\x2c\\x00\\x04'+socket.inet_aton(sys.argv[2])\n\
+            \x20   f=struct.pack('!H', len(m))+m\n\
+            \x20   c.sendall(f[:9]); time.sleep(0.2); c.sendall(f[9:]); time.sleep(0.2); c.close()\n";
+        let mut child = Command::new(PYTHON)
+            .args(["-c", script, ip, answer_ip])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the splitting DNS server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "splitting DNS server did not start");
+        SplittingDnsServer(child)
+    }
+}
+
+impl Drop for SplittingDnsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dns_answer_over_tcp_split_over_segments_names_a_bare_tcp_connection() {
+    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let sink = Fixture::start(&["sink"]);
+    let _dns = SplittingDnsServer::start("127.0.0.4", "127.0.0.80");
+    // The client reads the whole answer (its two segments), then connects to the address.
+    let pid = run_client(Command::new(PYTHON).args(["-c", TCP_DNS_CLIENT, "127.0.0.4", "split.relay.example", &sink.port.to_string()]));
+    let r = record_to(&daemon, pid, sink.port);
+    assert_eq!(r["destination"]["ip"], "127.0.0.80", "{r:#}");
+    assert_named(&r, "split.relay.example", "dns_answer_process");
 }
 
 #[test]

@@ -100,8 +100,7 @@ pub struct Finished {
     pub captured_bytes: u64,
 }
 
-/// The first DNS message of a TCP segment from port 53, if the segment holds it whole (and it
-/// starts at the segment's start: a continuation segment fails the parse).
+/// The first DNS message of a TCP stream's bytes from port 53, if they hold it whole.
 fn tcp_dns_message(segment: &[u8]) -> Option<&[u8]> {
     let len = usize::from(u16::from_be_bytes([*segment.first()?, *segment.get(1)?]));
     segment.get(2..2 + len)
@@ -253,7 +252,13 @@ pub struct Correlator {
     pub dns: DnsCache,
     /// Addresses the blocklists' names resolve to (the last fallback), when resolution runs.
     pub resolved: Option<crate::resolve::ResolvedNames>,
+    /// DNS over TCP answers longer than their first chunk, reassembled per socket (bounded:
+    /// the least recently fed goes first).
+    dns_tcp: lru::LruCache<u64, StreamPrefix>,
 }
+
+/// DNS-over-TCP answers being reassembled at once.
+const DNS_TCP_PENDING: usize = 256;
 
 impl Correlator {
     pub fn new(name_wait: Duration, datagram_wait: Duration, dns_capacity: usize) -> Correlator {
@@ -266,6 +271,7 @@ impl Correlator {
             datagram_deadlines: VecDeque::new(),
             dns: DnsCache::new(dns_capacity),
             resolved: None,
+            dns_tcp: lru::LruCache::new(std::num::NonZeroUsize::new(DNS_TCP_PENDING).expect("non-zero")),
         }
     }
 
@@ -332,19 +338,36 @@ impl Correlator {
     }
 
     fn on_dns_answer(&mut self, chunk: &PayloadChunk, now: Instant) {
-        let message = if chunk.header.protocol == monitor_common::PROTO_TCP {
-            // DNS over TCP: a 2-byte length, then the message; a message longer than this
-            // segment is not read (best effort: answers are rarely split).
-            match tcp_dns_message(&chunk.data) {
-                Some(m) => m,
-                None => {
-                    log::debug!("DNS answer over TCP from {} not whole in its first segment", chunk.source());
-                    return;
-                }
+        if chunk.header.protocol != monitor_common::PROTO_TCP {
+            self.on_dns_message(chunk, &chunk.data, now);
+            return;
+        }
+        // DNS over TCP: a 2-byte length, then the message, which may continue over further
+        // segments (the kernel sends up to DNS_TCP_SEGMENTS_MAX of a DNS socket's segments).
+        let cookie = chunk.header.cookie;
+        if let Some(prefix) = self.dns_tcp.get_mut(&cookie) {
+            prefix.insert(chunk.header.seq, &chunk.data);
+            if let Some(message) = tcp_dns_message(prefix.bytes()).map(<[u8]>::to_vec) {
+                self.dns_tcp.pop(&cookie);
+                self.on_dns_message(chunk, &message, now);
+            } else if prefix.bytes().len() >= StreamPrefix::limit() {
+                log::debug!("DNS answer over TCP from {} longer than {} bytes: not read", chunk.source(), StreamPrefix::limit());
+                self.dns_tcp.pop(&cookie);
             }
-        } else {
-            &chunk.data[..]
-        };
+            return;
+        }
+        match tcp_dns_message(&chunk.data) {
+            Some(message) => self.on_dns_message(chunk, message, now),
+            None => {
+                // The start of a message longer than this chunk: wait for the rest.
+                let mut prefix = StreamPrefix::default();
+                prefix.insert(chunk.header.seq, &chunk.data);
+                self.dns_tcp.put(cookie, prefix);
+            }
+        }
+    }
+
+    fn on_dns_message(&mut self, chunk: &PayloadChunk, message: &[u8], now: Instant) {
         match naming::dns::parse_message(message) {
             Ok(msg) if msg.is_response => {
                 for a in naming::dns::address_names(&msg) {
@@ -524,6 +547,72 @@ mod tests {
             comm: "t".into(),
             local_proxy: false,
         }
+    }
+
+    /// An ingress TCP chunk from 127.0.0.53:53 to socket `cookie` (owner tgid 7).
+    fn dns_tcp_chunk(cookie: u64, seq: u32, data: &[u8]) -> PayloadChunk {
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[127, 0, 0, 53]);
+        PayloadChunk {
+            header: monitor_common::PayloadHeader {
+                kind: monitor_common::EVENT_PAYLOAD,
+                seq,
+                ts_boot_ns: 1,
+                cookie,
+                len: data.len() as u32,
+                offset: 0,
+                packet_len: data.len() as u32,
+                owner_tgid: 7,
+                sport: 53,
+                dport: 40000,
+                direction: monitor_common::DIR_INGRESS,
+                protocol: PROTO_TCP,
+                family: FAMILY_IPV4,
+                mode: 0,
+                saddr,
+                daddr: [0; 16],
+            },
+            egress: false,
+            data: data.to_vec(),
+        }
+    }
+
+    /// `name` A `ip` as a DNS response, framed for TCP (2-byte length first).
+    fn tcp_dns_response(name: &str, ip: [u8; 4]) -> Vec<u8> {
+        let mut m = vec![0xab, 0xcd, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+        m.extend_from_slice(&ip);
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend(m);
+        framed
+    }
+
+    #[test]
+    fn dns_over_tcp_answer_split_over_segments_is_reassembled() {
+        let mut c = Correlator::new(Duration::from_secs(2), Duration::from_secs(2), 64);
+        let now = Instant::now();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let framed = tcp_dns_response("split.relay.example", [10, 0, 0, 9]);
+        // The length and part of the header, then the rest (a retransmitted overlap included).
+        c.on_payload(&dns_tcp_chunk(5, 1000, &framed[..9]), now);
+        assert!(c.dns.lookup(7, ip, now).is_none(), "not whole yet");
+        c.on_payload(&dns_tcp_chunk(5, 1005, &framed[5..]), now);
+        assert_eq!(c.dns.lookup(7, ip, now), Some(("split.relay.example".into(), DnsScope::Process)));
+        assert!(c.dns_tcp.is_empty(), "a finished answer is not kept");
+
+        // A whole answer in one chunk needs no buffer; garbage that never completes is bounded.
+        let framed = tcp_dns_response("whole.relay.example", [10, 0, 0, 10]);
+        c.on_payload(&dns_tcp_chunk(6, 1, &framed), now);
+        assert!(c.dns.lookup(7, "10.0.0.10".parse().unwrap(), now).is_some());
+        for cookie in 0..(DNS_TCP_PENDING as u64 + 5) {
+            c.on_payload(&dns_tcp_chunk(100 + cookie, 1, &[0xff, 0xff, 1, 2, 3]), now);
+        }
+        assert_eq!(c.dns_tcp.len(), DNS_TCP_PENDING);
     }
 
     #[test]
