@@ -67,9 +67,9 @@ pub const EVENTS_RINGBUF_BYTES: u32 = 4 << 20;
 /// Ring-buffer wake-ups. Waking the daemon for a record costs the writer an irq_work (a self-IPI:
 /// measured 24-28 us per record in a VM, against 0.8-1.5 us for the whole program run without
 /// it), so records are written without a wake-up and the daemon drains the ring on a tick
-/// (every 10 ms while records flow, backing off to 200 ms when idle); writers force a wake-up as the pending bytes cross [`WAKE_BYTES`] (the
-/// records that land within [`WAKE_WINDOW`] past it: a burst must not wait for the tick) and for
-/// exec events (the daemon reads /proc while the process lives).
+/// (every 10 ms while records flow, backing off to 200 ms when idle); writers force a wake-up as
+/// the pending bytes cross [`WAKE_BYTES`] (the records that land within [`WAKE_WINDOW`] past it:
+/// a burst must not wait for the tick), and exec events per `FilterConfig::exec_wake_gap_ms`.
 pub const WAKE_BYTES: u64 = (EVENTS_RINGBUF_BYTES / 8) as u64;
 /// Wider than two of the largest records, so that a growing backlog puts a record in it.
 pub const WAKE_WINDOW: u64 = 16 << 10;
@@ -362,7 +362,12 @@ impl CaptureState {
 pub struct FilterConfig {
     /// Non-zero: report loopback, unspecified and link-local destinations too.
     pub include_loopback: u32,
-    pub _pad: u32,
+    /// Nanoseconds between exec events that wake the daemon (0: exec events never wake it and
+    /// wait for the drain tick like the rest). The daemon reads a new program's environment for
+    /// relay discovery while it runs; more than one wake-up per gap is not needed for that (a
+    /// burst of execs keeps the daemon on its busy tick) and each costs the exec'ing process an
+    /// irq_work.
+    pub exec_wake_gap_ms: u32,
     /// Window for folding repeated unconnected datagrams, nanoseconds.
     pub udp_window_ns: u64,
 }
@@ -370,7 +375,7 @@ pub struct FilterConfig {
 impl FilterConfig {
     pub const DEFAULT: FilterConfig = FilterConfig {
         include_loopback: 0,
-        _pad: 0,
+        exec_wake_gap_ms: 0,
         udp_window_ns: DEFAULT_UDP_WINDOW_NS,
     };
 }

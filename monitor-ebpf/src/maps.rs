@@ -43,6 +43,10 @@ pub static CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 #[map(name = "TASK_LAYOUT")]
 pub static TASK_LAYOUT: Array<TaskLayout> = Array::with_max_entries(1, 0);
 
+/// When an exec event last woke the daemon (boot clock, ns; see `FilterConfig::exec_wake_gap_ms`).
+#[map(name = "EXEC_WOKE")]
+pub static EXEC_WOKE: Array<u64> = Array::with_max_entries(1, 0);
+
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 

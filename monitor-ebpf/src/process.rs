@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 use monitor_common::{BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ExitEvent, ProcessEvent};
 
-use crate::maps::{self, EVENTS, TASK_LAYOUT};
+use crate::maps::{self, EVENTS, EXEC_WOKE, TASK_LAYOUT};
 
 const EXEC_FILENAME_LOC: usize = 8;
 
@@ -55,8 +55,27 @@ pub fn exec(ctx: &TracePointContext) {
         (*ev).args_total = 0;
         read_parent_and_args(ev);
     }
-    // Woken at once: the daemon reads /proc (exe, environ) while the new image runs.
-    entry.submit(BPF_RB_FORCE_WAKEUP);
+    entry.submit(exec_wakeup());
+}
+
+/// Exec events wake the daemon at most once per `exec_wake_gap_ms` (it reads the new program's
+/// environment for relay discovery while the program runs), and never when that is off.
+#[inline(always)]
+fn exec_wakeup() -> u64 {
+    let gap_ns = u64::from(maps::config().exec_wake_gap_ms) * 1_000_000;
+    if gap_ns == 0 {
+        return maps::lazy_wakeup();
+    }
+    let Some(last) = EXEC_WOKE.get_ptr_mut(0) else { return maps::lazy_wakeup() };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // Racy across CPUs on purpose: two wake-ups in one gap are harmless.
+    unsafe {
+        if now.wrapping_sub(*last) < gap_ns {
+            return maps::lazy_wakeup();
+        }
+        *last = now;
+    }
+    BPF_RB_FORCE_WAKEUP
 }
 
 /// Fill `ppid`, `args_total`, `args_len` and `args` from the current task (see the module notes).

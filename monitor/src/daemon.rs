@@ -393,6 +393,8 @@ struct DrainPacer {
 }
 
 const DRAIN_BUSY: Duration = Duration::from_millis(10);
+/// Least time between two exec events that wake the daemon (see `FilterConfig`): the busy tick.
+const EXEC_WAKE_GAP_MS: u32 = 10;
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
 
 impl Default for DrainPacer {
@@ -564,8 +566,10 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let window = Duration::from_millis(config.agent.udp_window_ms);
     let filter = FilterConfig {
         include_loopback: u32::from(config.agent.include_loopback),
+        // Relay discovery reads each new program's environment: exec events wake the daemon
+        // (at most once per 10 ms). Without it they wait for the drain tick.
+        exec_wake_gap_ms: if config.discovery.enabled { EXEC_WAKE_GAP_MS } else { 0 },
         udp_window_ns: window.as_nanos() as u64,
-        ..FilterConfig::DEFAULT
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
