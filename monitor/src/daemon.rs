@@ -133,8 +133,8 @@ impl Reporter {
                     self.finish(agent, finished);
                 }
             }
-            Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename, ppid, args }) => {
-                let facts = crate::proctable::ExecFacts { filename, ppid, args };
+            Record::Process(Lifecycle::Exec { tgid, ts_boot_ns, comm, filename, ppid, args, args_truncated }) => {
+                let facts = crate::proctable::ExecFacts { filename, ppid, args, args_truncated };
                 self.processes.on_exec(&self.procs, tgid, &comm, &facts, ts_boot_ns);
                 if self.discovery.enabled() {
                     let exe = self.processes.lookup(tgid, &comm, ts_boot_ns).and_then(|d| d.executable.clone());

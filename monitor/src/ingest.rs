@@ -110,7 +110,7 @@ fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
 pub enum Lifecycle {
     /// `ppid` and `args` as the kernel read them at exec (`None`: not known). `args` holds only
     /// arguments read whole: an argument block longer than the event carries loses its tail.
-    Exec { tgid: u32, ts_boot_ns: u64, comm: String, filename: String, ppid: Option<u32>, args: Option<Vec<String>> },
+    Exec { tgid: u32, ts_boot_ns: u64, comm: String, filename: String, ppid: Option<u32>, args: Option<Vec<String>>, args_truncated: bool },
     Exit { tgid: u32, ts_boot_ns: u64 },
 }
 
@@ -165,6 +165,7 @@ fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
         filename: nul_terminated(&e.filename),
         ppid: (e.ppid != 0).then_some(e.ppid),
         args: exec_args(&e),
+        args_truncated: e.args_total > u64::from(e.args_len),
     })
 }
 
@@ -348,7 +349,7 @@ mod tests {
         };
         e.comm[..4].copy_from_slice(b"curl");
         e.filename[..13].copy_from_slice(b"/usr/bin/curl");
-        let exec = |ppid, args: Option<Vec<&str>>| {
+        let exec = |ppid, args: Option<Vec<&str>>, args_truncated| {
             Record::Process(Lifecycle::Exec {
                 tgid: 9,
                 ts_boot_ns: 5,
@@ -356,23 +357,24 @@ mod tests {
                 filename: "/usr/bin/curl".into(),
                 ppid,
                 args: args.map(|a| a.into_iter().map(String::from).collect()),
+                args_truncated,
             })
         };
         let bytes = |e: &ProcessEvent| {
             let p = (e as *const ProcessEvent).cast::<u8>();
             unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ProcessEvent>()) }.to_vec()
         };
-        assert_eq!(decode(&bytes(&e)).unwrap(), exec(None, None), "no layout: nothing from the kernel");
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(None, None, false), "no layout: nothing from the kernel");
         let block = b"curl\0-sS\0http://x/\0";
         e.args[..block.len()].copy_from_slice(block);
         e.ppid = 77;
         (e.args_len, e.args_total) = (block.len() as u32, block.len() as u64);
-        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS", "http://x/"])));
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS", "http://x/"]), false));
         // A cut block keeps the arguments read whole.
         (e.args_len, e.args_total) = (12, 5000);
-        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS"])));
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), Some(vec!["curl", "-sS"]), true));
         (e.args_len, e.args_total) = (3, 5000);
-        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), None), "not even the first argument whole");
+        assert_eq!(decode(&bytes(&e)).unwrap(), exec(Some(77), None, true), "not even the first argument whole");
         // A lying length is clamped to the buffer.
         (e.args_len, e.args_total) = (u32::MAX, 1);
         assert!(decode(&bytes(&e)).is_ok());

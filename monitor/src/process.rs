@@ -25,11 +25,13 @@ pub struct ProcessDetails {
     pub name: Option<String>,
     /// cgroup v2 path (`/system.slice/ollama.service`, `/kubepods.slice/.../cri-containerd-ID.scope`).
     pub cgroup: Option<String>,
+    /// `args` came from the kernel's exec event and the command line was longer than it carries.
+    pub args_truncated: bool,
 }
 
 impl ProcessDetails {
     pub fn unknown() -> ProcessDetails {
-        ProcessDetails { executable: None, args: None, parent_pid: None, name: None, cgroup: None }
+        ProcessDetails { executable: None, args: None, parent_pid: None, name: None, cgroup: None, args_truncated: false }
     }
 }
 
@@ -149,7 +151,7 @@ impl ProcReader {
             return None; // turned over while we read
         }
         let cgroup = fs::read_to_string(base.join("cgroup")).ok().and_then(|c| parse_cgroup(&c));
-        Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name, cgroup })
+        Some(ProcessDetails { executable, args, parent_pid: Some(stat.ppid), name, cgroup, args_truncated: false })
     }
 }
 

@@ -32,6 +32,8 @@ pub struct ExecFacts {
     pub filename: String,
     pub ppid: Option<u32>,
     pub args: Option<Vec<String>>,
+    /// The kernel read only the start of a longer command line.
+    pub args_truncated: bool,
 }
 
 impl ExecFacts {
@@ -64,6 +66,7 @@ impl ProcessTable {
         if details.args.is_none() {
             // Credentials on command lines never reach a record, whoever read them.
             details.args = kernel.args.as_deref().map(crate::redact::redact_args);
+            details.args_truncated = details.args.is_some() && kernel.args_truncated;
         }
         if details.executable.is_none() && filename.starts_with('/') {
             // /proc/PID/exe shows the file with symlinks resolved (/bin/bash is /usr/bin/bash
@@ -137,13 +140,14 @@ mod tests {
     fn exited_process_gets_parent_and_args_from_the_exec_event() {
         let mut t = ProcessTable::new(16);
         let args = ["curl", "-H", "Authorization: Bearer sk-secret", "http://x/"].map(String::from).to_vec();
-        let facts = ExecFacts { filename: "/usr/bin/curl".into(), ppid: Some(4321), args: Some(args) };
+        let facts = ExecFacts { filename: "/usr/bin/curl".into(), ppid: Some(4321), args: Some(args), args_truncated: true };
         t.on_exec(&ProcReader::new(), GONE, "curl", &facts, 1_000);
         let d = t.lookup(GONE, "curl", 2_000).unwrap();
         assert_eq!(d.parent_pid, Some(4321));
         let kept = d.args.clone().unwrap();
         assert_eq!(kept[0], "curl");
         assert!(!kept.concat().contains("sk-secret"), "kernel-read arguments are redacted too: {kept:?}");
+        assert!(d.args_truncated);
     }
 
     #[test]

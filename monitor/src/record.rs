@@ -69,6 +69,11 @@ impl ConnectionRecord<'_> {
         if let Some(n) = self.repeat_count {
             relaywatch.insert("repeat_count".into(), json!(n));
         }
+        if self.process.is_some_and(|p| p.args_truncated && p.args.is_some()) {
+            // process.args holds only the start of a longer command line (read in the kernel
+            // at exec; the process was gone before /proc could give the rest).
+            relaywatch.insert("args_truncated".into(), json!(true));
+        }
 
         let mut destination = Map::new();
         destination.insert("ip".into(), json!(o.destination.to_string()));
@@ -168,6 +173,7 @@ mod tests {
             parent_pid: Some(1),
             name: Some("resolve".into()),
             cgroup: Some("/system.slice/docker-4f5c2e0b9d1a7c3e8f6b2a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e.scope".into()),
+            args_truncated: false,
         };
         let v = ConnectionRecord { observation: &o, process: Some(&details), user_name: Some("alice"), repeat_count: Some(7), naming: None }.to_ecs();
         assert_eq!(v["event"]["kind"], "event");
@@ -182,6 +188,10 @@ mod tests {
         assert_eq!(v["process"]["parent"]["pid"], 1);
         assert_eq!(v["user"], json!({"id": "1000", "name": "alice"}));
         assert_eq!(v["relaywatch"]["repeat_count"], 7);
+        assert!(v["relaywatch"].get("args_truncated").is_none(), "whole command line: no marker");
+        let cut = ProcessDetails { args_truncated: true, ..details.clone() };
+        let v2 = ConnectionRecord { observation: &o, process: Some(&cut), user_name: None, repeat_count: None, naming: None }.to_ecs();
+        assert_eq!(v2["relaywatch"]["args_truncated"], true);
         assert_eq!(v["container"]["id"], "4f5c2e0b9d1a7c3e8f6b2a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e");
         assert!(v["relaywatch"]["systemd_unit"].as_str().is_some_and(|u| u.starts_with("docker-")));
         assert_eq!(v["relaywatch"]["name_source"], "none");
