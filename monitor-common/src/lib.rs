@@ -26,7 +26,7 @@ pub const EVENT_FLOW_END: u32 = 5;
 pub const EXEC_FILENAME_LEN: usize = 256;
 
 /// Bytes of the argument block (argv, NUL-separated) an exec event carries; longer command
-/// lines are cut here (`args_total` says by how much). A power of two: the program masks with it.
+/// lines are cut here (`args_total` says by how much).
 pub const EXEC_ARGS_LEN: usize = 1024;
 
 /// Which hook produced a [`ConnectEvent`].
@@ -121,6 +121,10 @@ pub const CAPTURE_PROXY: u8 = 4;
 /// UDP: capture the next two datagrams from this socket (from the one whose sendmsg opened a
 /// repeat window) and stop.
 pub const CAPTURE_DATAGRAM: u8 = 5;
+/// Datagrams captured per UDP flow (connected socket, or unconnected repeat window): a QUIC
+/// ClientHello with a post-quantum key share spans two Initial packets, each in a datagram of
+/// its own. The kernel stops after these; the daemon examines as many.
+pub const DATAGRAMS_CAPTURED: u16 = 2;
 
 /// One outbound destination with the identity of the process that chose it.
 ///

@@ -34,7 +34,7 @@ use aya_ebpf::{
 use aya_ebpf::programs::SockContext;
 use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
-    CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
+    CAPTURE_NONE, CAPTURE_PROXY, DATAGRAMS_CAPTURED, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
     COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
     DNS_TCP_SEGMENTS_MAX, FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
     PayloadEvent, looks_like_proxy_start, tls_record_need,
@@ -47,8 +47,6 @@ use crate::{
 };
 
 const DNS_PORT: u16 = 53;
-/// Datagrams captured per UDP flow (connected socket, or repeat window).
-const DATAGRAMS_CAPTURED: u16 = 2;
 
 #[inline(always)]
 pub fn egress(ctx: &SkBuffContext) {
@@ -85,8 +83,6 @@ pub fn egress(ctx: &SkBuffContext) {
             if p.protocol != PROTO_UDP || p.family != e.family || p.dport != e.dport || !same_address(&p.daddr, &e.daddr) {
                 return;
             }
-            // The first two datagrams: a post-quantum QUIC ClientHello (X25519MLKEM768) spans
-            // two Initial packets, each in a datagram of its own.
             done = state.segments + 1 >= DATAGRAMS_CAPTURED;
         }
         CAPTURE_NEW | CAPTURE_LOCAL_PROBE => {
@@ -179,8 +175,8 @@ pub fn ingress(ctx: &SkBuffContext) {
     if state.counts_bytes() {
         state.bytes_in = state.bytes_in.saturating_add(p.payload_len as u64);
     }
-    // DNS answers: a UDP datagram, or a TCP segment (its 2-byte length prefix included; an
-    // answer split over segments is read as far as the first one goes).
+    // DNS answers: a UDP datagram, or a TCP segment (the daemon joins an answer split over
+    // segments).
     if state.dns_owner != 0 && p.sport == DNS_PORT {
         if p.protocol != PROTO_UDP {
             if state.dns_tcp_segments >= DNS_TCP_SEGMENTS_MAX {

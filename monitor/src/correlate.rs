@@ -190,16 +190,15 @@ pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
     }
 }
 
-/// Datagrams captured per UDP flow (as the kernel's payload.rs): a QUIC ClientHello with a
-/// post-quantum key share spans two Initial packets, each in a datagram of its own.
-pub const DATAGRAMS_CAPTURED: usize = 2;
+/// Datagrams examined per UDP flow: as many as the kernel captures.
+pub const DATAGRAMS_CAPTURED: usize = monitor_common::DATAGRAMS_CAPTURED as usize;
 
 /// What a UDP flow's first datagrams say: the QUIC ClientHello's naming, reassembled from the
 /// CRYPTO frames of up to two Initials with the same Destination Connection ID. `complete` once
 /// no further datagram can help (named, not QUIC, or both datagrams seen).
-pub fn examine_datagrams(datagrams: &[&[u8]]) -> StreamVerdict {
+pub fn examine_datagrams<D: AsRef<[u8]>>(datagrams: &[D]) -> StreamVerdict {
     let settled = |naming| StreamVerdict { naming, complete: true };
-    let Some(Ok(first)) = datagrams.first().map(|d| naming::quic::parse_initial(d)) else {
+    let Some(Ok(first)) = datagrams.first().map(|d| naming::quic::parse_initial(d.as_ref())) else {
         return settled(None);
     };
     if let Some(hello) = &first.client_hello {
@@ -208,7 +207,7 @@ pub fn examine_datagrams(datagrams: &[&[u8]]) -> StreamVerdict {
     let Some(second) = datagrams.get(1) else {
         return StreamVerdict { naming: None, complete: false };
     };
-    let hello = match naming::quic::parse_initial(second) {
+    let hello = match naming::quic::parse_initial(second.as_ref()) {
         Ok(next) if next.dcid == first.dcid => {
             let mut crypto = first.crypto;
             crypto.extend(next.crypto);
@@ -311,8 +310,7 @@ impl Correlator {
                     return None;
                 }
                 stream.datagrams.push(chunk.data.clone());
-                let seen: Vec<&[u8]> = stream.datagrams.iter().map(Vec::as_slice).collect();
-                let verdict = examine_datagrams(&seen);
+                let verdict = examine_datagrams(&stream.datagrams);
                 stream.best = verdict.naming;
                 return if verdict.complete { self.finish_stream(cookie, now) } else { None };
             }
@@ -429,8 +427,7 @@ impl Correlator {
             }
             self.datagram_deadlines.pop_front();
             if let Some(d) = self.datagrams.remove(&key) {
-                let seen: Vec<&[u8]> = d.datagrams.iter().map(Vec::as_slice).collect();
-                let naming = self.fallback(&d.observation, examine_datagrams(&seen).naming, now);
+                let naming = self.fallback(&d.observation, examine_datagrams(&d.datagrams).naming, now);
                 out.push(Finished { observation: d.observation, process: d.process, naming, is_datagram: true, captured_bytes: 0 });
             }
         }
