@@ -377,10 +377,21 @@ impl Reporter {
         let line = crate::ocsf::format(doc, self.config.output.format).to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
-            && !self.stdout_failed {
-                log::error!("writing records to stdout failed: {e}; further records are dropped");
-                self.stdout_failed = true;
-            }
+            && !self.stdout_failed
+        {
+            log::error!("writing records to stdout failed: {e}; further records are dropped");
+            self.stdout_failed = true;
+        }
+    }
+
+    /// Handle every record the ring buffer holds now; how many there were.
+    fn drain(&mut self, agent: &mut Agent, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) -> usize {
+        let mut found = 0;
+        while let Some(item) = ring.next() {
+            self.on_record(agent, &item);
+            found += 1;
+        }
+        found
     }
 }
 
@@ -393,8 +404,6 @@ struct DrainPacer {
 }
 
 const DRAIN_BUSY: Duration = Duration::from_millis(10);
-/// Least time between two exec events that wake the daemon (see `FilterConfig`): the busy tick.
-const EXEC_WAKE_GAP_MS: u32 = 10;
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
 
 impl Default for DrainPacer {
@@ -566,9 +575,9 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     let window = Duration::from_millis(config.agent.udp_window_ms);
     let filter = FilterConfig {
         include_loopback: u32::from(config.agent.include_loopback),
-        // Relay discovery reads each new program's environment: exec events wake the daemon
-        // (at most once per 10 ms). Without it they wait for the drain tick.
-        exec_wake_gap_ms: if config.discovery.enabled { EXEC_WAKE_GAP_MS } else { 0 },
+        // Relay discovery reads each new program's environment: exec events wake the daemon, at
+        // most once per busy tick (a burst keeps it on that tick). Without it they wait for it.
+        exec_wake_gap_ms: if config.discovery.enabled { DRAIN_BUSY.as_millis() as u32 } else { 0 },
         udp_window_ns: window.as_nanos() as u64,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -719,20 +728,12 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
             }
             ready = events.readable_mut() => {
                 let mut guard = ready.context("waiting on the ring buffer")?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    reporter.on_record(&mut agent, &item);
-                }
+                let found = reporter.drain(&mut agent, guard.get_inner_mut());
                 guard.clear_ready();
-                next_drain = Instant::now() + pacer.after_drain(1);
+                next_drain = Instant::now() + pacer.after_drain(found);
             }
             _ = sleep_until(next_drain) => {
-                let ring = events.get_mut();
-                let mut found = 0;
-                while let Some(item) = ring.next() {
-                    reporter.on_record(&mut agent, &item);
-                    found += 1;
-                }
+                let found = reporter.drain(&mut agent, events.get_mut());
                 next_drain = Instant::now() + pacer.after_drain(found);
             }
             ready = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
@@ -796,12 +797,7 @@ async fn serve(config: Config, flags: RunFlags, host: preflight::Host) -> Result
     }
 
     // Drain what the kernel already wrote, then write every pending record.
-    {
-        let ring = events.get_mut();
-        while let Some(item) = ring.next() {
-            reporter.on_record(&mut agent, &item);
-        }
-    }
+    reporter.drain(&mut agent, events.get_mut());
     reporter.finish_due(&mut agent, true);
     reporter.close_dedupe_windows(true);
     let Reporter { sinks, .. } = reporter;
