@@ -57,13 +57,15 @@ impl DnsCache {
     /// The name `tgid` most likely meant by `ip`, and how sure that is.
     pub fn lookup(&mut self, tgid: u32, ip: IpAddr, now: Instant) -> Option<(String, DnsScope)> {
         if let Some(e) = self.per_process.get(&(tgid, ip))
-            && e.expires > now {
-                return Some((e.name.clone(), DnsScope::Process));
-            }
+            && e.expires > now
+        {
+            return Some((e.name.clone(), DnsScope::Process));
+        }
         if let Some(e) = self.host.get(&ip)
-            && e.expires > now {
-                return Some((e.name.clone(), DnsScope::Host));
-            }
+            && e.expires > now
+        {
+            return Some((e.name.clone(), DnsScope::Host));
+        }
         None
     }
 }

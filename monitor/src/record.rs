@@ -69,7 +69,7 @@ impl ConnectionRecord<'_> {
         if let Some(n) = self.repeat_count {
             relaywatch.insert("repeat_count".into(), json!(n));
         }
-        if self.process.is_some_and(|p| p.args_truncated && p.args.is_some()) {
+        if self.process.is_some_and(|p| p.args_truncated) {
             // process.args holds only the start of a longer command line (read in the kernel
             // at exec; the process was gone before /proc could give the rest).
             relaywatch.insert("args_truncated".into(), json!(true));
@@ -92,9 +92,10 @@ impl ConnectionRecord<'_> {
                 destination.insert("port".into(), json!(p.port));
             }
             if let Some(d) = &n.domain
-                && d.parse::<std::net::IpAddr>().is_err() {
-                    destination.insert("domain".into(), json!(d));
-                }
+                && d.parse::<std::net::IpAddr>().is_err()
+            {
+                destination.insert("domain".into(), json!(d));
+            }
             if let Some(t) = &n.tls {
                 let mut client = Map::new();
                 if let Some(sn) = &t.server_name {

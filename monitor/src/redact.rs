@@ -113,9 +113,10 @@ fn redact_assignments(s: &str) -> String {
 fn redact_one(arg: &str) -> String {
     // Header-style: "Name: value".
     if let Some((name, _)) = arg.split_once(':')
-        && CREDENTIAL_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str()) {
-            return format!("{name}: {REDACTED}");
-        }
+        && CREDENTIAL_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str())
+    {
+        return format!("{name}: {REDACTED}");
+    }
     redact_known_formats(&redact_assignments(arg))
 }
 
