@@ -20,7 +20,10 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=RELAYWATCH_EBPF_TOOLCHAIN");
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let ebpf_dir = Path::new(&manifest_dir).join("../monitor-ebpf");
-    let ebpf_dir = ebpf_dir.to_str().context("non-UTF-8 path to monitor-ebpf")?.to_owned();
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .context("non-UTF-8 path to monitor-ebpf")?
+        .to_owned();
 
     if std::env::var_os("AYA_BUILD_SKIP").is_none() && which("bpf-linker").is_none() {
         bail!("bpf-linker is not on PATH: {SETUP_HINT}");
@@ -36,10 +39,16 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("CARGO_TERM_QUIET", "true");
     }
     aya_build::build_ebpf(
-        [Package { name: "monitor-ebpf", root_dir: &ebpf_dir, ..Default::default() }],
+        [Package {
+            name: "monitor-ebpf",
+            root_dir: &ebpf_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom(&toolchain),
     )
-    .with_context(|| format!("building the eBPF programs with toolchain `{toolchain}` failed; {SETUP_HINT}"))
+    .with_context(|| {
+        format!("building the eBPF programs with toolchain `{toolchain}` failed; {SETUP_HINT}")
+    })
 }
 
 fn choose_toolchain() -> anyhow::Result<String> {
@@ -51,23 +60,35 @@ fn choose_toolchain() -> anyhow::Result<String> {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
         _ => bail!("rustup is not available to pick the eBPF toolchain: {SETUP_HINT}"),
     };
-    let names: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     if names.contains(&"debian") {
         return Ok("debian".into());
     }
     for name in names.iter().filter(|n| n.starts_with("nightly")) {
-        let sysroot = Command::new("rustup").args(["run", name, "rustc", "--print", "sysroot"]).output();
+        let sysroot = Command::new("rustup")
+            .args(["run", name, "rustc", "--print", "sysroot"])
+            .output();
         if let Ok(out) = sysroot {
             let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if Path::new(&root).join("lib/rustlib/src/rust/library/core").exists() {
+            if Path::new(&root)
+                .join("lib/rustlib/src/rust/library/core")
+                .exists()
+            {
                 return Ok((*name).to_owned());
             }
         }
     }
-    bail!("no toolchain can build the eBPF programs (need `debian` or a nightly with rust-src): {SETUP_HINT}")
+    bail!(
+        "no toolchain can build the eBPF programs (need `debian` or a nightly with rust-src): {SETUP_HINT}"
+    )
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }

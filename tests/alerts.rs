@@ -14,7 +14,9 @@ fn alerts_for(daemon: &Daemon, pid: u32) -> Vec<Value> {
     daemon
         .everything_for(pid)
         .into_iter()
-        .filter(|r| r["event"]["kind"] == "alert" && r["event"]["type"] != json!(["connection", "end"]))
+        .filter(|r| {
+            r["event"]["kind"] == "alert" && r["event"]["type"] != json!(["connection", "end"])
+        })
         .collect()
 }
 
@@ -32,7 +34,17 @@ fn wait_alerts(daemon: &Daemon, pid: u32, n: usize) -> Vec<Value> {
 fn curl_tls(name: &str, port: u16) -> u32 {
     let url = format!("https://{name}:{port}/v1/models");
     let resolve = format!("{name}:{port}:127.0.0.1");
-    run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]))
+    run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        &url,
+    ]))
 }
 
 /// A config file in its own directory, with a blocklist.d beside it.
@@ -42,7 +54,8 @@ struct Setup {
 
 impl Setup {
     fn new(tag: &str, extra: &str) -> Setup {
-        let dir = std::env::temp_dir().join(format!("relaywatch-alerts-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("relaywatch-alerts-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("blocklist.d")).unwrap();
         let config = format!(
@@ -82,19 +95,43 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert_eq!(a["relaywatch"]["name_source"], "sni");
     assert_eq!(a["process"]["pid"], pid);
     assert_eq!(a["process"]["executable"], real_executable("/usr/bin/curl"));
-    assert!(a["process"]["command_line"].as_str().is_some_and(|c| c.starts_with("curl ")), "{a:#}");
+    assert!(
+        a["process"]["command_line"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("curl ")),
+        "{a:#}"
+    );
     // Ancestry: curl's parent is this test binary, and the chain ends at pid 1.
     assert_eq!(a["process"]["parent"]["pid"], std::process::id());
-    assert_eq!(a["process"]["parent"]["executable"], std::env::current_exe().unwrap().to_string_lossy().as_ref(), "{a:#}");
-    let chain = a["relaywatch"]["process"]["ancestors"].as_array().expect("ancestors");
+    assert_eq!(
+        a["process"]["parent"]["executable"],
+        std::env::current_exe().unwrap().to_string_lossy().as_ref(),
+        "{a:#}"
+    );
+    let chain = a["relaywatch"]["process"]["ancestors"]
+        .as_array()
+        .expect("ancestors");
     assert_eq!(chain[0]["pid"], std::process::id());
     assert_eq!(chain.last().unwrap()["pid"], 1, "{a:#}");
-    assert_eq!(a["threat"]["enrichments"][0]["matched"]["field"], "destination.domain");
+    assert_eq!(
+        a["threat"]["enrichments"][0]["matched"]["field"],
+        "destination.domain"
+    );
     assert_eq!(a["threat"]["enrichments"][0]["matched"]["atomic"], name);
-    assert!(a["relaywatch"]["blocklist"]["file"].as_str().is_some_and(|f| f.contains("openai")), "{a:#}");
+    assert!(
+        a["relaywatch"]["blocklist"]["file"]
+            .as_str()
+            .is_some_and(|f| f.contains("openai")),
+        "{a:#}"
+    );
     assert!(a["host"]["name"].is_string(), "{a:#}");
     // Connection records were not asked for: only the alert is on stdout.
-    assert!(daemon.everything_for(pid).iter().all(|r| r["event"]["kind"] == "alert"));
+    assert!(
+        daemon
+            .everything_for(pid)
+            .iter()
+            .all(|r| r["event"]["kind"] == "alert")
+    );
 
     // Two more within the window: no new alert, one summary with the count when it closes.
     let pid2 = curl_tls(name, server.port);
@@ -103,13 +140,25 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert!(alerts_for(&daemon, pid2).is_empty() && alerts_for(&daemon, pid3).is_empty());
     let summary = wait_alerts(&daemon, pid3, 1);
     assert_eq!(summary.len(), 1, "{summary:#?}");
-    assert_eq!(summary[0]["relaywatch"]["dedupe"]["repeats"], 2, "{:#}", summary[0]);
+    assert_eq!(
+        summary[0]["relaywatch"]["dedupe"]["repeats"], 2,
+        "{:#}",
+        summary[0]
+    );
     assert_eq!(summary[0]["event"]["type"], json!(["connection", "info"]));
 
     // The first connection's end record (its volume) came too; repeats have none.
-    let ends: Vec<Value> = daemon.everything_for(pid).into_iter().filter(|r| r["event"]["type"] == json!(["connection", "end"])).collect();
+    let ends: Vec<Value> = daemon
+        .everything_for(pid)
+        .into_iter()
+        .filter(|r| r["event"]["type"] == json!(["connection", "end"]))
+        .collect();
     assert_eq!(ends.len(), 1, "{ends:#?}");
-    assert!(ends[0]["source"]["bytes"].as_u64().is_some_and(|b| b > 200), "{:#}", ends[0]);
+    assert!(
+        ends[0]["source"]["bytes"].as_u64().is_some_and(|b| b > 200),
+        "{:#}",
+        ends[0]
+    );
     assert!(daemon.everything_for(pid2).is_empty());
 
     // The store has the alert, its end record and the summary, for `relaywatch alerts`.
@@ -118,7 +167,11 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
         .arg(&daemon.socket)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Only this test's name: the daemon also sees concurrent tests' loopback connections.
     let stored: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -134,10 +187,17 @@ fn unlisted_names_raise_nothing() {
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
     // gemini.com is a crypto exchange, not Google Gemini.
-    let pids = [curl_tls("www.example.org", server.port), curl_tls("gemini.com", server.port)];
+    let pids = [
+        curl_tls("www.example.org", server.port),
+        curl_tls("gemini.com", server.port),
+    ];
     std::thread::sleep(Duration::from_millis(2500));
     for pid in pids {
-        assert!(alerts_for(&daemon, pid).is_empty(), "{:#?}", alerts_for(&daemon, pid));
+        assert!(
+            alerts_for(&daemon, pid).is_empty(),
+            "{:#?}",
+            alerts_for(&daemon, pid)
+        );
     }
 }
 
@@ -148,7 +208,10 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     let server = Fixture::tls();
     assert!(alerts_for(&daemon, curl_tls("chat.relay-test.example", server.port)).is_empty());
 
-    setup.write_list("relays.list", "# relaywatch: category=ai-relay source=test version=1\nfull:chat.relay-test.example\n");
+    setup.write_list(
+        "relays.list",
+        "# relaywatch: category=ai-relay source=test version=1\nfull:chat.relay-test.example\n",
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -164,33 +227,74 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     assert_eq!(a[0]["relaywatch"]["blocklist"]["line"], 2);
 
     // A broken list: `relaywatch reload` fails naming FILE:LINE and the old lists stay.
-    setup.write_list("broken.list", "# relaywatch: category=ai-relay\nregexp:([unclosed\n");
-    let out = Command::new(relaywatch_bin()).args(["reload", "--socket"]).arg(&daemon.socket).output().unwrap();
+    setup.write_list(
+        "broken.list",
+        "# relaywatch: category=ai-relay\nregexp:([unclosed\n",
+    );
+    let out = Command::new(relaywatch_bin())
+        .args(["reload", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.list:2:"), "{err}");
     // `relaywatch status` shows the refusal and the lists still active (refreshed every second).
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
-        let out = Command::new(relaywatch_bin()).args(["status", "--json", "--socket"]).arg(&daemon.socket).output().unwrap();
+        let out = Command::new(relaywatch_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(&daemon.socket)
+            .output()
+            .unwrap();
         let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if status["blocklists"]["last_error"]["error"].as_str().is_some_and(|e| e.contains("broken.list:2:")) {
+        if status["blocklists"]["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broken.list:2:"))
+        {
             break status;
         }
         assert!(Instant::now() < deadline, "{status:#}");
         std::thread::sleep(Duration::from_millis(200));
     };
     let active = status["blocklists"]["active"].as_array().unwrap();
-    let relays = active.iter().find(|l| l["path"].as_str().is_some_and(|p| p.ends_with("relays.list"))).expect("relays.list active");
+    let relays = active
+        .iter()
+        .find(|l| {
+            l["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("relays.list"))
+        })
+        .expect("relays.list active");
     assert_eq!(relays["rules"], 1, "{relays}");
     assert_eq!(relays["category"], "ai-relay");
-    assert_eq!(relays["sha256"].as_str().map(str::len), Some(64), "{relays}");
-    assert!(active.iter().any(|l| l["path"].as_str().is_some_and(|p| p.starts_with("builtin:"))), "built-in lists active");
+    assert_eq!(
+        relays["sha256"].as_str().map(str::len),
+        Some(64),
+        "{relays}"
+    );
+    assert!(
+        active.iter().any(|l| l["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("builtin:"))),
+        "built-in lists active"
+    );
     assert!(status["blocklists"]["loaded_at"].is_string());
     std::fs::remove_file(setup.dir.join("blocklist.d/broken.list")).unwrap();
-    setup.write_list("more.list", "# relaywatch: category=ai-aggregator\ndomain:gateway-test.example\n");
-    let out = Command::new(relaywatch_bin()).args(["reload", "--socket"]).arg(&daemon.socket).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    setup.write_list(
+        "more.list",
+        "# relaywatch: category=ai-aggregator\ndomain:gateway-test.example\n",
+    );
+    let out = Command::new(relaywatch_bin())
+        .args(["reload", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pid = curl_tls("api.gateway-test.example", server.port);
     let a = wait_alerts(&daemon, pid, 1);
     assert_eq!(a.len(), 1);
@@ -218,15 +322,27 @@ fn a_closed_alerted_connection_reports_its_volume() {
         \x20   got+=c\n\
         assert len(got) > 50000, len(got)\n\
         s.close()";
-    let pid = run_client(Command::new(integration_tests::PYTHON).args(["-c", script, &server.port.to_string()]));
+    let pid = run_client(Command::new(integration_tests::PYTHON).args([
+        "-c",
+        script,
+        &server.port.to_string(),
+    ]));
     let deadline = Instant::now() + Duration::from_secs(10);
     let end = loop {
-        let ends: Vec<Value> =
-            daemon.everything_for(pid).into_iter().filter(|a| a["event"]["type"] == json!(["connection", "end"])).collect();
+        let ends: Vec<Value> = daemon
+            .everything_for(pid)
+            .into_iter()
+            .filter(|a| a["event"]["type"] == json!(["connection", "end"]))
+            .collect();
         if let Some(e) = ends.into_iter().next() {
             break e;
         }
-        assert!(Instant::now() < deadline, "no end record: {:#?}\n{}", daemon.everything_for(pid), daemon.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no end record: {:#?}\n{}",
+            daemon.everything_for(pid),
+            daemon.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(end["rule"]["category"], "ai-provider");
@@ -236,8 +352,16 @@ fn a_closed_alerted_connection_reports_its_volume() {
     let received = end["destination"]["bytes"].as_u64().unwrap();
     // Request head (~80 bytes) + body; response head (~70 bytes) + body.
     assert!((100_000..100_200).contains(&sent), "sent {sent}: {end:#}");
-    assert!((50_000..50_200).contains(&received), "received {received}: {end:#}");
-    assert!(end["event"]["duration"].as_u64().is_some_and(|d| d >= 500_000_000), "{end:#}");
+    assert!(
+        (50_000..50_200).contains(&received),
+        "received {received}: {end:#}"
+    );
+    assert!(
+        end["event"]["duration"]
+            .as_u64()
+            .is_some_and(|d| d >= 500_000_000),
+        "{end:#}"
+    );
 }
 
 /// The agent's alerts reach a real rsyslogd over TCP (RFC 5424, octet counting) with the
@@ -252,7 +376,9 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
         "syslog",
         &format!(
             "\n[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{port}\"\n\n[[sink]]\nkind = \"file\"\npath = \"{}/alerts.jsonl\"\n",
-            std::env::temp_dir().join(format!("relaywatch-alerts-syslog-{}", std::process::id())).display()
+            std::env::temp_dir()
+                .join(format!("relaywatch-alerts-syslog-{}", std::process::id()))
+                .display()
         ),
     );
     let rsyslog = integration_tests::Rsyslog::start(
@@ -277,7 +403,12 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
     assert_eq!(fields[2], "relaywatch", "APP-NAME: {line}");
     assert_eq!(fields[4], "AI_EGRESS", "MSGID: {line}");
     let sd = fields[5];
-    for param in ["category=\"ai-provider\"", &format!("pid=\"{pid}\""), "domain=\"api.openai.com\"", "name_source=\"sni\""] {
+    for param in [
+        "category=\"ai-provider\"",
+        &format!("pid=\"{pid}\""),
+        "domain=\"api.openai.com\"",
+        "name_source=\"sni\"",
+    ] {
         assert!(sd.contains(param), "{param} missing from {line}");
     }
     let json_start = line.find("{\"").expect("JSON MSG");
@@ -285,9 +416,20 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
     assert_eq!(msg["process"]["pid"], pid);
     assert_eq!(msg["rule"]["category"], "ai-provider");
 
-    let file = std::env::temp_dir().join(format!("relaywatch-alerts-syslog-{}", std::process::id())).join("alerts.jsonl");
-    integration_tests::wait_until("the file sink", Duration::from_secs(10), || std::fs::read_to_string(&file).is_ok_and(|s| s.contains("api.openai.com")));
-    let stored: Value = serde_json::from_str(std::fs::read_to_string(&file).unwrap().lines().next().unwrap()).unwrap();
+    let file = std::env::temp_dir()
+        .join(format!("relaywatch-alerts-syslog-{}", std::process::id()))
+        .join("alerts.jsonl");
+    integration_tests::wait_until("the file sink", Duration::from_secs(10), || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains("api.openai.com"))
+    });
+    let stored: Value = serde_json::from_str(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(stored["process"]["pid"], pid);
     let (status, stderr) = daemon.stop();
     assert!(status.success(), "{stderr}");
@@ -297,16 +439,29 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
 #[test]
 fn ocsf_format_writes_network_activity_alerts() {
     let setup = Setup::new("ocsf", "");
-    let daemon = Daemon::start(&["--include-loopback", "--format", "ocsf", "--config", &setup.config()]);
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--format",
+        "ocsf",
+        "--config",
+        &setup.config(),
+    ]);
     let server = Fixture::tls();
     let pid = curl_tls("api.anthropic.com", server.port);
     let deadline = Instant::now() + Duration::from_secs(10);
     let alert = loop {
         let all = daemon.all_lines();
-        if let Some(a) = all.into_iter().find(|r| r["actor"]["process"]["pid"] == pid) {
+        if let Some(a) = all
+            .into_iter()
+            .find(|r| r["actor"]["process"]["pid"] == pid)
+        {
             break a;
         }
-        assert!(Instant::now() < deadline, "no OCSF alert for {pid}: {}", daemon.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "no OCSF alert for {pid}: {}",
+            daemon.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(alert["class_uid"], 4001, "{alert:#}");
@@ -315,10 +470,24 @@ fn ocsf_format_writes_network_activity_alerts() {
     assert_eq!(alert["tls"]["sni"], "api.anthropic.com");
     assert_eq!(alert["dst_endpoint"]["port"], server.port);
     assert_eq!(alert["is_alert"], true);
-    assert_eq!(alert["actor"]["process"]["file"]["path"], real_executable("/usr/bin/curl"));
+    assert_eq!(
+        alert["actor"]["process"]["file"]["path"],
+        real_executable("/usr/bin/curl")
+    );
     let profiles = alert["metadata"]["profiles"].as_array().unwrap();
-    assert!(profiles.contains(&json!("host")) && profiles.contains(&json!("security_control")), "{profiles:?}");
-    for required in ["activity_id", "severity_id", "time", "metadata", "dst_endpoint", "action_id", "disposition_id"] {
+    assert!(
+        profiles.contains(&json!("host")) && profiles.contains(&json!("security_control")),
+        "{profiles:?}"
+    );
+    for required in [
+        "activity_id",
+        "severity_id",
+        "time",
+        "metadata",
+        "dst_endpoint",
+        "action_id",
+        "disposition_id",
+    ] {
         assert!(!alert[required].is_null(), "{required} missing: {alert:#}");
     }
 }
@@ -331,7 +500,10 @@ fn prometheus_metrics_count_events_and_alerts() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let setup = Setup::new("metrics", &format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"));
+    let setup = Setup::new(
+        "metrics",
+        &format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
     // A name of its own: other tests' connections to api.openai.com (this daemon sees all
@@ -341,13 +513,15 @@ fn prometheus_metrics_count_events_and_alerts() {
     let scrape = || {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         body
     };
     let value = |text: &str, series: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     };
     // Counters are refreshed every second.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -361,6 +535,12 @@ fn prometheus_metrics_count_events_and_alerts() {
     };
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // At least this test's alert (concurrent tests may add theirs).
-    assert!(value(&text, "relaywatch_alerts_total{category=\"ai-provider\"}").is_some_and(|v| v >= 1.0), "{text}");
-    assert!(value(&text, "relaywatch_ringbuf_fill_ratio").is_some_and(|v| (0.0..=1.0).contains(&v)), "{text}");
+    assert!(
+        value(&text, "relaywatch_alerts_total{category=\"ai-provider\"}").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        value(&text, "relaywatch_ringbuf_fill_ratio").is_some_and(|v| (0.0..=1.0).contains(&v)),
+        "{text}"
+    );
 }

@@ -1,4 +1,4 @@
-//! The control API and the query commands, end to end: `relaywatch api-serve` (the real
+//! The control API and the query commands, end to end: `relaywatch-diag api-serve` (the real
 //! `api::serve` over a real store, with a stand-in daemon) on a real unix socket, queried by
 //! curl, raw sockets and the real CLI, as root, as an unprivileged uid and as members of the
 //! `relaywatch` group (created with groupadd when missing). Needs root.
@@ -12,26 +12,35 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use integration_tests::{relaywatch_bin, require_root};
+use integration_tests::{diag_bin, relaywatch_bin, require_root};
 use serde_json::{Value, json};
 
 const GROUP: &str = "relaywatch";
 const NOBODY: u32 = 65534;
 
 fn group_gid() -> u32 {
-    let out = Command::new("getent").args(["group", GROUP]).output().unwrap();
+    let out = Command::new("getent")
+        .args(["group", GROUP])
+        .output()
+        .unwrap();
     let line = String::from_utf8(out.stdout).unwrap();
-    line.split(':').nth(2).and_then(|g| g.trim().parse().ok()).expect("group relaywatch exists")
+    line.split(':')
+        .nth(2)
+        .and_then(|g| g.trim().parse().ok())
+        .expect("group relaywatch exists")
 }
 
 /// Create the group once (groupadd -f is idempotent and safe to race).
 fn ensure_group() -> u32 {
-    let status = Command::new("groupadd").args(["-f", "-r", GROUP]).status().expect("run groupadd");
+    let status = Command::new("groupadd")
+        .args(["-f", "-r", GROUP])
+        .status()
+        .expect("run groupadd");
     assert!(status.success(), "groupadd -f -r {GROUP} failed");
     group_gid()
 }
 
-/// A running `relaywatch api-serve` in its own directory.
+/// A running `relaywatch-diag api-serve` in its own directory.
 struct Server {
     child: Child,
     stdin: ChildStdin,
@@ -51,7 +60,7 @@ impl Server {
         // Unprivileged test clients must be able to reach the socket's directory.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.join("run/relaywatch.sock");
-        let mut child = Command::new(relaywatch_bin())
+        let mut child = Command::new(diag_bin())
             .args(["api-serve", "--socket"])
             .arg(&socket)
             .arg("--state-dir")
@@ -60,7 +69,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn relaywatch api-serve");
+            .expect("spawn relaywatch-diag api-serve");
         let log = Arc::new(Mutex::new(String::new()));
         let sink = log.clone();
         let mut err = child.stderr.take().unwrap();
@@ -70,7 +79,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let server = Server {
@@ -83,7 +94,11 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&server.socket).is_err() {
-            assert!(Instant::now() < deadline, "api-serve did not start: {}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "api-serve did not start: {}",
+                server.log()
+            );
             thread::sleep(Duration::from_millis(20));
         }
         server
@@ -103,7 +118,10 @@ impl Server {
 
     fn alert(&mut self, alert: Value) -> i64 {
         let answer = self.feed(json!({ "alert": alert }));
-        answer.strip_prefix("alert ").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{answer}"))
+        answer
+            .strip_prefix("alert ")
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("{answer}"))
     }
 
     fn connection(&mut self, record: Value) {
@@ -112,7 +130,10 @@ impl Server {
 
     fn cli_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(relaywatch_bin());
-        cmd.args(args).arg("--socket").arg(&self.socket).env_remove("NO_COLOR");
+        cmd.args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env_remove("NO_COLOR");
         cmd
     }
 
@@ -162,14 +183,24 @@ fn stderr(o: &Output) -> String {
 
 fn json_lines(o: &Output) -> Vec<Value> {
     assert!(o.status.success(), "{:?}: {}", o.status, stderr(o));
-    stdout(o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 fn at(secs_ago: u64) -> String {
     humantime::format_rfc3339_micros(SystemTime::now() - Duration::from_secs(secs_ago)).to_string()
 }
 
-fn alert(secs_ago: u64, category: &str, process: &str, pid: u32, user: &str, domain: &str) -> Value {
+fn alert(
+    secs_ago: u64,
+    category: &str,
+    process: &str,
+    pid: u32,
+    user: &str,
+    domain: &str,
+) -> Value {
     json!({
         "@timestamp": at(secs_ago),
         "event": { "kind": "alert", "severity": 73 },
@@ -191,7 +222,10 @@ fn connection(secs_ago: u64, process: &str, pid: u32, domain: &str, sent: u64) -
 }
 
 fn pids(items: &[Value]) -> Vec<u64> {
-    items.iter().map(|a| a["process"]["pid"].as_u64().unwrap()).collect()
+    items
+        .iter()
+        .map(|a| a["process"]["pid"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -200,7 +234,11 @@ fn status_and_reload_over_curl_and_cli() {
     let gid = group_gid();
     let meta = std::fs::metadata(&server.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
-    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), gid, "socket belongs to group relaywatch");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&meta),
+        gid,
+        "socket belongs to group relaywatch"
+    );
     let run_dir = std::fs::metadata(server.socket.parent().unwrap()).unwrap();
     assert_eq!(run_dir.permissions().mode() & 0o777, 0o755);
 
@@ -223,24 +261,59 @@ fn status_and_reload_over_curl_and_cli() {
     let out = server.cli(&["status"]);
     let text = stdout(&out);
     assert!(text.lines().any(|l| l.starts_with("daemon:") && l.ends_with("relaywatch api-serve (test harness)")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("store.alerts:") && l.ends_with(" 0")), "{text}");
-    assert!(!text.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("store.alerts:") && l.ends_with(" 0")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
 
     let out = server.cli(&["reload"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "reloaded\nreloaded: true\n");
     let out = server.cli(&["reload", "--json"]);
-    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json!({"reloaded": true}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!({"reloaded": true})
+    );
 }
 
 #[test]
 fn alert_and_connection_queries() {
     let mut server = Server::start("queries");
-    server.alert(alert(7200, "ai_provider", "curl", 100, "alice", "api.openai.com"));
-    server.alert(alert(600, "ai_relay", "python3", 200, "bob", "relay.example.net"));
-    server.alert(alert(60, "ai_provider", "node", 300, "alice", "chat.openai.com"));
+    server.alert(alert(
+        7200,
+        "ai_provider",
+        "curl",
+        100,
+        "alice",
+        "api.openai.com",
+    ));
+    server.alert(alert(
+        600,
+        "ai_relay",
+        "python3",
+        200,
+        "bob",
+        "relay.example.net",
+    ));
+    server.alert(alert(
+        60,
+        "ai_provider",
+        "node",
+        300,
+        "alice",
+        "chat.openai.com",
+    ));
 
-    let q = |args: &[&str]| pids(&json_lines(&server.cli(&[&["alerts", "--json"], args].concat())));
+    let q = |args: &[&str]| {
+        pids(&json_lines(
+            &server.cli(&[&["alerts", "--json"], args].concat()),
+        ))
+    };
     assert_eq!(q(&[]), [100, 200, 300], "oldest first");
     assert_eq!(q(&["--since", "1h"]), [200, 300]);
     assert_eq!(q(&["--until", "30m"]), [100]);
@@ -250,7 +323,10 @@ fn alert_and_connection_queries() {
     assert_eq!(q(&["--pid", "200"]), [200]);
     assert_eq!(q(&["--user", "alice"]), [100, 300]);
     assert_eq!(q(&["--domain", "openai.com"]), [100, 300]);
-    assert_eq!(q(&["--domain", "example.net", "--user", "alice"]), Vec::<u64>::new());
+    assert_eq!(
+        q(&["--domain", "example.net", "--user", "alice"]),
+        Vec::<u64>::new()
+    );
     assert_eq!(q(&["--limit", "1"]), [300], "the most recent");
     assert_eq!(q(&["--limit", "2", "--user", "alice"]), [100, 300]);
     // The whole document comes back.
@@ -263,15 +339,43 @@ fn alert_and_connection_queries() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["TIME", "SEVERITY", "CATEGORY", "PROCESS", "PID", "USER", "DESTINATION", "PORT"]);
+    assert_eq!(
+        header,
+        [
+            "TIME",
+            "SEVERITY",
+            "CATEGORY",
+            "PROCESS",
+            "PID",
+            "USER",
+            "DESTINATION",
+            "PORT"
+        ]
+    );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(row, ["10m", "ago", "73", "ai_relay", "python3", "200", "bob", "relay.example.net", "443"]);
+    assert_eq!(
+        row,
+        [
+            "10m",
+            "ago",
+            "73",
+            "ai_relay",
+            "python3",
+            "200",
+            "bob",
+            "relay.example.net",
+            "443"
+        ]
+    );
     assert!(lines[2].starts_with("1m ago"), "{text}");
     // Columns are aligned: every field starts where its title does.
     let col = lines[0].find("CATEGORY").unwrap();
     assert_eq!(&lines[1][col..col + 8], "ai_relay");
     assert_eq!(&lines[2][col..col + 11], "ai_provider");
-    assert_eq!(stdout(&server.cli(&["alerts", "--user", "nobody"])), "no alerts match\n");
+    assert_eq!(
+        stdout(&server.cli(&["alerts", "--user", "nobody"])),
+        "no alerts match\n"
+    );
 
     server.connection(connection(300, "curl", 41, "api.openai.com", 100));
     server.connection(connection(100, "curl", 42, "api.openai.com", 50));
@@ -279,29 +383,74 @@ fn alert_and_connection_queries() {
     let rows = json_lines(&server.cli(&["connections", "--json"]));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["executable"], "/usr/bin/curl");
-    assert_eq!((rows[0]["count"].as_u64(), rows[0]["bytes_sent"].as_u64(), rows[0]["bytes_received"].as_u64()), (Some(2), Some(150), Some(300)));
+    assert_eq!(
+        (
+            rows[0]["count"].as_u64(),
+            rows[0]["bytes_sent"].as_u64(),
+            rows[0]["bytes_received"].as_u64()
+        ),
+        (Some(2), Some(150), Some(300))
+    );
     assert_eq!(rows[0]["last_pid"], 42);
     assert_eq!(rows[1]["destination_domain"], "relay.example.net");
     let rows = json_lines(&server.cli(&["connections", "--json", "--domain", "openai.com"]));
     assert_eq!(rows.len(), 1);
     let rows = json_lines(&server.cli(&["connections", "--json", "--since", "1m"]));
     assert_eq!(rows.len(), 1, "a summary counts as recent by its last_seen");
-    assert_eq!(json_lines(&server.cli(&["connections", "--json", "--limit", "1"]))[0]["process_name"], "wget");
+    assert_eq!(
+        json_lines(&server.cli(&["connections", "--json", "--limit", "1"]))[0]["process_name"],
+        "wget"
+    );
 
     let out = server.cli(&["connections"]);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["LAST", "SEEN", "FIRST", "SEEN", "PROCESS", "PID", "USER", "DESTINATION", "PORT", "COUNT", "SENT", "RECEIVED"]
+        [
+            "LAST",
+            "SEEN",
+            "FIRST",
+            "SEEN",
+            "PROCESS",
+            "PID",
+            "USER",
+            "DESTINATION",
+            "PORT",
+            "COUNT",
+            "SENT",
+            "RECEIVED"
+        ]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(row, ["1m", "ago", "5m", "ago", "/usr/bin/curl", "42", "root", "api.openai.com", "443", "2", "150", "B", "300", "B"]);
+    assert_eq!(
+        row,
+        [
+            "1m",
+            "ago",
+            "5m",
+            "ago",
+            "/usr/bin/curl",
+            "42",
+            "root",
+            "api.openai.com",
+            "443",
+            "2",
+            "150",
+            "B",
+            "300",
+            "B"
+        ]
+    );
 
     // Usage errors are caught by the CLI (exit 2) and by the server (400).
     let out = server.cli(&["alerts", "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).starts_with("relaywatch: --since: 'yesterday' is neither"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("relaywatch: --since: 'yesterday' is neither"),
+        "{}",
+        stderr(&out)
+    );
     let out = server.cli(&["connections", "--category", "ai_relay"]);
     assert_eq!(out.status.code(), Some(2), "connections take no --category");
 }
@@ -313,41 +462,76 @@ fn only_root_and_the_group_are_served() {
     let nobody = NOBODY.to_string();
 
     // The socket's mode already keeps others out.
-    let out = server.cli_as(&["--reuid", &nobody, "--regid", &nobody, "--clear-groups"], &["status"]);
+    let out = server.cli_as(
+        &["--reuid", &nobody, "--regid", &nobody, "--clear-groups"],
+        &["status"],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("permission denied connecting to"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("permission denied connecting to"),
+        "{}",
+        stderr(&out)
+    );
 
     // Loosen the mode: the server's own peer-credential check still refuses, and logs it.
     std::fs::set_permissions(&server.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = server.cli_as(&["--reuid", &nobody, "--regid", &nobody, "--clear-groups"], &["alerts"]);
+    let out = server.cli_as(
+        &["--reuid", &nobody, "--regid", &nobody, "--clear-groups"],
+        &["alerts"],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
         "relaywatch: the daemon refused: permission denied: only root and members of group relaywatch may use this API\n"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.log().contains(&format!("refused uid {NOBODY} gid {NOBODY} pid ")) {
-        assert!(Instant::now() < deadline, "refusal not logged: {}", server.log());
+    while !server
+        .log()
+        .contains(&format!("refused uid {NOBODY} gid {NOBODY} pid "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "refusal not logged: {}",
+            server.log()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     std::fs::set_permissions(&server.socket, std::fs::Permissions::from_mode(0o660)).unwrap();
 
     // Members of the group, by primary or by supplementary group, are served.
-    let out = server.cli_as(&["--reuid", &nobody, "--regid", &gid, "--clear-groups"], &["status", "--json"]);
+    let out = server.cli_as(
+        &["--reuid", &nobody, "--regid", &gid, "--clear-groups"],
+        &["status", "--json"],
+    );
     assert!(out.status.success(), "primary group: {}", stderr(&out));
-    let out = server.cli_as(&["--reuid", &nobody, "--regid", &nobody, "--groups", &gid], &["alerts", "--json"]);
-    assert!(out.status.success(), "supplementary group: {}", stderr(&out));
+    let out = server.cli_as(
+        &["--reuid", &nobody, "--regid", &nobody, "--groups", &gid],
+        &["alerts", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "supplementary group: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn unreachable_daemon_is_one_line_and_exit_3() {
-    let socket = format!("/tmp/relaywatch-api-absent-{}/relaywatch.sock", std::process::id());
+    let socket = format!(
+        "/tmp/relaywatch-api-absent-{}/relaywatch.sock",
+        std::process::id()
+    );
     for command in ["status", "alerts", "connections", "reload"] {
-        let out = Command::new(relaywatch_bin()).args([command, "--socket", &socket]).output().unwrap();
+        let out = Command::new(relaywatch_bin())
+            .args([command, "--socket", &socket])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(3), "{command}");
         assert_eq!(
             stderr(&out),
-            format!("relaywatch: cannot reach the daemon at {socket}: No such file or directory (is relaywatch running?)\n")
+            format!(
+                "relaywatch: cannot reach the daemon at {socket}: No such file or directory (is relaywatch running?)\n"
+            )
         );
         assert!(out.stdout.is_empty());
     }
@@ -363,29 +547,64 @@ fn bad_requests_get_errors_and_the_server_stays_up() {
     let answer = server.raw(b"GARBAGE \x00\xff\r\n\r\n");
     assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
 
-    let answer = server.raw(b"GET /v1/alerts?since=fortnight HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = server
+        .raw(b"GET /v1/alerts?since=fortnight HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains(r#"{"error":"since: 'fortnight' is neither"#), "{answer}");
-    let answer = server.raw(b"GET /v1/alerts?limit=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains(r#""error":"limit: "#), "{answer}");
-    let answer = server.raw(b"GET /v1/alerts?bogus=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains(r#""error":"bogus: unknown parameter"#), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"since: 'fortnight' is neither"#),
+        "{answer}"
+    );
+    let answer =
+        server.raw(b"GET /v1/alerts?limit=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains(r#""error":"limit: "#),
+        "{answer}"
+    );
+    let answer =
+        server.raw(b"GET /v1/alerts?bogus=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400")
+            && answer.contains(r#""error":"bogus: unknown parameter"#),
+        "{answer}"
+    );
 
     let answer = server.raw(b"GET /v2/everything HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status_line(&answer), "HTTP/1.1 404 Not Found", "{answer}");
     let answer = server.raw(b"DELETE /v1/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(status_line(&answer), "HTTP/1.1 405 Method Not Allowed", "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("allow: get"), "{answer}");
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 405 Method Not Allowed",
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("allow: get"),
+        "{answer}"
+    );
     let answer = server.raw(b"POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n");
-    assert_eq!(status_line(&answer), "HTTP/1.1 413 Payload Too Large", "{answer}");
-    let huge = format!("GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(64 * 1024));
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 413 Payload Too Large",
+        "{answer}"
+    );
+    let huge = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let answer = server.raw(huge.as_bytes());
-    assert!(answer.starts_with("HTTP/1.1 431"), "oversized head: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "oversized head: {answer}"
+    );
     // A client that connects and says nothing does not block others.
     let _silent = UnixStream::connect(&server.socket).unwrap();
 
     let out = server.cli(&["status", "--json"]);
-    assert!(out.status.success(), "server still serves: {} / {}", stderr(&out), server.log());
+    assert!(
+        out.status.success(),
+        "server still serves: {} / {}",
+        stderr(&out),
+        server.log()
+    );
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 
@@ -406,7 +625,14 @@ fn spawn_lines(child: &mut Child) -> mpsc::Receiver<String> {
 #[test]
 fn follow_streams_new_matching_items() {
     let mut server = Server::start("follow");
-    server.alert(alert(60, "ai_relay", "curl", 1, "alice", "relay.example.net"));
+    server.alert(alert(
+        60,
+        "ai_relay",
+        "curl",
+        1,
+        "alice",
+        "relay.example.net",
+    ));
     let mut follower = server
         .cli_command(&["alerts", "--follow", "--json", "--category", "ai_relay"])
         .stdout(Stdio::piped())
@@ -414,26 +640,58 @@ fn follow_streams_new_matching_items() {
         .spawn()
         .unwrap();
     let lines = spawn_lines(&mut follower);
-    let first: Value = serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    let first: Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
     assert_eq!(first["process"]["pid"], 1, "history first");
-    server.alert(alert(0, "ai_provider", "curl", 2, "alice", "api.openai.com"));
-    server.alert(alert(0, "ai_relay", "curl", 3, "alice", "relay.example.net"));
-    let next: Value = serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
-    assert_eq!(next["process"]["pid"], 3, "the non-matching alert is filtered out");
-    assert!(lines.recv_timeout(Duration::from_millis(300)).is_err(), "nothing duplicated");
+    server.alert(alert(
+        0,
+        "ai_provider",
+        "curl",
+        2,
+        "alice",
+        "api.openai.com",
+    ));
+    server.alert(alert(
+        0,
+        "ai_relay",
+        "curl",
+        3,
+        "alice",
+        "relay.example.net",
+    ));
+    let next: Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!(
+        next["process"]["pid"], 3,
+        "the non-matching alert is filtered out"
+    );
+    assert!(
+        lines.recv_timeout(Duration::from_millis(300)).is_err(),
+        "nothing duplicated"
+    );
 
     // A human-readable follower of connections gets a header, then a row per update.
-    let mut table = server.cli_command(&["connections", "--follow"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut table = server
+        .cli_command(&["connections", "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let rows = spawn_lines(&mut table);
     let header = rows.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(header.starts_with("LAST SEEN"), "{header}");
     server.connection(connection(0, "curl", 9, "api.openai.com", 10));
     let row = rows.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(row.contains("/usr/bin/curl") && row.contains("api.openai.com"), "{row}");
+    assert!(
+        row.contains("/usr/bin/curl") && row.contains("api.openai.com"),
+        "{row}"
+    );
 
     let _ = follower.kill();
     let _ = follower.wait();
     let _ = table.kill();
     let _ = table.wait();
-    assert!(server.cli(&["status"]).status.success(), "server survives clients going away");
+    assert!(
+        server.cli(&["status"]).status.success(),
+        "server survives clients going away"
+    );
 }

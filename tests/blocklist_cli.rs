@@ -13,7 +13,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("relaywatch-cli-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("relaywatch-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -33,7 +34,10 @@ impl Drop for TempDir {
 }
 
 fn relaywatch(args: &[&str]) -> Output {
-    Command::new(relaywatch_bin()).args(args).output().expect("run relaywatch")
+    Command::new(relaywatch_bin())
+        .args(args)
+        .output()
+        .expect("run relaywatch")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -48,7 +52,8 @@ fn s(p: &Path) -> &str {
 fn test_json(args: &[&str]) -> (i32, Value) {
     let out = relaywatch(&[&["blocklist", "test", "--json"], args].concat());
     let stdout = text(&out.stdout);
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {}", text(&out.stderr)));
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {}", text(&out.stderr)));
     (out.status.code().unwrap_or(-1), json)
 }
 
@@ -84,7 +89,10 @@ fn check_accepts_a_valid_list() {
 #[test]
 fn check_reports_every_error_with_file_and_line() {
     let dir = TempDir::new("check-bad");
-    let good = dir.write("good.list", "# relaywatch: category=allow\nfull:gw.corp.example\n");
+    let good = dir.write(
+        "good.list",
+        "# relaywatch: category=allow\nfull:gw.corp.example\n",
+    );
     let bad = dir.write(
         "bad.list",
         "# relaywatch: category=ai-relay\n\
@@ -106,17 +114,34 @@ fn check_reports_every_error_with_file_and_line() {
     assert_eq!(lines[0], format!("{b}:2: empty domain: rule"));
     assert_eq!(
         lines[1],
-        format!("{b}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)")
+        format!(
+            "{b}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"
+        )
     );
     assert_eq!(
         lines[2],
-        format!("{b}:4: unexpected 'ai.com' after the rule: a name cannot contain spaces, and attributes start with '@'")
+        format!(
+            "{b}:4: unexpected 'ai.com' after the rule: a name cannot contain spaces, and attributes start with '@'"
+        )
     );
-    assert!(lines[3].starts_with(&format!("{b}:5: bad regexp '^(unclosed': ")), "{}", lines[3]);
-    assert_eq!(lines[4], format!("{b}:6: include:not-there: cannot read {d}/not-there: no such file"));
-    assert_eq!(lines[5], format!("{b}:7: bad CIDR prefix length '/33' in '10.0.0.0/33' (IPv4 allows /0 to /32)"));
+    assert!(
+        lines[3].starts_with(&format!("{b}:5: bad regexp '^(unclosed': ")),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(
+        lines[4],
+        format!("{b}:6: include:not-there: cannot read {d}/not-there: no such file")
+    );
+    assert_eq!(
+        lines[5],
+        format!("{b}:7: bad CIDR prefix length '/33' in '10.0.0.0/33' (IPv4 allows /0 to /32)")
+    );
     // The valid file still gets its summary.
-    assert!(text(&out.stdout).starts_with(&format!("{}: ok, 1 rules (full 1); category=allow", s(&good))));
+    assert!(text(&out.stdout).starts_with(&format!(
+        "{}: ok, 1 rules (full 1); category=allow",
+        s(&good)
+    )));
 }
 
 #[test]
@@ -125,12 +150,18 @@ fn check_requires_a_category() {
     let upstream = dir.write("upstream", "example.com\n");
     let out = relaywatch(&["blocklist", "check", s(&upstream)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with(&format!("{}:1: no category: add a header line", s(&upstream))));
+    assert!(text(&out.stderr).starts_with(&format!(
+        "{}:1: no category: add a header line",
+        s(&upstream)
+    )));
     let out = relaywatch(&["blocklist", "check", "--category", "ai-tool", s(&upstream)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = relaywatch(&["blocklist", "check", s(&dir.0.join("absent"))]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr), format!("{}/absent: cannot read: no such file\n", s(&dir.0)));
+    assert_eq!(
+        text(&out.stderr),
+        format!("{}/absent: cannot read: no such file\n", s(&dir.0))
+    );
 }
 
 #[test]
@@ -143,8 +174,19 @@ fn test_finds_a_first_party_provider() {
     assert_eq!(v["action"], "alert");
     assert_eq!(v["rule"], "openai.com");
     assert_eq!(v["source"]["file"], "builtin:v2fly/openai");
-    assert!(v["source"]["location"].as_str().unwrap().starts_with("builtin:v2fly/openai:"));
-    assert!(v["source"]["version"].as_str().unwrap().contains("c975ccef9c19"), "{v:#}");
+    assert!(
+        v["source"]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("builtin:v2fly/openai:")
+    );
+    assert!(
+        v["source"]["version"]
+            .as_str()
+            .unwrap()
+            .contains("c975ccef9c19"),
+        "{v:#}"
+    );
     assert_eq!(v["matches"].as_array().unwrap().len(), 1);
 }
 
@@ -172,7 +214,10 @@ fn test_gemini_exchange_does_not_match() {
 #[test]
 fn test_matches_an_address_in_a_list_cidr() {
     let dir = TempDir::new("test-cidr");
-    let list = dir.write("nets.list", "# relaywatch: category=ai-relay action=block\n203.0.113.0/24\n203.0.113.128/25\n");
+    let list = dir.write(
+        "nets.list",
+        "# relaywatch: category=ai-relay action=block\n203.0.113.0/24\n203.0.113.128/25\n",
+    );
     let (code, v) = test_json(&["--no-builtin", "--list", s(&list), "203.0.113.200"]);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["category"], "ai-relay");
@@ -190,7 +235,10 @@ fn test_matches_an_address_in_a_list_cidr() {
 #[test]
 fn test_allow_list_overrides_builtin() {
     let dir = TempDir::new("test-allow");
-    let allow = dir.write("allow.list", "# relaywatch: category=allow\nfull:api.openai.com\n");
+    let allow = dir.write(
+        "allow.list",
+        "# relaywatch: category=allow\nfull:api.openai.com\n",
+    );
     let (code, v) = test_json(&["--list", s(&allow), "api.openai.com"]);
     assert_eq!(code, 0);
     assert_eq!(v["category"], "allow");
@@ -204,7 +252,10 @@ fn test_usage_and_list_errors_exit_2() {
     let bad = dir.write("bad.list", "# relaywatch: category=ai-relay\nfull:\n");
     let out = relaywatch(&["blocklist", "test", "--list", s(&bad), "example.com"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(text(&out.stderr), format!("{}:2: empty full: rule\n", s(&bad)));
+    assert_eq!(
+        text(&out.stderr),
+        format!("{}:2: empty full: rule\n", s(&bad))
+    );
     let out = relaywatch(&["blocklist", "test", "not a name"]);
     assert_eq!(out.status.code(), Some(2));
     let out = relaywatch(&["blocklist", "test", "--category", "nonsense", "example.com"]);

@@ -10,24 +10,46 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The one record for `pid`, after waiting for it; fails if there are several.
 fn only_record(daemon: &Daemon, pid: u32) -> Value {
     let records = daemon.wait_records(pid, 1, WAIT);
-    assert_eq!(records.len(), 1, "expected exactly one record for pid {pid}, got {records:#?}\nstderr:\n{}", daemon.stderr());
+    assert_eq!(
+        records.len(),
+        1,
+        "expected exactly one record for pid {pid}, got {records:#?}\nstderr:\n{}",
+        daemon.stderr()
+    );
     records.into_iter().next().unwrap()
 }
 
 fn assert_identity(r: &Value, pid: u32, name: &str, executable: &str) {
     assert_eq!(r["process"]["pid"], pid, "{r:#}");
-    assert_eq!(r["process"]["thread"]["id"], pid, "single-threaded client: thread id is the pid; {r:#}");
+    assert_eq!(
+        r["process"]["thread"]["id"], pid,
+        "single-threaded client: thread id is the pid; {r:#}"
+    );
     assert_eq!(r["process"]["name"], name, "{r:#}");
     assert_eq!(r["process"]["executable"], executable, "{r:#}");
-    assert_eq!(r["process"]["parent"]["pid"], std::process::id(), "the test spawned it; {r:#}");
+    assert_eq!(
+        r["process"]["parent"]["pid"],
+        std::process::id(),
+        "the test spawned it; {r:#}"
+    );
     assert_eq!(r["user"]["id"], "0", "{r:#}");
     assert_eq!(r["user"]["name"], "root", "{r:#}");
     assert_eq!(r["event"]["kind"], "event");
     assert_eq!(r["event"]["category"], json!(["network"]));
     assert_eq!(r["event"]["type"], json!(["connection", "start"]));
     assert_eq!(r["network"]["direction"], "egress");
-    assert!(r["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() >= 20), "{r:#}");
-    assert!(r["relaywatch"]["socket_cookie"].as_u64().is_some_and(|c| c > 0), "{r:#}");
+    assert!(
+        r["@timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() >= 20),
+        "{r:#}"
+    );
+    assert!(
+        r["relaywatch"]["socket_cookie"]
+            .as_u64()
+            .is_some_and(|c| c > 0),
+        "{r:#}"
+    );
 }
 
 fn assert_destination(r: &Value, ip: &str, port: u16, transport: &str, network_type: &str) {
@@ -85,11 +107,15 @@ fn curl_to_loopback_http_server_is_attributed() {
     let daemon = Daemon::start(LOOPBACK_ARGS);
     let server = LoopbackServer::start("127.0.0.1");
     let url = format!("http://127.0.0.1:{}/v1/models", server.port);
-    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", &url]));
+    let pid =
+        run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", &url]));
     let r = only_record(&daemon, pid);
     assert_identity(&r, pid, "curl", &real_executable("/usr/bin/curl"));
     assert_destination(&r, "127.0.0.1", server.port, "tcp", "ipv4");
-    assert_eq!(r["process"]["args"], json!(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", url]));
+    assert_eq!(
+        r["process"]["args"],
+        json!(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", url])
+    );
 }
 
 /// A client that starts, connects and is reaped while the daemon is frozen (SIGSTOP): /proc has
@@ -111,10 +137,14 @@ fn client_gone_before_the_daemon_looks_keeps_parent_args_and_unit() {
     // kill() returns before the stop takes effect: wait until every thread of the daemon is
     // stopped, or the daemon could still read /proc and the test would prove nothing.
     let stopped = || {
-        std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap().flatten().all(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
-        })
+        std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
     };
     integration_tests::wait_until("the daemon to stop", WAIT, stopped);
     let secret = "sk-frozen-daemon-secret-0123456789";
@@ -123,16 +153,43 @@ fn client_gone_before_the_daemon_looks_keeps_parent_args_and_unit() {
     let script = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.display());
     // A padding header last makes the command line longer than the 1 KiB the kernel carries.
     let pad = format!("X-Pad: {}", "p".repeat(1500));
-    let pid = run_client(Command::new("sh").args(["-c", &script, "sh"]).args(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-H", &auth, &url, "-H", &pad]));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the client is reaped");
+    let pid = run_client(Command::new("sh").args(["-c", &script, "sh"]).args([
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-H",
+        &auth,
+        &url,
+        "-H",
+        &pad,
+    ]));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the client is reaped"
+    );
     signal(libc::SIGCONT);
     let r = only_record(&daemon, pid);
     assert_identity(&r, pid, "curl", &real_executable("/usr/bin/curl"));
-    let args: Vec<&str> = r["process"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = r["process"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(args[..4], ["curl", "-sS", "--max-time", "5"], "{r:#}");
-    assert_eq!(args[args.len() - 2..], [url.as_str(), "-H"], "arguments read whole are kept, the cut one is dropped: {r:#}");
+    assert_eq!(
+        args[args.len() - 2..],
+        [url.as_str(), "-H"],
+        "arguments read whole are kept, the cut one is dropped: {r:#}"
+    );
     assert_eq!(r["relaywatch"]["args_truncated"], true, "{r:#}");
-    assert!(!r.to_string().contains(secret), "the bearer token is redacted: {r:#}");
+    assert!(
+        !r.to_string().contains(secret),
+        "the bearer token is redacted: {r:#}"
+    );
     assert!(!daemon.stderr().contains(secret));
     assert_eq!(r["relaywatch"]["cgroup"], format!("/{unit}"), "{r:#}");
     assert_eq!(r["relaywatch"]["systemd_unit"], unit.as_str(), "{r:#}");
@@ -149,7 +206,10 @@ impl Drop for RemoveDir {
 
 fn cgroup2_root() -> std::path::PathBuf {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let line = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).expect("a cgroup2 mount (the agent needs one)");
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some("cgroup2"))
+        .expect("a cgroup2 mount (the agent needs one)");
     line.split(' ').nth(1).unwrap().into()
 }
 
@@ -262,9 +322,20 @@ fn default_config_skips_loopback_but_reports_egress() {
     let records = daemon.wait_records(pid, 2, WAIT);
     std::thread::sleep(Duration::from_millis(2500));
     let records_after = daemon.records_for(pid);
-    assert_eq!(records.len(), records_after.len(), "late records: {records_after:#?}");
-    let ips: Vec<&str> = records_after.iter().map(|r| r["destination"]["ip"].as_str().unwrap()).collect();
-    assert_eq!(ips, vec![net.peer_v4.as_str(), net.peer_v6.as_str()], "only the test host is egress: {records_after:#?}");
+    assert_eq!(
+        records.len(),
+        records_after.len(),
+        "late records: {records_after:#?}"
+    );
+    let ips: Vec<&str> = records_after
+        .iter()
+        .map(|r| r["destination"]["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ips,
+        vec![net.peer_v4.as_str(), net.peer_v6.as_str()],
+        "only the test host is egress: {records_after:#?}"
+    );
     for r in &records_after {
         assert_identity(r, pid, "python3", &real_executable(PYTHON));
         assert_eq!(r["destination"]["port"], 9);

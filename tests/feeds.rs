@@ -21,25 +21,99 @@ struct FeedServer {
 
 impl FeedServer {
     fn start(tag: &str) -> FeedServer {
-        let dir = std::env::temp_dir().join(format!("relaywatch-feeds-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("relaywatch-feeds-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         // A CA and a certificate for 127.0.0.1 signed by it (webpki refuses a self-signed leaf).
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=relaywatch feed test CA"]].concat());
-        openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=relaywatch feed test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
         let root = dir.join("www");
         std::fs::create_dir_all(&root).unwrap();
         let path = |p: &Path| p.to_str().unwrap().to_owned();
-        let fixture = Fixture::start(&["feed", &path(&root), &path(&dir.join("server.pem")), &path(&dir.join("server.key"))]);
+        let fixture = Fixture::start(&[
+            "feed",
+            &path(&root),
+            &path(&dir.join("server.pem")),
+            &path(&dir.join("server.key")),
+        ]);
         let port = fixture.port;
-        FeedServer { dir, fixture: Some(fixture), port }
+        FeedServer {
+            dir,
+            fixture: Some(fixture),
+            port,
+        }
     }
 
     fn url(&self, name: &str) -> String {
@@ -59,13 +133,20 @@ impl FeedServer {
 
     /// Answer /NAME with this status and no body from now on.
     fn fail_with(&self, name: &str, status: u16) {
-        std::fs::write(self.dir.join("www").join(format!("{name}.status")), status.to_string()).unwrap();
+        std::fs::write(
+            self.dir.join("www").join(format!("{name}.status")),
+            status.to_string(),
+        )
+        .unwrap();
     }
 
     /// Every request for /NAME so far.
     fn requests(&self, name: &str) -> Vec<Value> {
         let log = std::fs::read_to_string(self.dir.join("www/requests.log")).unwrap_or_default();
-        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r["path"] == format!("/{name}")).collect()
+        log.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["path"] == format!("/{name}"))
+            .collect()
     }
 
     /// Stop serving: the port is closed from now on.
@@ -84,34 +165,63 @@ impl Drop for FeedServer {
 /// A config file with no local lists, the built-in ones, and these `[[blocklists.feed]]` tables.
 fn config(server: &FeedServer, tag: &str, feeds: &[String]) -> String {
     let path = server.dir.join(format!("config-{tag}.toml"));
-    std::fs::write(&path, format!("[blocklists]\nfiles = []\n\n{}", feeds.concat())).unwrap();
+    std::fs::write(
+        &path,
+        format!("[blocklists]\nfiles = []\n\n{}", feeds.concat()),
+    )
+    .unwrap();
     path.to_string_lossy().into_owned()
 }
 
 /// One `[[blocklists.feed]]` table trusting the server's CA.
 fn feed(server: &FeedServer, name: &str, extra: &str) -> String {
-    format!("[[blocklists.feed]]\nurl = \"{}\"\nca_file = \"{}\"\n{extra}\n", server.url(name), server.ca())
+    format!(
+        "[[blocklists.feed]]\nurl = \"{}\"\nca_file = \"{}\"\n{extra}\n",
+        server.url(name),
+        server.ca()
+    )
 }
 
 /// A feed server serving `body` as /NAME, and a daemon (loopback included) whose one feed is
 /// that list, with `extra` keys; the daemon's arguments are returned for a restart.
-fn one_feed(tag: &str, name: &str, body: &str, extra: &str) -> (FeedServer, String, Daemon, Vec<String>) {
+fn one_feed(
+    tag: &str,
+    name: &str,
+    body: &str,
+    extra: &str,
+) -> (FeedServer, String, Daemon, Vec<String>) {
     let server = FeedServer::start(tag);
     server.serve(name, body);
     let config = config(&server, tag, &[feed(&server, name, extra)]);
-    let args = vec!["--include-loopback".to_owned(), "--config".to_owned(), config];
+    let args = vec![
+        "--include-loopback".to_owned(),
+        "--config".to_owned(),
+        config,
+    ];
     let daemon = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let url = server.url(name);
     (server, url, daemon, args)
 }
 
 fn sha256(text: &str) -> String {
-    let out = Command::new("sh").args(["-c", "printf %s \"$1\" | sha256sum", "sh", text]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+    let out = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | sha256sum", "sh", text])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 fn relaywatch(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(relaywatch_bin()).args(args).arg("--socket").arg(&daemon.socket).output().unwrap()
+    Command::new(relaywatch_bin())
+        .args(args)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .output()
+        .unwrap()
 }
 
 fn status(daemon: &Daemon) -> Value {
@@ -121,66 +231,144 @@ fn status(daemon: &Daemon) -> Value {
 /// Wait (generously) until the status of the feed at `url` satisfies `done`; return it.
 fn wait_feed(daemon: &Daemon, url: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
-    wait_until(&format!("feed {url}: {what}"), Duration::from_secs(60), || {
-        let s = status(daemon);
-        last = s["blocklists"]["feeds"].as_array().and_then(|f| f.iter().find(|f| f["url"] == url).cloned()).unwrap_or(Value::Null);
-        done(&last)
-    });
+    wait_until(
+        &format!("feed {url}: {what}"),
+        Duration::from_secs(60),
+        || {
+            let s = status(daemon);
+            last = s["blocklists"]["feeds"]
+                .as_array()
+                .and_then(|f| f.iter().find(|f| f["url"] == url).cloned())
+                .unwrap_or(Value::Null);
+            done(&last)
+        },
+    );
     last
 }
 
 fn reload(daemon: &Daemon) {
     let out = relaywatch(daemon, &["reload"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// curl to NAME on a loopback TLS server (the real SNI is sent); returns curl's pid.
 fn curl(name: &str, port: u16) -> u32 {
     let resolve = format!("{name}:{port}:127.0.0.1");
-    run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &format!("https://{name}:{port}/")]))
+    run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        &format!("https://{name}:{port}/"),
+    ]))
 }
 
 /// The alert raised for `pid`.
 fn alert_for(daemon: &Daemon, pid: u32) -> Value {
     let mut found = None;
-    wait_until(&format!("an alert for pid {pid}"), Duration::from_secs(15), || {
-        found = daemon.everything_for(pid).into_iter().find(|r| r["event"]["kind"] == "alert");
-        found.is_some()
-    });
+    wait_until(
+        &format!("an alert for pid {pid}"),
+        Duration::from_secs(15),
+        || {
+            found = daemon
+                .everything_for(pid)
+                .into_iter()
+                .find(|r| r["event"]["kind"] == "alert");
+            found.is_some()
+        },
+    );
     found.unwrap()
 }
 
 fn cached_body(daemon: &Daemon) -> String {
     let dir = daemon.state_dir.join("feeds");
-    let list = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "list"));
+    let list = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "list"));
     std::fs::read_to_string(list.expect("a cached list")).unwrap()
 }
 
 #[test]
 fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     let body = "# relaywatch: source=feed-test version=7\nfull:chat.feed-test.example\n";
-    let (server, url, daemon, _) = one_feed("fetch", "relays.list", body, "category = \"ai-relay\"");
+    let (server, url, daemon, _) =
+        one_feed("fetch", "relays.list", body, "category = \"ai-relay\"");
 
-    let f = wait_feed(&daemon, &url, "fresh with 1 rule", |f| f["state"] == "fresh" && f["rules"] == 1);
+    let f = wait_feed(&daemon, &url, "fresh with 1 rule", |f| {
+        f["state"] == "fresh" && f["rules"] == 1
+    });
     assert_eq!(f["sha256"], sha256(body), "{f:#}");
     assert_eq!(f["bytes"], body.len());
-    assert_eq!((f["pinned"].as_bool(), f["interval_s"].as_u64(), &f["last_error"]), (Some(false), Some(3600), &Value::Null), "{f:#}");
-    let etag = f["etag"].as_str().expect("the server's ETag is kept").to_owned();
-    for key in ["fetched_at", "last_success", "last_check", "next_check", "last_modified"] {
+    assert_eq!(
+        (
+            f["pinned"].as_bool(),
+            f["interval_s"].as_u64(),
+            &f["last_error"]
+        ),
+        (Some(false), Some(3600), &Value::Null),
+        "{f:#}"
+    );
+    let etag = f["etag"]
+        .as_str()
+        .expect("the server's ETag is kept")
+        .to_owned();
+    for key in [
+        "fetched_at",
+        "last_success",
+        "last_check",
+        "next_check",
+        "last_modified",
+    ] {
         assert!(f[key].is_string(), "{key}: {f:#}");
     }
     let requests = server.requests("relays.list");
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!((&requests[0]["if_none_match"], requests[0]["status"].as_u64()), (&Value::Null, Some(200)));
+    assert_eq!(
+        (
+            &requests[0]["if_none_match"],
+            requests[0]["status"].as_u64()
+        ),
+        (&Value::Null, Some(200))
+    );
     // The cache: the body as served, and its metadata, named by a hash of the URL.
     assert_eq!(cached_body(&daemon), body);
-    let mut names: Vec<String> =
-        std::fs::read_dir(daemon.state_dir.join("feeds")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(daemon.state_dir.join("feeds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names[0].ends_with(".json") && names[1].ends_with(".list") && names[0][..32] == names[1][..32], "{names:?}");
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(daemon.state_dir.join("feeds").join(&names[0])).unwrap()).unwrap();
-    assert_eq!((meta["url"].as_str(), meta["etag"].as_str(), meta["sha256"].as_str()), (Some(url.as_str()), Some(etag.as_str()), f["sha256"].as_str()));
+    assert!(
+        names[0].ends_with(".json")
+            && names[1].ends_with(".list")
+            && names[0][..32] == names[1][..32],
+        "{names:?}"
+    );
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(daemon.state_dir.join("feeds").join(&names[0])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            meta["url"].as_str(),
+            meta["etag"].as_str(),
+            meta["sha256"].as_str()
+        ),
+        (
+            Some(url.as_str()),
+            Some(etag.as_str()),
+            f["sha256"].as_str()
+        )
+    );
 
     // The feed's list is in force: a real connection to the name it lists raises an alert whose
     // evidence names the feed and the line.
@@ -194,78 +382,185 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     assert_eq!(a["relaywatch"]["blocklist"]["version"], "7");
     let s = status(&daemon);
     let active = s["blocklists"]["active"].as_array().unwrap();
-    let list = active.iter().find(|l| l["path"] == url.as_str()).expect("the feed is an active list");
-    assert_eq!((list["source"].as_str(), list["rules"].as_u64(), list["sha256"].as_str()), (Some("feed-test"), Some(1), f["sha256"].as_str()));
+    let list = active
+        .iter()
+        .find(|l| l["path"] == url.as_str())
+        .expect("the feed is an active list");
+    assert_eq!(
+        (
+            list["source"].as_str(),
+            list["rules"].as_u64(),
+            list["sha256"].as_str()
+        ),
+        (Some("feed-test"), Some(1), f["sha256"].as_str())
+    );
 
     // `relaywatch reload` checks it again, conditionally: the server answers 304 and nothing
     // changes but the confirmation time.
     reload(&daemon);
-    wait_until("a second request", Duration::from_secs(30), || server.requests("relays.list").len() >= 2);
+    wait_until("a second request", Duration::from_secs(30), || {
+        server.requests("relays.list").len() >= 2
+    });
     let again = &server.requests("relays.list")[1];
     assert_eq!(again["if_none_match"], etag.as_str(), "{again}");
     assert_eq!(again["if_modified_since"], f["last_modified"], "{again}");
     assert_eq!(again["status"], 304);
-    let f2 = wait_feed(&daemon, &url, "checked again", |f2| f2["last_check"] != f["last_check"] && f2["next_check"].is_string());
-    assert_eq!((&f2["state"], &f2["sha256"], &f2["fetched_at"], &f2["rules"]), (&f["state"], &f["sha256"], &f["fetched_at"], &f["rules"]), "{f2:#}");
+    let f2 = wait_feed(&daemon, &url, "checked again", |f2| {
+        f2["last_check"] != f["last_check"] && f2["next_check"].is_string()
+    });
+    assert_eq!(
+        (&f2["state"], &f2["sha256"], &f2["fetched_at"], &f2["rules"]),
+        (&f["state"], &f["sha256"], &f["fetched_at"], &f["rules"]),
+        "{f2:#}"
+    );
 
     // A cached body that went missing is not kept "fresh" by a 304: the next check fetches the
     // list whole (no validators) and writes it again.
-    let list_file = std::fs::read_dir(daemon.state_dir.join("feeds")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "list")).unwrap();
+    let list_file = std::fs::read_dir(daemon.state_dir.join("feeds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "list"))
+        .unwrap();
     std::fs::remove_file(&list_file).unwrap();
     reload(&daemon);
-    wait_until("a third request", Duration::from_secs(30), || server.requests("relays.list").len() >= 3);
-    let third = &server.requests("relays.list")[2];
-    assert_eq!((&third["if_none_match"], third["status"].as_u64()), (&Value::Null, Some(200)), "{third}");
-    wait_until("the cached body written again", Duration::from_secs(30), || list_file.exists());
-    assert_eq!(cached_body(&daemon), body);
-    wait_until("the feed's list in force again", Duration::from_secs(30), || {
-        status(&daemon)["blocklists"]["active"].as_array().is_some_and(|a| a.iter().any(|l| l["path"] == url.as_str()))
+    wait_until("a third request", Duration::from_secs(30), || {
+        server.requests("relays.list").len() >= 3
     });
+    let third = &server.requests("relays.list")[2];
+    assert_eq!(
+        (&third["if_none_match"], third["status"].as_u64()),
+        (&Value::Null, Some(200)),
+        "{third}"
+    );
+    wait_until(
+        "the cached body written again",
+        Duration::from_secs(30),
+        || list_file.exists(),
+    );
+    assert_eq!(cached_body(&daemon), body);
+    wait_until(
+        "the feed's list in force again",
+        Duration::from_secs(30),
+        || {
+            status(&daemon)["blocklists"]["active"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|l| l["path"] == url.as_str()))
+        },
+    );
 
     // The status table shows the feed, one line per field.
     let out = relaywatch(&daemon, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |key: &str| text.lines().find(|l| l.starts_with(&format!("blocklists.feeds[0].{key}:"))).map(|l| l.split_whitespace().last().unwrap().to_owned());
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("blocklists.feeds[0].{key}:")))
+            .map(|l| l.split_whitespace().last().unwrap().to_owned())
+    };
     assert_eq!(line("url").as_deref(), Some(url.as_str()), "{text}");
     assert_eq!(line("state").as_deref(), Some("fresh"), "{text}");
     assert_eq!(line("rules").as_deref(), Some("1"), "{text}");
     // `relaywatch blocklist list`: the feed is an active list and has a row of its own.
     let out = relaywatch(&daemon, &["blocklist", "list"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.starts_with(&format!("{url} ")) && l.contains("ai-relay")), "{text}");
-    let feeds: Vec<&str> = text.lines().skip_while(|l| *l != "feeds:").skip(2).collect();
-    assert_eq!(feeds.first().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>()), Some(vec![url.as_str(), "fresh", "1"]), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{url} ")) && l.contains("ai-relay")),
+        "{text}"
+    );
+    let feeds: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "feeds:")
+        .skip(2)
+        .collect();
+    assert_eq!(
+        feeds
+            .first()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>()),
+        Some(vec![url.as_str(), "fresh", "1"]),
+        "{text}"
+    );
 
     // A feed added to the configuration is fetched on the reload that reads it, and loaded.
     server.serve("more.list", "# relaywatch: category=ai-tool\nfull:tool.feed-test.example\ndomain:tools.feed-test.example\n");
-    config(&server, "fetch", &[feed(&server, "relays.list", "category = \"ai-relay\""), feed(&server, "more.list", "")]);
+    config(
+        &server,
+        "fetch",
+        &[
+            feed(&server, "relays.list", "category = \"ai-relay\""),
+            feed(&server, "more.list", ""),
+        ],
+    );
     reload(&daemon);
-    wait_feed(&daemon, &server.url("more.list"), "fetched after the reload", |f| f["state"] == "fresh" && f["rules"] == 2);
+    wait_feed(
+        &daemon,
+        &server.url("more.list"),
+        "fetched after the reload",
+        |f| f["state"] == "fresh" && f["rules"] == 2,
+    );
     let a = alert_for(&daemon, curl("api.tools.feed-test.example", tls.port));
-    assert_eq!((a["rule"]["category"].as_str(), a["relaywatch"]["blocklist"]["line"].as_u64()), (Some("ai-tool"), Some(3)), "{a:#}");
-    assert_eq!(wait_feed(&daemon, &url, "still in force", |f| f["state"] == "fresh")["rules"], 1);
+    assert_eq!(
+        (
+            a["rule"]["category"].as_str(),
+            a["relaywatch"]["blocklist"]["line"].as_u64()
+        ),
+        (Some("ai-tool"), Some(3)),
+        "{a:#}"
+    );
+    assert_eq!(
+        wait_feed(&daemon, &url, "still in force", |f| f["state"] == "fresh")["rules"],
+        1
+    );
 }
 
 #[test]
 fn a_changed_feed_is_picked_up_on_its_interval() {
-    let (server, url, daemon, _) = one_feed("interval", "tools.list", "full:one.feed-test.example\n", "category = \"ai-tool\"\ninterval_s = 10");
-    let f = wait_feed(&daemon, &url, "fresh", |f| f["state"] == "fresh" && f["rules"] == 1);
+    let (server, url, daemon, _) = one_feed(
+        "interval",
+        "tools.list",
+        "full:one.feed-test.example\n",
+        "category = \"ai-tool\"\ninterval_s = 10",
+    );
+    let f = wait_feed(&daemon, &url, "fresh", |f| {
+        f["state"] == "fresh" && f["rules"] == 1
+    });
     assert_eq!(f["interval_s"], 10);
 
     // No reload asked for: the next scheduled check fetches the new list and loads it.
     let v2 = "full:one.feed-test.example\nfull:two.feed-test.example\n";
     server.serve("tools.list", v2);
     let f2 = wait_feed(&daemon, &url, "the new list in force", |f| f["rules"] == 2);
-    assert_eq!((f2["state"].as_str(), f2["sha256"].as_str()), (Some("fresh"), Some(sha256(v2).as_str())), "{f2:#}");
+    assert_eq!(
+        (f2["state"].as_str(), f2["sha256"].as_str()),
+        (Some("fresh"), Some(sha256(v2).as_str())),
+        "{f2:#}"
+    );
     let requests = server.requests("tools.list");
-    assert!(requests.iter().any(|r| r["status"] == 200 && r["if_none_match"] == f["etag"]), "a conditional GET fetched it: {requests:?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["status"] == 200 && r["if_none_match"] == f["etag"]),
+        "a conditional GET fetched it: {requests:?}"
+    );
     assert_eq!(cached_body(&daemon), v2);
     let tls = Fixture::tls();
     let a = alert_for(&daemon, curl("two.feed-test.example", tls.port));
-    assert_eq!((a["rule"]["category"].as_str(), a["relaywatch"]["blocklist"]["line"].as_u64()), (Some("ai-tool"), Some(2)), "{a:#}");
+    assert_eq!(
+        (
+            a["rule"]["category"].as_str(),
+            a["relaywatch"]["blocklist"]["line"].as_u64()
+        ),
+        (Some("ai-tool"), Some(2)),
+        "{a:#}"
+    );
     let stderr = daemon.stderr();
-    assert!(stderr.contains(&format!("feed {url}: new list, 2 rules")), "{stderr}");
-    assert!(stderr.contains(&format!("feed {url}: reloaded blocklists")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("feed {url}: new list, 2 rules")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("feed {url}: reloaded blocklists")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -282,41 +577,98 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
         &server,
         "refuse",
         &[
-            feed(&server, "pinned.list", &format!("category = \"ai-relay\"\nsha256 = \"{}\"", sha256(pinned_v1))),
+            feed(
+                &server,
+                "pinned.list",
+                &format!(
+                    "category = \"ai-relay\"\nsha256 = \"{}\"",
+                    sha256(pinned_v1)
+                ),
+            ),
             feed(&server, "plain.list", ""),
             format!("[[blocklists.feed]]\nurl = \"{untrusted}\"\n"),
         ],
     );
     let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
     for url in [&pinned, &plain] {
-        wait_feed(&daemon, url, "fresh", |f| f["state"] == "fresh" && f["rules"] == 1);
+        wait_feed(&daemon, url, "fresh", |f| {
+            f["state"] == "fresh" && f["rules"] == 1
+        });
     }
     let shown_untrusted = server.url("plain.list?…");
-    let u = wait_feed(&daemon, &shown_untrusted, "an error", |f| !f["last_error"].is_null());
-    assert_eq!((u["state"].as_str(), &u["rules"]), (Some("never_fetched"), &Value::Null), "{u:#}");
+    let u = wait_feed(&daemon, &shown_untrusted, "an error", |f| {
+        !f["last_error"].is_null()
+    });
+    assert_eq!(
+        (u["state"].as_str(), &u["rules"]),
+        (Some("never_fetched"), &Value::Null),
+        "{u:#}"
+    );
     if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
-        assert!(u["last_error"]["error"].as_str().unwrap().contains("TLS handshake with 127.0.0.1"), "{u:#}");
+        assert!(
+            u["last_error"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("TLS handshake with 127.0.0.1"),
+            "{u:#}"
+        );
     }
 
     // New bodies: one that fails its pin, one that is not a valid list.
-    server.serve("pinned.list", "full:pinned.feed-test.example\nfull:sneaked-in.feed-test.example\n");
-    server.serve("plain.list", "# relaywatch: category=ai-relay\nfull:plain.feed-test.example\ndomian:typo.example\n");
+    server.serve(
+        "pinned.list",
+        "full:pinned.feed-test.example\nfull:sneaked-in.feed-test.example\n",
+    );
+    server.serve(
+        "plain.list",
+        "# relaywatch: category=ai-relay\nfull:plain.feed-test.example\ndomian:typo.example\n",
+    );
     reload(&daemon);
-    let p = wait_feed(&daemon, &pinned, "the pin refused", |f| f["last_error"]["error"].as_str().is_some_and(|e| e.contains("not the pinned")));
-    assert_eq!((p["state"].as_str(), p["rules"].as_u64(), p["sha256"].as_str()), (Some("stale"), Some(1), Some(sha256(pinned_v1).as_str())), "{p:#}");
-    let q = wait_feed(&daemon, &plain, "the list refused", |f| !f["last_error"].is_null());
+    let p = wait_feed(&daemon, &pinned, "the pin refused", |f| {
+        f["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not the pinned"))
+    });
+    assert_eq!(
+        (
+            p["state"].as_str(),
+            p["rules"].as_u64(),
+            p["sha256"].as_str()
+        ),
+        (Some("stale"), Some(1), Some(sha256(pinned_v1).as_str())),
+        "{p:#}"
+    );
+    let q = wait_feed(&daemon, &plain, "the list refused", |f| {
+        !f["last_error"].is_null()
+    });
     assert_eq!(
         q["last_error"]["error"],
-        format!("{plain}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"),
+        format!(
+            "{plain}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"
+        ),
         "{q:#}"
     );
-    assert_eq!((q["state"].as_str(), q["rules"].as_u64(), q["sha256"].as_str()), (Some("stale"), Some(1), Some(sha256(plain_v1).as_str())), "{q:#}");
+    assert_eq!(
+        (
+            q["state"].as_str(),
+            q["rules"].as_u64(),
+            q["sha256"].as_str()
+        ),
+        (Some("stale"), Some(1), Some(sha256(plain_v1).as_str())),
+        "{q:#}"
+    );
     // The status table shows the reason with the URL and line.
     let text = String::from_utf8_lossy(&relaywatch(&daemon, &["status"]).stdout).into_owned();
     assert!(text.lines().any(|l| l.starts_with("blocklists.feeds[1].last_error.error:") && l.ends_with(&format!("{plain}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"))), "{text}");
     // Each failure is logged once.
     let stderr = daemon.stderr();
-    assert_eq!(stderr.matches(&format!("feed {plain}: {plain}:3: unknown rule prefix")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(&format!("feed {plain}: {plain}:3: unknown rule prefix"))
+            .count(),
+        1,
+        "{stderr}"
+    );
 
     // The previous lists are still the ones in force: the old names alert, the name the refused
     // body added does not (checked before an alert that comes after it).
@@ -324,8 +676,18 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
     let sneaked = curl("sneaked-in.feed-test.example", tls.port);
     let old = alert_for(&daemon, curl("pinned.feed-test.example", tls.port));
     assert_eq!(old["relaywatch"]["blocklist"]["file"], pinned.as_str());
-    assert!(daemon.everything_for(sneaked).iter().all(|r| r["event"]["kind"] != "alert"), "{:#?}", daemon.everything_for(sneaked));
-    assert_eq!(alert_for(&daemon, curl("plain.feed-test.example", tls.port))["relaywatch"]["blocklist"]["file"], plain.as_str());
+    assert!(
+        daemon
+            .everything_for(sneaked)
+            .iter()
+            .all(|r| r["event"]["kind"] != "alert"),
+        "{:#?}",
+        daemon.everything_for(sneaked)
+    );
+    assert_eq!(
+        alert_for(&daemon, curl("plain.feed-test.example", tls.port))["relaywatch"]["blocklist"]["file"],
+        plain.as_str()
+    );
 }
 
 #[test]
@@ -337,25 +699,64 @@ fn an_unreachable_feed_is_used_stale_from_its_cache_even_after_a_restart() {
     // The server fails: 500 is an error, the cached list stays in force.
     server.fail_with("gw.list", 500);
     reload(&daemon);
-    let f = wait_feed(&daemon, &url, "HTTP 500", |f| f["last_error"]["error"] == "HTTP 500 Internal Server Error");
-    assert_eq!((f["state"].as_str(), f["rules"].as_u64()), (Some("stale"), Some(1)), "{f:#}");
+    let f = wait_feed(&daemon, &url, "HTTP 500", |f| {
+        f["last_error"]["error"] == "HTTP 500 Internal Server Error"
+    });
+    assert_eq!(
+        (f["state"].as_str(), f["rules"].as_u64()),
+        (Some("stale"), Some(1)),
+        "{f:#}"
+    );
     let state_dir = daemon.state_dir.clone();
     let (status, stderr) = daemon.stop();
     assert!(status.success(), "{stderr}");
 
     // Then it is gone altogether, and the agent restarts: the cached list is loaded at start.
     server.stop();
-    let daemon = Daemon::start_with_state(&state_dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let f = wait_feed(&daemon, &url, "unreachable", |f| f["last_error"]["error"].as_str().is_some_and(|e| e.contains("connecting to 127.0.0.1")));
-    assert_eq!((f["state"].as_str(), f["rules"].as_u64(), f["sha256"].as_str()), (Some("stale"), Some(1), Some(sha256(body).as_str())), "{f:#}");
+    let daemon = Daemon::start_with_state(
+        &state_dir,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let f = wait_feed(&daemon, &url, "unreachable", |f| {
+        f["last_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connecting to 127.0.0.1"))
+    });
+    assert_eq!(
+        (
+            f["state"].as_str(),
+            f["rules"].as_u64(),
+            f["sha256"].as_str()
+        ),
+        (Some("stale"), Some(1), Some(sha256(body).as_str())),
+        "{f:#}"
+    );
     let tls = Fixture::tls();
     let a = alert_for(&daemon, curl("gw.feed-test.example", tls.port));
-    assert_eq!((a["rule"]["category"].as_str(), a["relaywatch"]["blocklist"]["file"].as_str()), (Some("ai-aggregator"), Some(url.as_str())), "{a:#}");
+    assert_eq!(
+        (
+            a["rule"]["category"].as_str(),
+            a["relaywatch"]["blocklist"]["file"].as_str()
+        ),
+        (Some("ai-aggregator"), Some(url.as_str())),
+        "{a:#}"
+    );
 
     // Failing the same way again is not logged again.
     reload(&daemon);
-    wait_feed(&daemon, &url, "checked again", |g| g["last_error"]["at"] != f["last_error"]["at"]);
+    wait_feed(&daemon, &url, "checked again", |g| {
+        g["last_error"]["at"] != f["last_error"]["at"]
+    });
     let stderr = daemon.stderr();
-    assert_eq!(stderr.matches(&format!("feed {url}: connecting to")).count(), 1, "{stderr}");
-    assert!(stderr.contains("(the cached list stays in use)"), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(&format!("feed {url}: connecting to"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(the cached list stays in use)"),
+        "{stderr}"
+    );
 }

@@ -6,8 +6,16 @@ use integration_tests::{Daemon, relaywatch_bin, require_root};
 use serde_json::Value;
 
 fn bpftool_json(args: &[&str]) -> Value {
-    let out = Command::new("bpftool").arg("-j").args(args).output().expect("run bpftool (cargo xtask setup --tests installs it)");
-    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("run bpftool (cargo xtask setup --tests installs it)");
+    assert!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if out.stdout.iter().all(u8::is_ascii_whitespace) {
         return Value::Array(Vec::new()); // `cgroup show` prints nothing when nothing is attached
     }
@@ -21,7 +29,9 @@ fn programs_of(pid: u32) -> Vec<(u64, String)> {
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
         .flat_map(|info| {
-            info.lines().filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u64>().ok()).collect::<Vec<_>>()
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
         })
         .collect();
     ids.sort();
@@ -29,14 +39,24 @@ fn programs_of(pid: u32) -> Vec<(u64, String)> {
     let progs = bpftool_json(&["prog", "show"]);
     ids.into_iter()
         .map(|id| {
-            let p = progs.as_array().unwrap().iter().find(|p| p["id"] == id).expect("program listed by bpftool");
+            let p = progs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == id)
+                .expect("program listed by bpftool");
             (id, p["name"].as_str().unwrap_or("").to_owned())
         })
         .collect()
 }
 
 fn all_program_ids() -> Vec<u64> {
-    bpftool_json(&["prog", "show"]).as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect()
+    bpftool_json(&["prog", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect()
 }
 
 fn cgroup2_root() -> String {
@@ -51,7 +71,12 @@ fn cgroup2_root() -> String {
 }
 
 fn cgroup_attached_ids(cgroup: &str) -> Vec<u64> {
-    bpftool_json(&["cgroup", "show", cgroup]).as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect()
+    bpftool_json(&["cgroup", "show", cgroup])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect()
 }
 
 fn shutdown_leaves_nothing_attached(signal: i32) {
@@ -76,32 +101,61 @@ fn shutdown_leaves_nothing_attached(signal: i32) {
     );
     let cgroup = cgroup2_root();
     let attached = cgroup_attached_ids(&cgroup);
-    for (id, name) in progs.iter().filter(|(_, n)| !n.ends_with("_exec") && !n.ends_with("_exit")) {
-        assert!(attached.contains(id), "{name} ({id}) not attached to {cgroup}: {attached:?}");
+    for (id, name) in progs
+        .iter()
+        .filter(|(_, n)| !n.ends_with("_exec") && !n.ends_with("_exit"))
+    {
+        assert!(
+            attached.contains(id),
+            "{name} ({id}) not attached to {cgroup}: {attached:?}"
+        );
     }
     // Tracepoint programs hang off perf_event links.
     let links = bpftool_json(&["link", "show"]);
-    for (id, name) in progs.iter().filter(|(_, n)| n.ends_with("_exec") || n.ends_with("_exit")) {
+    for (id, name) in progs
+        .iter()
+        .filter(|(_, n)| n.ends_with("_exec") || n.ends_with("_exit"))
+    {
         assert!(
-            links.as_array().unwrap().iter().any(|l| l["prog_id"] == *id && l["type"] == "perf_event"),
+            links
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["prog_id"] == *id && l["type"] == "perf_event"),
             "{name} ({id}) has no perf_event link: {links}"
         );
     }
 
     let (status, stderr) = daemon.stop_with(signal);
-    assert!(status.success(), "exit status {status} after signal {signal}; stderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "exit status {status} after signal {signal}; stderr:\n{stderr}"
+    );
     assert!(stderr.contains("detached"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let remaining = all_program_ids();
     let links = bpftool_json(&["link", "show"]);
     for (id, name) in &progs {
-        assert!(!links.as_array().unwrap().iter().any(|l| l["prog_id"] == *id), "{name} ({id}) still has a link after exit");
+        assert!(
+            !links
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["prog_id"] == *id),
+            "{name} ({id}) still has a link after exit"
+        );
     }
     let attached = cgroup_attached_ids(&cgroup);
     for (id, name) in &progs {
-        assert!(!remaining.contains(id), "{name} ({id}) still loaded after exit");
-        assert!(!attached.contains(id), "{name} ({id}) still attached to {cgroup} after exit");
+        assert!(
+            !remaining.contains(id),
+            "{name} ({id}) still loaded after exit"
+        );
+        assert!(
+            !attached.contains(id),
+            "{name} ({id}) still attached to {cgroup} after exit"
+        );
     }
 }
 
@@ -123,14 +177,20 @@ fn run_refused(wrapper: &[&str]) -> (bool, String) {
         .env("RW_BIN", relaywatch_bin())
         .output()
         .expect("spawn wrapper");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_one_line_error(stderr: &str, expected: &str) {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
     assert!(lines[0].starts_with("relaywatch: "), "{stderr}");
-    assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr}");
+    assert!(
+        lines[0].contains(expected),
+        "expected {expected:?} in: {stderr}"
+    );
     for forbidden in ["panicked", "backtrace", "RUST_BACKTRACE"] {
         assert!(!stderr.contains(forbidden), "{stderr}");
     }
@@ -139,11 +199,21 @@ fn assert_one_line_error(stderr: &str, expected: &str) {
 #[test]
 fn unprivileged_user_gets_one_line_naming_the_capabilities() {
     let (ok, stderr) = run_refused(&[
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-        "sh", "-c", "exec \"$RW_BIN\" run",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "sh",
+        "-c",
+        "exec \"$RW_BIN\" run",
     ]);
     assert!(!ok);
-    assert_one_line_error(&stderr, "missing privileges (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)");
+    assert_one_line_error(
+        &stderr,
+        "missing privileges (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)",
+    );
     assert!(stderr.contains("run as root"), "{stderr}");
 }
 
@@ -151,7 +221,12 @@ fn unprivileged_user_gets_one_line_naming_the_capabilities() {
 fn missing_cgroup2_is_one_line() {
     // A private mount namespace: unmounting cgroup2 there leaves the host untouched.
     let (ok, stderr) = run_refused(&[
-        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
         "for m in $(awk '$3==\"cgroup2\"{print $2}' /proc/mounts); do umount -l \"$m\" || exit 90; done; exec \"$RW_BIN\" run",
     ]);
     assert!(!ok);
@@ -161,7 +236,12 @@ fn missing_cgroup2_is_one_line() {
 #[test]
 fn missing_btf_is_one_line() {
     let (ok, stderr) = run_refused(&[
-        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
         "mount -t tmpfs none /sys/kernel/btf || exit 90; exec \"$RW_BIN\" run",
     ]);
     assert!(!ok);
@@ -170,10 +250,16 @@ fn missing_btf_is_one_line() {
 
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
-    let out = Command::new(relaywatch_bin()).args(["run", "--udp-window-ms", "0"]).output().unwrap();
+    let out = Command::new(relaywatch_bin())
+        .args(["run", "--udp-window-ms", "0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--udp-window-ms") && stderr.contains("0"), "{stderr}");
+    assert!(
+        stderr.contains("--udp-window-ms") && stderr.contains("0"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -187,7 +273,11 @@ fn cli_json(daemon: &Daemon, cmd: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "relaywatch {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "relaywatch {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Status is one (pretty-printed) object; lists are JSON lines, one object per row.
     if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
         return Value::Array(vec![v]);
@@ -207,19 +297,39 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
     let url = format!("http://api.openai.com:{}/v1/models", server.port);
     let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
     for _ in 0..2 {
-        integration_tests::run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+        integration_tests::run_client(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "--resolve",
+            &resolve,
+            &url,
+        ]));
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let row = loop {
         let rows = cli_json(&daemon, "connections", &["--domain", "api.openai.com"]);
-        let found = rows.as_array().and_then(|r| r.iter().find(|r| r["destination_port"] == server.port).cloned());
+        let found = rows.as_array().and_then(|r| {
+            r.iter()
+                .find(|r| r["destination_port"] == server.port)
+                .cloned()
+        });
         if let Some(row) = found.filter(|r| r["count"] == 2) {
             break row;
         }
-        assert!(std::time::Instant::now() < deadline, "no summary row with count 2: {rows}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no summary row with count 2: {rows}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert_eq!(row["executable"], integration_tests::real_executable("/usr/bin/curl"), "{row}");
+    assert_eq!(
+        row["executable"],
+        integration_tests::real_executable("/usr/bin/curl"),
+        "{row}"
+    );
     assert_eq!(row["user_name"], "root", "{row}");
     assert_eq!(row["destination_ip"], "127.0.0.1", "{row}");
 
@@ -229,7 +339,10 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
         if status["events_total"].as_u64().is_some_and(|n| n >= 2) {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "events_total never reached 2: {status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events_total never reached 2: {status}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert_eq!(status["programs_attached"], 9, "{status}");
@@ -251,9 +364,16 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("notify.sock");
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    listener.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     let mut child = Command::new(relaywatch_bin())
-        .args(["run", "--nameserver", integration_tests::NO_NAMESERVER, "--state-dir"])
+        .args([
+            "run",
+            "--nameserver",
+            integration_tests::NO_NAMESERVER,
+            "--state-dir",
+        ])
         .arg(dir.join("state"))
         .arg("--socket")
         .arg(dir.join("api.sock"))
@@ -267,7 +387,9 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     let read_until = |want: &str, received: &mut Vec<String>| {
         let mut buf = [0u8; 4096];
         loop {
-            let n = listener.recv(&mut buf).unwrap_or_else(|e| panic!("waiting for {want}: {e}; got {received:?}"));
+            let n = listener
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {want}: {e}; got {received:?}"));
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             received.push(msg.clone());
             if msg.lines().any(|l| l == want) {
@@ -281,7 +403,10 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     read_until("WATCHDOG=1", &mut received);
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     let reloading = read_until("RELOADING=1", &mut received);
-    assert!(reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading}");
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{reloading}"
+    );
     read_until("READY=1", &mut received);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     read_until("STOPPING=1", &mut received);

@@ -7,7 +7,8 @@
 use std::{process::Command, time::Duration};
 
 use integration_tests::{
-    Daemon, DnsServer, Fixture, PYTHON, real_executable, run_client, run_client_any_exit, venv_python,
+    Daemon, DnsServer, Fixture, PYTHON, real_executable, run_client, run_client_any_exit,
+    venv_python,
 };
 use serde_json::{Value, json};
 
@@ -21,7 +22,9 @@ fn record_to(daemon: &Daemon, pid: u32, port: u16) -> Value {
         let found: Vec<Value> = daemon
             .records_for(pid)
             .into_iter()
-            .filter(|r| r["destination"]["port"] == port || r["relaywatch"]["proxy"]["port"] == port)
+            .filter(|r| {
+                r["destination"]["port"] == port || r["relaywatch"]["proxy"]["port"] == port
+            })
             .collect();
         if found.len() > 1 {
             panic!("several records for pid {pid} port {port}: {found:#?}");
@@ -29,7 +32,12 @@ fn record_to(daemon: &Daemon, pid: u32, port: u16) -> Value {
         if let Some(r) = found.into_iter().next() {
             return r;
         }
-        assert!(std::time::Instant::now() < deadline, "no record for pid {pid} port {port}; all: {:#?}\nstderr:\n{}", daemon.records_for(pid), daemon.stderr());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record for pid {pid} port {port}; all: {:#?}\nstderr:\n{}",
+            daemon.records_for(pid),
+            daemon.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -42,8 +50,15 @@ fn assert_named(r: &Value, domain: &str, source: &str) {
 fn assert_tls(r: &Value, server_name: &str) {
     assert_eq!(r["tls"]["client"]["server_name"], server_name, "{r:#}");
     let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
-    assert!(ja4.starts_with("t13d") || ja4.starts_with("t12d"), "JA4 {ja4:?} in {r:#}");
-    assert_eq!(ja4.len(), 36, "JA4 a_b_c is 10+1+12+1+12 characters: {ja4:?}");
+    assert!(
+        ja4.starts_with("t13d") || ja4.starts_with("t12d"),
+        "JA4 {ja4:?} in {r:#}"
+    );
+    assert_eq!(
+        ja4.len(),
+        36,
+        "JA4 a_b_c is 10+1+12+1+12 characters: {ja4:?}"
+    );
 }
 
 #[test]
@@ -53,13 +68,28 @@ fn curl_tls_sni_names_the_destination() {
     let port = server.port;
     let url = format!("https://api.openai.com:{port}/v1/models");
     let resolve = format!("api.openai.com:{port}:127.0.0.1");
-    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+    let pid = run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        &url,
+    ]));
     let r = record_to(&daemon, pid, port);
     assert_eq!(r["process"]["executable"], real_executable("/usr/bin/curl"));
     assert_eq!(r["destination"]["ip"], "127.0.0.1");
     assert_named(&r, "api.openai.com", "sni");
     assert_tls(&r, "api.openai.com");
-    assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.iter().any(|p| p == "http/1.1")), "{r:#}");
+    assert!(
+        r["tls"]["client"]["alpn"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == "http/1.1")),
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -83,7 +113,14 @@ fn openssl_s_client_servername_is_read() {
     let connect = format!("127.0.0.1:{}", server.port);
     let pid = run_client(
         Command::new("openssl")
-            .args(["s_client", "-connect", &connect, "-servername", "generativelanguage.googleapis.com", "-brief"])
+            .args([
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "generativelanguage.googleapis.com",
+                "-brief",
+            ])
             .stdin(std::process::Stdio::null()),
     );
     let r = record_to(&daemon, pid, server.port);
@@ -108,8 +145,13 @@ fn node_tls_connect_servername_is_read() {
 fn post_quantum_sized_client_hello_in_two_sends_is_read_whole() {
     let daemon = Daemon::start(ARGS);
     let sink = Fixture::start(&["sink"]);
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/pq_client_hello.py");
-    let pid = run_client(Command::new(PYTHON).arg(script).args([&sink.port.to_string(), "api.openai.com"]));
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/pq_client_hello.py");
+    let pid = run_client(
+        Command::new(PYTHON)
+            .arg(script)
+            .args([&sink.port.to_string(), "api.openai.com"]),
+    );
     let r = record_to(&daemon, pid, sink.port);
     assert_named(&r, "api.openai.com", "sni");
     assert_tls(&r, "api.openai.com");
@@ -132,21 +174,54 @@ fn plain_http_host_is_read_and_secrets_never_leave_the_daemon() {
     let body = dir.join("body");
     std::fs::write(&headers, format!("Authorization: Bearer {secret}\n")).unwrap();
     std::fs::write(&body, "{\"prompt\":\"confidential-prompt-text\"}").unwrap();
-    let pid = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve]).arg("-H").arg(format!("@{}", headers.display())).arg("--data-binary").arg(format!("@{}", body.display())).arg(&url));
+    let pid = run_client(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "--resolve",
+                &resolve,
+            ])
+            .arg("-H")
+            .arg(format!("@{}", headers.display()))
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(&url),
+    );
     let r = record_to(&daemon, pid, port);
     assert_named(&r, "api.deepseek.com", "http_host");
 
     // A key on the command line itself is process context: kept in shape, value redacted.
     let auth = format!("Authorization: Bearer {secret}");
-    let pid2 = run_client(Command::new("curl").args(["-sS", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, "-H", &auth, &url]));
+    let pid2 = run_client(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        "-H",
+        &auth,
+        &url,
+    ]));
     let r2 = record_to(&daemon, pid2, port);
-    assert_eq!(r2["process"]["args"][9], "Authorization: [REDACTED]", "{r2:#}");
+    assert_eq!(
+        r2["process"]["args"][9], "Authorization: [REDACTED]",
+        "{r2:#}"
+    );
 
     let (status, stderr) = daemon.stop();
     assert!(status.success());
     let everything = format!("{r}{r2}{stderr}");
     for leaked in [secret, "Bearer", "confidential-prompt-text"] {
-        assert!(!everything.contains(leaked), "{leaked} leaked: {everything}");
+        assert!(
+            !everything.contains(leaked),
+            "{leaked} leaked: {everything}"
+        );
     }
 }
 
@@ -157,12 +232,28 @@ fn curl_through_a_local_http_connect_proxy_is_named_by_the_tunnelled_sni() {
     let server = Fixture::tls();
     let proxy = Fixture::start(&["connect-proxy", &server.port.to_string()]);
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
-    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "-x", &proxy_url, "https://api.openai.com/v1/models"]));
+    let pid = run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-x",
+        &proxy_url,
+        "https://api.openai.com/v1/models",
+    ]));
     let r = record_to(&daemon, pid, proxy.port);
     assert_named(&r, "api.openai.com", "sni");
     assert_eq!(r["destination"]["port"], 443, "{r:#}");
-    assert!(r["destination"].get("ip").is_none(), "the target's address is the proxy's business: {r:#}");
-    assert_eq!(r["relaywatch"]["proxy"], json!({"ip": "127.0.0.1", "port": proxy.port}));
+    assert!(
+        r["destination"].get("ip").is_none(),
+        "the target's address is the proxy's business: {r:#}"
+    );
+    assert_eq!(
+        r["relaywatch"]["proxy"],
+        json!({"ip": "127.0.0.1", "port": proxy.port})
+    );
     assert_eq!(r["process"]["name"], "curl");
     assert_tls(&r, "api.openai.com");
 }
@@ -173,11 +264,24 @@ fn curl_through_a_local_socks5_proxy_with_remote_resolution_is_named() {
     let server = Fixture::tls();
     let proxy = Fixture::start(&["socks5", &server.port.to_string()]);
     let socks = format!("127.0.0.1:{}", proxy.port);
-    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--socks5-hostname", &socks, "https://api.anthropic.com:8443/v1/messages"]));
+    let pid = run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--socks5-hostname",
+        &socks,
+        "https://api.anthropic.com:8443/v1/messages",
+    ]));
     let r = record_to(&daemon, pid, proxy.port);
     assert_named(&r, "api.anthropic.com", "sni");
     assert_eq!(r["destination"]["port"], 8443, "{r:#}");
-    assert_eq!(r["relaywatch"]["proxy"], json!({"ip": "127.0.0.1", "port": proxy.port}));
+    assert_eq!(
+        r["relaywatch"]["proxy"],
+        json!({"ip": "127.0.0.1", "port": proxy.port})
+    );
 }
 
 #[test]
@@ -203,16 +307,38 @@ fn local_traffic_that_is_not_a_proxy_stays_unreported() {
     let server = Fixture::tls();
     let url = format!("https://api.openai.com:{}/", server.port);
     let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
-    let pid = run_client(Command::new("curl").args(["-sS", "-k", "--max-time", "5", "-o", "/dev/null", "--resolve", &resolve, &url]));
+    let pid = run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &resolve,
+        &url,
+    ]));
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(daemon.records_for(pid).is_empty(), "{:#?}", daemon.records_for(pid));
+    assert!(
+        daemon.records_for(pid).is_empty(),
+        "{:#?}",
+        daemon.records_for(pid)
+    );
 }
 
 #[test]
 fn dns_answer_names_a_bare_tcp_connection() {
-    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--log-connections",
+        "--name-wait-ms",
+        "500",
+    ]);
     let sink = Fixture::start(&["sink"]);
-    let dns = DnsServer::start(&[("api.deepseek.com", "127.0.0.77"), ("chat.relay.example", "127.0.0.78")]);
+    let dns = DnsServer::start(&[
+        ("api.deepseek.com", "127.0.0.77"),
+        ("chat.relay.example", "127.0.0.78"),
+    ]);
     // The client asks dnsmasq itself, then opens a bare TCP connection and sends nothing.
     let script = "import socket,struct,sys,time\n\
         name=sys.argv[2]\n\
@@ -223,7 +349,13 @@ fn dns_answer_names_a_bare_tcp_connection() {
         try: c.connect((ip, int(sys.argv[3])))\n\
         except OSError: pass\n\
         time.sleep(0.8)";
-    let pid = run_client(Command::new(PYTHON).args(["-c", script, dns.ip, "api.deepseek.com", &sink.port.to_string()]));
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        script,
+        dns.ip,
+        "api.deepseek.com",
+        &sink.port.to_string(),
+    ]));
     let r = record_to(&daemon, pid, sink.port);
     assert_eq!(r["destination"]["ip"], "127.0.0.77", "{r:#}");
     assert_named(&r, "api.deepseek.com", "dns_answer_process");
@@ -258,12 +390,28 @@ const TCP_DNS_CLIENT: &str = "import socket,struct,sys,time\n\
 
 #[test]
 fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
-    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--log-connections",
+        "--name-wait-ms",
+        "500",
+    ]);
     let sink = Fixture::start(&["sink"]);
-    let dns = DnsServer::start_on("127.0.0.3", 53, 600, &[("tcp-only.relay.example", "127.0.0.79")]);
+    let dns = DnsServer::start_on(
+        "127.0.0.3",
+        53,
+        600,
+        &[("tcp-only.relay.example", "127.0.0.79")],
+    );
     // The query goes to dnsmasq over TCP (2-byte length prefix), as resolvers do for large
     // answers or with `options use-vc`; then a bare connection to the answer.
-    let pid = run_client(Command::new(PYTHON).args(["-c", TCP_DNS_CLIENT, dns.ip, "tcp-only.relay.example", &sink.port.to_string()]));
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        TCP_DNS_CLIENT,
+        dns.ip,
+        "tcp-only.relay.example",
+        &sink.port.to_string(),
+    ]));
     let r = record_to(&daemon, pid, sink.port);
     assert_eq!(r["destination"]["ip"], "127.0.0.79", "{r:#}");
     assert_named(&r, "tcp-only.relay.example", "dns_answer_process");
@@ -293,7 +441,9 @@ impl SplittingDnsServer {
             .spawn()
             .expect("start the splitting DNS server");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "ready", "splitting DNS server did not start");
         SplittingDnsServer(child)
     }
@@ -308,11 +458,22 @@ impl Drop for SplittingDnsServer {
 
 #[test]
 fn dns_answer_over_tcp_split_over_segments_names_a_bare_tcp_connection() {
-    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--name-wait-ms", "500"]);
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--log-connections",
+        "--name-wait-ms",
+        "500",
+    ]);
     let sink = Fixture::start(&["sink"]);
     let _dns = SplittingDnsServer::start("127.0.0.4", "127.0.0.80");
     // The client reads the whole answer (its two segments), then connects to the address.
-    let pid = run_client(Command::new(PYTHON).args(["-c", TCP_DNS_CLIENT, "127.0.0.4", "split.relay.example", &sink.port.to_string()]));
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        TCP_DNS_CLIENT,
+        "127.0.0.4",
+        "split.relay.example",
+        &sink.port.to_string(),
+    ]));
     let r = record_to(&daemon, pid, sink.port);
     assert_eq!(r["destination"]["ip"], "127.0.0.80", "{r:#}");
     assert_named(&r, "split.relay.example", "dns_answer_process");
@@ -320,9 +481,19 @@ fn dns_answer_over_tcp_split_over_segments_names_a_bare_tcp_connection() {
 
 #[test]
 fn a_quic_client_hello_spanning_two_initials_is_reassembled() {
-    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
-    let receivers: Vec<std::net::UdpSocket> = (0..2).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
-    let ports: Vec<String> = receivers.iter().map(|r| r.local_addr().unwrap().port().to_string()).collect();
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--log-connections",
+        "--udp-window-ms",
+        "300",
+    ]);
+    let receivers: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<String> = receivers
+        .iter()
+        .map(|r| r.local_addr().unwrap().port().to_string())
+        .collect();
     // A ClientHello over 1,200 bytes (here: a long ALPN list, as a post-quantum key share makes
     // it) goes out as two Initial packets in two datagrams; sent once from an unconnected socket
     // and once from a connected one (as most QUIC stacks do).
@@ -341,15 +512,32 @@ fn a_quic_client_hello_spanning_two_initials_is_reassembled() {
     let pid = run_client(Command::new(venv_python()).args(["-c", script, &ports[0], &ports[1]]));
     for (port, action) in [(&ports[0], "sendmsg"), (&ports[1], "connect")] {
         let r = record_to(&daemon, pid, port.parse().unwrap());
-        assert_eq!((r["network"]["transport"].as_str(), r["event"]["action"].as_str()), (Some("udp"), Some(action)), "{r:#}");
+        assert_eq!(
+            (
+                r["network"]["transport"].as_str(),
+                r["event"]["action"].as_str()
+            ),
+            (Some("udp"), Some(action)),
+            "{r:#}"
+        );
         assert_named(&r, "api.anthropic.com", "quic_sni");
-        assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.len() == 6), "{r:#}");
+        assert!(
+            r["tls"]["client"]["alpn"]
+                .as_array()
+                .is_some_and(|a| a.len() == 6),
+            "{r:#}"
+        );
     }
 }
 
 #[test]
 fn quic_initial_from_aioquic_is_named_by_its_sni() {
-    let daemon = Daemon::start(&["--include-loopback", "--log-connections", "--udp-window-ms", "300"]);
+    let daemon = Daemon::start(&[
+        "--include-loopback",
+        "--log-connections",
+        "--udp-window-ms",
+        "300",
+    ]);
     let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = receiver.local_addr().unwrap().port();
     let script = "import socket,sys,time\n\
@@ -360,11 +548,17 @@ fn quic_initial_from_aioquic_is_named_by_its_sni() {
         u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
         for data, addr in c.datagrams_to_send(now=time.time()): u.sendto(data, addr)\n\
         time.sleep(0.3)";
-    let pid = run_client_any_exit(Command::new(venv_python()).args(["-c", script, &port.to_string()]));
+    let pid =
+        run_client_any_exit(Command::new(venv_python()).args(["-c", script, &port.to_string()]));
     let r = record_to(&daemon, pid, port);
     assert_eq!(r["network"]["transport"], "udp");
     assert_named(&r, "api.openai.com", "quic_sni");
     let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
     assert!(ja4.starts_with("q13d"), "QUIC JA4 {ja4:?}");
-    assert!(r["tls"]["client"]["alpn"].as_array().is_some_and(|a| a.iter().any(|p| p == "h3")), "{r:#}");
+    assert!(
+        r["tls"]["client"]["alpn"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == "h3")),
+        "{r:#}"
+    );
 }

@@ -17,23 +17,41 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn dns_server() -> DnsServer {
     require_root();
-    DnsServer::start_on("127.0.0.3", 5353, 2, &[("api.openai.com", "127.0.0.91"), ("relay.example", "127.0.0.92")])
+    DnsServer::start_on(
+        "127.0.0.3",
+        5353,
+        2,
+        &[
+            ("api.openai.com", "127.0.0.91"),
+            ("relay.example", "127.0.0.92"),
+        ],
+    )
 }
 
 /// A list file in the temp dir, named after the test.
 fn list(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("relaywatch-resolver-{name}-{}.list", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "relaywatch-resolver-{name}-{}.list",
+        std::process::id()
+    ));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 /// A relay list naming one name dnsmasq knows and one it does not.
 fn relay_list(test: &str) -> PathBuf {
-    list(test, "# relaywatch: category=ai-relay\nfull:relay.example\ndomain:unknown-relay.invalid\n")
+    list(
+        test,
+        "# relaywatch: category=ai-relay\nfull:relay.example\ndomain:unknown-relay.invalid\n",
+    )
 }
 
 fn resolve(args: &[&str]) -> Output {
-    Command::new(relaywatch_bin()).args(["blocklist", "resolve", "--nameserver", NAMESERVER]).args(args).output().expect("run relaywatch")
+    Command::new(relaywatch_bin())
+        .args(["blocklist", "resolve", "--nameserver", NAMESERVER])
+        .args(args)
+        .output()
+        .expect("run relaywatch")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -48,21 +66,49 @@ fn resolve_prints_each_address_with_its_name_category_and_ttl() {
     // The built-in lists name openai.com (domain:, resolved as itself), not api.openai.com: a
     // provider list adds it. dnsmasq refuses the built-in lists' ~540 names, which must not fail
     // the command.
-    let providers = list("providers", "# relaywatch: category=ai-provider\nfull:api.openai.com\n");
-    let out = resolve(&["--list", relays.to_str().unwrap(), "--list", providers.to_str().unwrap()]);
+    let providers = list(
+        "providers",
+        "# relaywatch: category=ai-provider\nfull:api.openai.com\n",
+    );
+    let out = resolve(&[
+        "--list",
+        relays.to_str().unwrap(),
+        "--list",
+        providers.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let mut lines: Vec<&str> = stdout.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["127.0.0.91 api.openai.com ai-provider 2", "127.0.0.92 relay.example ai-relay 2"], "stderr:\n{stderr}");
+    assert_eq!(
+        lines,
+        [
+            "127.0.0.91 api.openai.com ai-provider 2",
+            "127.0.0.92 relay.example ai-relay 2"
+        ],
+        "stderr:\n{stderr}"
+    );
     // The summary counts the names that did not resolve (unknown-relay.invalid among them).
     let summary = stderr.lines().last().unwrap_or("");
     assert!(summary.contains(" resolved to 2 addresses"), "{stderr}");
     let unresolved: usize = ["not found", "timed out", "failed"]
         .iter()
-        .map(|what| summary.split(", ").find_map(|part| part.strip_suffix(what)?.trim().parse::<usize>().ok()).unwrap_or(0))
+        .map(|what| {
+            summary
+                .split(", ")
+                .find_map(|part| part.strip_suffix(what)?.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+        })
         .sum();
-    let total: usize = summary.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let total: usize = summary
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     assert!(total > 500, "built-in and --list names: {summary}");
     assert_eq!(unresolved, total - 2, "{summary}");
     let _ = std::fs::remove_file(relays);
@@ -76,9 +122,21 @@ fn resolve_json_and_a_list_alone() {
     let relays = relay_list("json");
     let out = resolve(&["--no-builtin", "--json", "--list", relays.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let records: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(records, [serde_json::json!({"ip": "127.0.0.92", "name": "relay.example", "category": "ai-relay", "ttl": 2})]);
-    assert!(text(&out.stderr).starts_with("2 names: 1 resolved to 1 addresses"), "{}", text(&out.stderr));
+    let records: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        records,
+        [
+            serde_json::json!({"ip": "127.0.0.92", "name": "relay.example", "category": "ai-relay", "ttl": 2})
+        ]
+    );
+    assert!(
+        text(&out.stderr).starts_with("2 names: 1 resolved to 1 addresses"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_file(relays);
 }
 
@@ -86,7 +144,10 @@ fn resolve_json_and_a_list_alone() {
 fn resolve_with_nothing_resolved_exits_1_and_bad_input_2() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let _dns = dns_server();
-    let nothing = list("none", "# relaywatch: category=ai-relay\nfull:nothing-here.invalid\n");
+    let nothing = list(
+        "none",
+        "# relaywatch: category=ai-relay\nfull:nothing-here.invalid\n",
+    );
     let out = resolve(&["--no-builtin", "--list", nothing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
@@ -94,7 +155,14 @@ fn resolve_with_nothing_resolved_exits_1_and_bad_input_2() {
 
     let out = resolve(&["--no-builtin", "--list", "/nonexistent/relays.list"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("/nonexistent/relays.list"), "{}", text(&out.stderr));
-    let out = Command::new(relaywatch_bin()).args(["blocklist", "resolve", "--nameserver", "localhost"]).output().unwrap();
+    assert!(
+        text(&out.stderr).contains("/nonexistent/relays.list"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(relaywatch_bin())
+        .args(["blocklist", "resolve", "--nameserver", "localhost"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "not IP:PORT is a usage error");
 }

@@ -2,7 +2,7 @@
 //! through rsyslog's gtls driver), and loopback HTTP servers standing in for Splunk HEC and
 //! Elasticsearch that record every request.
 //!
-//! The sinks are driven through the real binary's hidden `relaywatch sink-send` command
+//! The sinks are driven through the test suite's `relaywatch-diag sink-send` command
 //! (alert JSON lines on stdin, final health as one JSON line on stdout), so restarts are real
 //! process restarts over the same state directory. No kernel programs are loaded. Every wait
 //! is bounded in time.
@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{Rsyslog, relaywatch_bin, wait_until};
+use integration_tests::{Rsyslog, diag_bin, wait_until};
 use serde_json::{Value, json};
 
 /// A directory for one test, removed when the test passes (kept for a look when it fails).
@@ -27,7 +27,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("relaywatch-sinks-{}-{name}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("relaywatch-sinks-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         TempDir(d)
@@ -50,7 +51,11 @@ impl Drop for TempDir {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn alert(n: u64) -> Value {
@@ -67,9 +72,14 @@ fn alert(n: u64) -> Value {
     })
 }
 
-/// `relaywatch sink-send`: returns the final health and stderr.
-fn sink_send(config: &Path, state: &Path, alerts: &[Value], timeout_ms: u64) -> (Vec<Value>, String) {
-    let mut child = Command::new(relaywatch_bin())
+/// `relaywatch-diag sink-send`: returns the final health and stderr.
+fn sink_send(
+    config: &Path,
+    state: &Path,
+    alerts: &[Value],
+    timeout_ms: u64,
+) -> (Vec<Value>, String) {
+    let mut child = Command::new(diag_bin())
         .args(["sink-send", "--config"])
         .arg(config)
         .arg("--state-dir")
@@ -80,15 +90,27 @@ fn sink_send(config: &Path, state: &Path, alerts: &[Value], timeout_ms: u64) -> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn relaywatch sink-send");
+        .expect("spawn relaywatch-diag sink-send");
     let mut stdin = child.stdin.take().unwrap();
     for a in alerts {
         writeln!(stdin, "{a}").unwrap();
     }
     drop(stdin);
-    let out = wait_output(child, Duration::from_millis(timeout_ms) + Duration::from_secs(30));
-    assert!(out.status.success(), "sink-send failed: {}", String::from_utf8_lossy(&out.stderr));
-    let health: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("health is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let out = wait_output(
+        child,
+        Duration::from_millis(timeout_ms) + Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "sink-send failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let health: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "health is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     (health, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -107,16 +129,22 @@ fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
 
 /// Take apart `<PRI>1 TS HOST APP PROCID MSGID [SD] MSG` and check it against `expected`.
 fn check_rfc5424(line: &str, expected: &Value) {
-    let rest = line.strip_prefix('<').unwrap_or_else(|| panic!("no PRI: {line}"));
+    let rest = line
+        .strip_prefix('<')
+        .unwrap_or_else(|| panic!("no PRI: {line}"));
     let (pri, rest) = rest.split_once(">1 ").unwrap();
     assert_eq!(pri, "84", "authpriv.warning for event.severity 47: {line}");
     let fields: Vec<&str> = rest.splitn(6, ' ').collect();
-    let [ts, host, app, procid, msgid, rest] = fields[..] else { panic!("short header: {line}") };
+    let [ts, host, app, procid, msgid, rest] = fields[..] else {
+        panic!("short header: {line}")
+    };
     assert_eq!(ts, expected["@timestamp"].as_str().unwrap());
     assert_eq!((host, app, msgid), ("build-01", "relaywatch", "AI_EGRESS"));
     assert!(procid.parse::<u32>().is_ok(), "{procid}");
     // Structured data: parse params with RFC 5424 escapes.
-    let sd_body = rest.strip_prefix("[relaywatch@32473 ").unwrap_or_else(|| panic!("no SD: {line}"));
+    let sd_body = rest
+        .strip_prefix("[relaywatch@32473 ")
+        .unwrap_or_else(|| panic!("no SD: {line}"));
     let mut params = std::collections::BTreeMap::new();
     let mut chars = sd_body.char_indices().peekable();
     let mut end = None;
@@ -160,10 +188,15 @@ fn check_rfc5424(line: &str, expected: &Value) {
         ("name_source", "sni"),
     ];
     for (k, v) in want {
-        assert_eq!(params.get(k).map(String::as_str), Some(v), "param {k} in {line}");
+        assert_eq!(
+            params.get(k).map(String::as_str),
+            Some(v),
+            "param {k} in {line}"
+        );
     }
     let msg = &sd_body[end.expect("SD closed")..];
-    let msg: Value = serde_json::from_str(msg.trim_start()).unwrap_or_else(|e| panic!("MSG is not JSON ({e}): {line}"));
+    let msg: Value = serde_json::from_str(msg.trim_start())
+        .unwrap_or_else(|e| panic!("MSG is not JSON ({e}): {line}"));
     assert_eq!(&msg, expected);
 }
 
@@ -182,13 +215,25 @@ fn syslog_udp_and_tcp_reach_rsyslog() {
     let rsyslog = Rsyslog::start(&dir, "", &inputs, tcp);
     // A datagram sent before imudp binds would be lost (UDP is best effort): wait for the socket.
     let bound = format!("0100007F:{udp:04X} ");
-    wait_until("rsyslogd's UDP socket", Duration::from_secs(15), || std::fs::read_to_string("/proc/net/udp").unwrap_or_default().contains(&bound));
+    wait_until("rsyslogd's UDP socket", Duration::from_secs(15), || {
+        std::fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .contains(&bound)
+    });
     let config = dir.join("config.toml");
     std::fs::write(&config, format!("[[sink]]\nkind = \"syslog\"\nurl = \"udp://127.0.0.1:{udp}\"\n[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{tcp}\"\n")).unwrap();
     let alerts: Vec<Value> = (0..5).map(alert).collect();
     let (health, stderr) = sink_send(&config, &dir.join("state"), &alerts, 10_000);
     for h in &health {
-        assert_eq!((h["delivered"].as_u64(), h["queued"].as_u64(), h["failed"].as_u64()), (Some(5), Some(0), Some(0)), "{h}\n{stderr}");
+        assert_eq!(
+            (
+                h["delivered"].as_u64(),
+                h["queued"].as_u64(),
+                h["failed"].as_u64()
+            ),
+            (Some(5), Some(0), Some(0)),
+            "{h}\n{stderr}"
+        );
     }
     assert_eq!(health[0]["name"], format!("syslog udp://127.0.0.1:{udp}"));
     for file in ["udp.log", "tcp.log"] {
@@ -205,11 +250,23 @@ fn syslog_tcp_queues_while_rsyslog_is_down() {
     let dir = TempDir::new("syslog-down");
     let tcp = free_port();
     let config = dir.join("config.toml");
-    std::fs::write(&config, format!("[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{tcp}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{tcp}\"\n"),
+    )
+    .unwrap();
     let state = dir.join("state");
     let alerts: Vec<Value> = (0..3).map(alert).collect();
     let (health, _) = sink_send(&config, &state, &alerts, 500);
-    assert_eq!((health[0]["queued"].as_u64(), health[0]["delivered"].as_u64()), (Some(3), Some(0)), "{}", health[0]);
+    assert_eq!(
+        (
+            health[0]["queued"].as_u64(),
+            health[0]["delivered"].as_u64()
+        ),
+        (Some(3), Some(0)),
+        "{}",
+        health[0]
+    );
     assert!(health[0]["errors"].as_u64().unwrap() >= 1);
     let inputs = format!(
         "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\" ruleset=\"tcp\")\n\
@@ -218,7 +275,15 @@ fn syslog_tcp_queues_while_rsyslog_is_down() {
     );
     let rsyslog = Rsyslog::start(&dir, "", &inputs, tcp);
     let (health, _) = sink_send(&config, &state, &[], 15_000);
-    assert_eq!((health[0]["queued"].as_u64(), health[0]["delivered"].as_u64()), (Some(0), Some(3)), "{}", health[0]);
+    assert_eq!(
+        (
+            health[0]["queued"].as_u64(),
+            health[0]["delivered"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "{}",
+        health[0]
+    );
     let lines = rsyslog.lines("tcp.log", 3);
     for (line, expected) in lines.iter().zip(&alerts) {
         check_rfc5424(line, expected);
@@ -228,19 +293,78 @@ fn syslog_tcp_queues_while_rsyslog_is_down() {
 }
 
 fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn syslog_tls_reaches_rsyslog_gtls() {
     let dir = TempDir::new("syslog-tls");
     // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=relaywatch test CA"], &dir);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"], &dir);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
     openssl(
-        &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=relaywatch test CA",
+        ],
+        &dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
         &dir,
     );
     let port = free_port();
@@ -259,7 +383,12 @@ fn syslog_tls_reaches_rsyslog_gtls() {
     std::fs::write(&config, format!("[[sink]]\nkind = \"syslog\"\nurl = \"tls://127.0.0.1:{port}\"\nca_file = \"{d}/ca.pem\"\n")).unwrap();
     let alerts: Vec<Value> = (0..3).map(alert).collect();
     let (health, stderr) = sink_send(&config, &dir.join("state"), &alerts, 10_000);
-    assert_eq!(health[0]["delivered"].as_u64(), Some(3), "{}\n{stderr}", health[0]);
+    assert_eq!(
+        health[0]["delivered"].as_u64(),
+        Some(3),
+        "{}\n{stderr}",
+        health[0]
+    );
     let lines = rsyslog.lines("tls.log", 3);
     for (line, expected) in lines.iter().zip(&alerts) {
         check_rfc5424(line, expected);
@@ -269,10 +398,21 @@ fn syslog_tls_reaches_rsyslog_gtls() {
     if !Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
         return;
     }
-    std::fs::write(&config, format!("[[sink]]\nkind = \"syslog\"\nurl = \"tls://127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[[sink]]\nkind = \"syslog\"\nurl = \"tls://127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
     let (health, _) = sink_send(&config, &dir.join("state2"), &alerts[..1], 500);
     assert_eq!(health[0]["delivered"].as_u64(), Some(0), "{}", health[0]);
-    assert!(health[0]["last_error"].as_str().unwrap_or("").contains("TLS handshake"), "{}", health[0]);
+    assert!(
+        health[0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("TLS handshake"),
+        "{}",
+        health[0]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,7 +427,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -310,8 +453,11 @@ impl HttpServer {
             while !flag.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let (flag, requests, respond) = (flag.clone(), requests.clone(), respond.clone());
-                        conns.push(thread::spawn(move || serve_conn(s, &flag, &requests, &*respond)));
+                        let (flag, requests, respond) =
+                            (flag.clone(), requests.clone(), respond.clone());
+                        conns.push(thread::spawn(move || {
+                            serve_conn(s, &flag, &requests, &*respond)
+                        }));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -320,7 +466,10 @@ impl HttpServer {
                 let _ = c.join();
             }
         });
-        HttpServer { stop, threads: vec![accept] }
+        HttpServer {
+            stop,
+            threads: vec![accept],
+        }
     }
 
     fn stop(self) {
@@ -331,9 +480,16 @@ impl HttpServer {
     }
 }
 
-fn serve_conn(stream: TcpStream, stop: &AtomicBool, requests: &Mutex<Vec<Request>>, respond: &(dyn Fn(&Request) -> (u16, String) + Send + Sync)) {
+fn serve_conn(
+    stream: TcpStream,
+    stop: &AtomicBool,
+    requests: &Mutex<Vec<Request>>,
+    respond: &(dyn Fn(&Request) -> (u16, String) + Send + Sync),
+) {
     stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -349,13 +505,29 @@ fn serve_conn(stream: TcpStream, stop: &AtomicBool, requests: &Mutex<Vec<Request
                 Ok(0) => return,
                 Ok(_) if line == "\r\n" => break,
                 Ok(_) => head.push(std::mem::take(&mut line).trim_end().to_owned()),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return,
             }
         }
-        let path = head.first().and_then(|l| l.split(' ').nth(1)).unwrap_or("").to_owned();
-        let headers: Vec<(String, String)> = head[1..].iter().filter_map(|h| h.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-        let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let path = head
+            .first()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("")
+            .to_owned();
+        let headers: Vec<(String, String)> = head[1..]
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         let mut got = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -363,14 +535,25 @@ fn serve_conn(stream: TcpStream, stop: &AtomicBool, requests: &Mutex<Vec<Request
             match reader.read(&mut body[got..]) {
                 Ok(0) => return,
                 Ok(n) => got += n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return,
             }
         }
-        let request = Request { path, headers, body: String::from_utf8_lossy(&body).into_owned() };
+        let request = Request {
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
         let (status, text) = respond(&request);
         requests.lock().unwrap().push(request);
-        let response = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
         if writer.write_all(response.as_bytes()).is_err() {
             return;
         }
@@ -380,11 +563,22 @@ fn serve_conn(stream: TcpStream, stop: &AtomicBool, requests: &Mutex<Vec<Request
 const TOKEN: &str = "hec-secret-0123456789";
 
 fn hec_events(requests: &[Request]) -> Vec<Value> {
-    requests.iter().flat_map(|r| r.body.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()).collect()
+    requests
+        .iter()
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn sequences(events: &[Value]) -> Vec<u64> {
-    events.iter().filter_map(|e| e["event"]["event"]["sequence"].as_u64()).collect()
+    events
+        .iter()
+        .filter_map(|e| e["event"]["event"]["sequence"].as_u64())
+        .collect()
 }
 
 #[test]
@@ -408,13 +602,29 @@ fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
     let server = HttpServer::start(port, requests.clone(), ok.clone());
     let (health, err) = sink_send(&config, &state, &[alert(0), alert(1)], 10_000);
     stderr_all += &err;
-    assert_eq!((health[0]["delivered"].as_u64(), health[0]["queued"].as_u64()), (Some(2), Some(0)), "{}", health[0]);
+    assert_eq!(
+        (
+            health[0]["delivered"].as_u64(),
+            health[0]["queued"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{}",
+        health[0]
+    );
     server.stop();
 
     // Collector down: alerts queue on disk, across two process runs.
     let (health, err) = sink_send(&config, &state, &[alert(2), alert(3), alert(4)], 700);
     stderr_all += &err;
-    assert_eq!((health[0]["delivered"].as_u64(), health[0]["queued"].as_u64()), (Some(0), Some(3)), "{}", health[0]);
+    assert_eq!(
+        (
+            health[0]["delivered"].as_u64(),
+            health[0]["queued"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "{}",
+        health[0]
+    );
     assert!(health[0]["errors"].as_u64().unwrap() >= 1);
     let (health, err) = sink_send(&config, &state, &[alert(5), alert(6)], 300);
     stderr_all += &err;
@@ -424,23 +634,59 @@ fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
     let server = HttpServer::start(port, requests.clone(), ok);
     let (health, err) = sink_send(&config, &state, &[], 20_000);
     stderr_all += &err;
-    assert_eq!((health[0]["delivered"].as_u64(), health[0]["queued"].as_u64()), (Some(5), Some(0)), "{}", health[0]);
+    assert_eq!(
+        (
+            health[0]["delivered"].as_u64(),
+            health[0]["queued"].as_u64()
+        ),
+        (Some(5), Some(0)),
+        "{}",
+        health[0]
+    );
     let (health, _) = sink_send(&config, &state, &[], 2_000);
-    assert_eq!(health[0]["delivered"].as_u64(), Some(0), "nothing left to send: {}", health[0]);
+    assert_eq!(
+        health[0]["delivered"].as_u64(),
+        Some(0),
+        "nothing left to send: {}",
+        health[0]
+    );
     server.stop();
 
     let requests = requests.lock().unwrap().clone();
     let events = hec_events(&requests);
-    assert_eq!(sequences(&events), [0, 1, 2, 3, 4, 5, 6], "every alert exactly once, in order");
+    assert_eq!(
+        sequences(&events),
+        [0, 1, 2, 3, 4, 5, 6],
+        "every alert exactly once, in order"
+    );
     for r in &requests {
         assert_eq!(r.path, "/services/collector/event");
-        assert_eq!(r.header("authorization"), Some(format!("Splunk {TOKEN}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Splunk {TOKEN}").as_str())
+        );
     }
     let e = &events[0];
-    assert_eq!((e["source"].as_str(), e["sourcetype"].as_str(), e["host"].as_str(), e["index"].as_str()), (Some("relaywatch"), Some("relaywatch:alert"), Some("build-01"), Some("security")));
+    assert_eq!(
+        (
+            e["source"].as_str(),
+            e["sourcetype"].as_str(),
+            e["host"].as_str(),
+            e["index"].as_str()
+        ),
+        (
+            Some("relaywatch"),
+            Some("relaywatch:alert"),
+            Some("build-01"),
+            Some("security")
+        )
+    );
     assert_eq!(e["time"].as_f64(), Some(1788250500.123));
     assert_eq!(e["event"], alert(0));
-    assert!(!stderr_all.contains(TOKEN), "the token must never be logged:\n{stderr_all}");
+    assert!(
+        !stderr_all.contains(TOKEN),
+        "the token must never be logged:\n{stderr_all}"
+    );
 }
 
 #[test]
@@ -452,12 +698,30 @@ fn splunk_hec_4xx_is_a_permanent_failure_not_retried() {
     let config = dir.join("config.toml");
     std::fs::write(&config, format!("[[sink]]\nkind = \"splunk-hec\"\nurl = \"http://127.0.0.1:{port}/services/collector\"\ntoken_file = \"{}\"\n", token.display())).unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
-    let server = HttpServer::start(port, requests.clone(), Arc::new(|_| (400, r#"{"text":"Invalid data format","code":6}"#.into())));
+    let server = HttpServer::start(
+        port,
+        requests.clone(),
+        Arc::new(|_| (400, r#"{"text":"Invalid data format","code":6}"#.into())),
+    );
     let state = dir.join("state");
     let (health, stderr) = sink_send(&config, &state, &[alert(0), alert(1)], 10_000);
     let h = &health[0];
-    assert_eq!((h["failed"].as_u64(), h["delivered"].as_u64(), h["queued"].as_u64()), (Some(2), Some(0), Some(0)), "{h}");
-    assert!(h["last_error"].as_str().unwrap().contains("Invalid data format"), "{h}");
+    assert_eq!(
+        (
+            h["failed"].as_u64(),
+            h["delivered"].as_u64(),
+            h["queued"].as_u64()
+        ),
+        (Some(2), Some(0), Some(0)),
+        "{h}"
+    );
+    assert!(
+        h["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid data format"),
+        "{h}"
+    );
     assert!(stderr.contains("refused by the collector"), "{stderr}");
     // One request, and a later run does not send the refused batch again.
     let (health, _) = sink_send(&config, &state, &[], 1_000);
@@ -488,25 +752,49 @@ fn elasticsearch_bulk_items_are_read_one_by_one() {
     let respond: Responder = Arc::new(move |r: &Request| {
         let mut items = Vec::new();
         for doc in r.body.lines().skip(1).step_by(2) {
-            let n = serde_json::from_str::<Value>(doc).unwrap()["event"]["sequence"].as_u64().unwrap();
+            let n = serde_json::from_str::<Value>(doc).unwrap()["event"]["sequence"]
+                .as_u64()
+                .unwrap();
             let item = match n {
-                1 => json!({"create": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse"}}}),
+                1 => {
+                    json!({"create": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse"}}})
+                }
                 2 => {
                     let mut a = attempts.lock().unwrap();
                     *a += 1;
-                    if *a == 1 { json!({"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}}) } else { json!({"create": {"status": 201}}) }
+                    if *a == 1 {
+                        json!({"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}})
+                    } else {
+                        json!({"create": {"status": 201}})
+                    }
                 }
                 _ => json!({"create": {"status": 201}}),
             };
             items.push(item);
         }
-        (200, json!({"took": 1, "errors": true, "items": items}).to_string())
+        (
+            200,
+            json!({"took": 1, "errors": true, "items": items}).to_string(),
+        )
     });
     let server = HttpServer::start(port, requests.clone(), respond);
-    let (health, _) = sink_send(&config, &dir.join("state"), &(0..4).map(alert).collect::<Vec<_>>(), 15_000);
+    let (health, _) = sink_send(
+        &config,
+        &dir.join("state"),
+        &(0..4).map(alert).collect::<Vec<_>>(),
+        15_000,
+    );
     server.stop();
     let h = &health[0];
-    assert_eq!((h["delivered"].as_u64(), h["failed"].as_u64(), h["queued"].as_u64()), (Some(3), Some(1), Some(0)), "{h}");
+    assert_eq!(
+        (
+            h["delivered"].as_u64(),
+            h["failed"].as_u64(),
+            h["queued"].as_u64()
+        ),
+        (Some(3), Some(1), Some(0)),
+        "{h}"
+    );
     let requests = requests.lock().unwrap();
     assert_eq!(requests.len(), 2, "the batch, then the one retried item");
     let mut sent = Vec::new();
@@ -514,9 +802,16 @@ fn elasticsearch_bulk_items_are_read_one_by_one() {
         assert_eq!(r.path, "/_bulk");
         assert_eq!(r.header("authorization"), Some("ApiKey ZXMta2V5"));
         assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
-        let lines: Vec<Value> = r.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = r
+            .body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         for pair in lines.chunks(2) {
-            assert_eq!(pair[0], json!({"create": {"_index": "logs-relaywatch-test"}}));
+            assert_eq!(
+                pair[0],
+                json!({"create": {"_index": "logs-relaywatch-test"}})
+            );
             sent.push(pair[1]["event"]["sequence"].as_u64().unwrap());
         }
     }

@@ -12,14 +12,17 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use integration_tests::relaywatch_bin;
+use integration_tests::diag_bin;
 
 /// A few pseudo-random numbers (no rand crate needed): xorshift seeded from the clock.
 struct Jitter(u64);
 
 impl Jitter {
     fn new() -> Jitter {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         Jitter(nanos | 1)
     }
 
@@ -39,14 +42,14 @@ fn committed_alerts_survive_sigkill() {
     let mut jitter = Jitter::new();
     let mut committed: HashSet<i64> = HashSet::new();
     for round in 0..5 {
-        let mut child = Command::new(relaywatch_bin())
+        let mut child = Command::new(diag_bin())
             .args(["store-soak", "--state-dir"])
             .arg(&dir)
             .args(["--count", "100000000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn relaywatch store-soak");
+            .expect("spawn relaywatch-diag store-soak");
         let mut out = child.stdout.take().unwrap();
         let reader = thread::spawn(move || {
             let mut text = String::new();
@@ -58,24 +61,52 @@ fn committed_alerts_survive_sigkill() {
         child.kill().expect("SIGKILL store-soak");
         let status = child.wait().unwrap();
         let mut stderr = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}: store-soak ended on its own: {stderr}");
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: store-soak ended on its own: {stderr}"
+        );
         // Only complete lines: a number cut off by the kill was never reported as committed.
         let text = reader.join().unwrap();
         let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        let printed: Vec<i64> = complete.lines().map(|l| l.parse().expect("an id per line")).collect();
-        assert!(!printed.is_empty(), "round {round}: nothing committed in {wait} ms: {stderr}");
+        let printed: Vec<i64> = complete
+            .lines()
+            .map(|l| l.parse().expect("an id per line"))
+            .collect();
+        assert!(
+            !printed.is_empty(),
+            "round {round}: nothing committed in {wait} ms: {stderr}"
+        );
 
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}");
         let mut stmt = conn.prepare("SELECT id FROM alerts").unwrap();
-        let present: HashSet<i64> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let present: HashSet<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         committed.extend(&printed);
         let mut missing: Vec<&i64> = committed.difference(&present).collect();
         missing.sort();
-        assert!(missing.is_empty(), "round {round} (killed after {wait} ms): committed ids lost: {missing:?}");
-        eprintln!("round {round}: killed after {wait} ms, {} committed this round, {} in the file", printed.len(), present.len());
+        assert!(
+            missing.is_empty(),
+            "round {round} (killed after {wait} ms): committed ids lost: {missing:?}"
+        );
+        eprintln!(
+            "round {round}: killed after {wait} ms, {} committed this round, {} in the file",
+            printed.len(),
+            present.len()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -190,7 +190,11 @@ impl ConnectEvent {
 
     /// The comm as a string slice, up to the first NUL (lossy: invalid UTF-8 yields `None`).
     pub fn comm_str(&self) -> Option<&str> {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.comm.len());
         core::str::from_utf8(&self.comm[..end]).ok()
     }
 }
@@ -439,7 +443,10 @@ impl Destination {
         addr[1] = b[1];
         addr[2] = b[2];
         addr[3] = b[3];
-        Destination { family: FAMILY_IPV4, addr }
+        Destination {
+            family: FAMILY_IPV4,
+            addr,
+        }
     }
 
     /// From `bpf_sock_addr.user_ip6`: four u32 words as they sit in memory. `::ffff:a.b.c.d`
@@ -457,7 +464,10 @@ impl Destination {
             w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
             w3[0], w3[1], w3[2], w3[3],
         ];
-        Destination { family: FAMILY_IPV6, addr }
+        Destination {
+            family: FAMILY_IPV6,
+            addr,
+        }
     }
 
     /// Loopback, unspecified or link-local: not egress from this host.
@@ -538,7 +548,12 @@ mod tests {
     fn v6(bytes: [u8; 16]) -> Destination {
         let mut words = [0u32; 4];
         for (i, w) in words.iter_mut().enumerate() {
-            *w = u32::from_ne_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+            *w = u32::from_ne_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ]);
         }
         Destination::from_ipv6_raw(words)
     }
@@ -554,7 +569,10 @@ mod tests {
         assert_eq!(core::mem::size_of::<PayloadEvent>(), 80 + PAYLOAD_CHUNK);
         assert_eq!(core::mem::size_of::<CaptureState>(), 136);
         assert_eq!(core::mem::size_of::<FlowEndEvent>(), 48);
-        assert_eq!(core::mem::size_of::<ProcessEvent>(), 32 + EXEC_FILENAME_LEN + 16 + EXEC_ARGS_LEN);
+        assert_eq!(
+            core::mem::size_of::<ProcessEvent>(),
+            32 + EXEC_FILENAME_LEN + 16 + EXEC_ARGS_LEN
+        );
         assert_eq!(core::mem::size_of::<TaskLayout>(), 24);
         assert_eq!(core::mem::size_of::<ExitEvent>(), 16);
     }
@@ -623,7 +641,12 @@ mod tests {
 
     #[test]
     fn udp_window_counts_current_and_previous() {
-        let w = UdpFlowWindow { cur_start: 20, cur_count: 3, prev_start: 10, prev_count: 10_000 };
+        let w = UdpFlowWindow {
+            cur_start: 20,
+            cur_count: 3,
+            prev_start: 10,
+            prev_count: 10_000,
+        };
         assert_eq!(w.count_for(20), Some(3));
         assert_eq!(w.count_for(10), Some(10_000));
         assert_eq!(w.count_for(5), None);
@@ -637,20 +660,40 @@ mod tests {
         // SOCKS5 greeting: one method (no auth), two methods.
         assert!(looks_like_proxy_start(&[5, 1, 0, 0, 0, 0, 0, 0], 3));
         assert!(looks_like_proxy_start(&[5, 2, 0, 2, 0, 0, 0, 0], 4));
-        assert!(!looks_like_proxy_start(&[5, 1, 0, 0, 0, 0, 0, 0], 40), "greeting has its exact length");
+        assert!(
+            !looks_like_proxy_start(&[5, 1, 0, 0, 0, 0, 0, 0], 40),
+            "greeting has its exact length"
+        );
         assert!(!looks_like_proxy_start(&[5, 0, 0, 0, 0, 0, 0, 0], 2));
         // SOCKS4 CONNECT to port 443, 1.2.3.4, empty user id.
         assert!(looks_like_proxy_start(&[4, 1, 1, 187, 1, 2, 3, 4], 9));
-        assert!(!looks_like_proxy_start(&[4, 2, 1, 187, 1, 2, 3, 4], 9), "BIND is not CONNECT");
+        assert!(
+            !looks_like_proxy_start(&[4, 2, 1, 187, 1, 2, 3, 4], 9),
+            "BIND is not CONNECT"
+        );
         assert!(!looks_like_proxy_start(&[0x16, 3, 1, 2, 0, 1, 0, 1], 517));
     }
 
     #[test]
     fn tls_record_lengths() {
-        assert_eq!(tls_record_need(&[0x16, 3, 1, 0x06, 0x00, 1, 0, 0], 1200), Some(5 + 0x600));
-        assert_eq!(tls_record_need(&[0x16, 3, 3, 0x00, 0x50, 1, 0, 0], 85), Some(85));
-        assert_eq!(tls_record_need(&[0x17, 3, 3, 0x00, 0x50, 0, 0, 0], 85), None, "application data");
-        assert_eq!(tls_record_need(&[0x16, 3, 1, 0, 0, 0, 0, 0], 4), None, "too short to hold a header");
+        assert_eq!(
+            tls_record_need(&[0x16, 3, 1, 0x06, 0x00, 1, 0, 0], 1200),
+            Some(5 + 0x600)
+        );
+        assert_eq!(
+            tls_record_need(&[0x16, 3, 3, 0x00, 0x50, 1, 0, 0], 85),
+            Some(85)
+        );
+        assert_eq!(
+            tls_record_need(&[0x17, 3, 3, 0x00, 0x50, 0, 0, 0], 85),
+            None,
+            "application data"
+        );
+        assert_eq!(
+            tls_record_need(&[0x16, 3, 1, 0, 0, 0, 0, 0], 4),
+            None,
+            "too short to hold a header"
+        );
         assert_eq!(tls_record_need(b"GET / HT", 100), None);
     }
 

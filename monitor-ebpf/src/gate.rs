@@ -57,7 +57,8 @@ pub fn packet(ctx: &SkBuffContext) -> Option<*mut u32> {
 pub fn released(ctx: &SockContext) -> bool {
     let map = core::ptr::from_ref(&CAPTURE_GATE).cast_mut().cast();
     // The cgroup sock helper variant takes the context itself as the socket.
-    let p: *mut u32 = unsafe { bpf_sk_storage_get(map, ctx.sock.cast(), core::ptr::null_mut(), 0) }.cast();
+    let p: *mut u32 =
+        unsafe { bpf_sk_storage_get(map, ctx.sock.cast(), core::ptr::null_mut(), 0) }.cast();
     !p.is_null() && unsafe { *p } == OPEN
 }
 

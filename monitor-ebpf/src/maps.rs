@@ -30,8 +30,10 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, ConnectEvent, GAUGE_RINGBUF_PENDING, CaptureState, EVENTS_RINGBUF_BYTES,
-    FilterConfig, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow, WAKE_ALWAYS_BYTES, WAKE_BYTES, WAKE_WINDOW,
+    BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS,
+    COUNTER_RINGBUF_LOST, CaptureState, ConnectEvent, EVENTS_RINGBUF_BYTES, FilterConfig,
+    GAUGE_RINGBUF_PENDING, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
+    WAKE_ALWAYS_BYTES, WAKE_BYTES, WAKE_WINDOW,
 };
 
 #[map(name = "EVENTS")]
@@ -55,7 +57,8 @@ pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
     LruHashMap::with_max_entries(UDP_FLOWS_CAPACITY, 0);
 
 #[map(name = "CAPTURE")]
-pub static CAPTURE: LruHashMap<u64, CaptureState> = LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
+pub static CAPTURE: LruHashMap<u64, CaptureState> =
+    LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
 
 /// An all-zero `CaptureState` (per CPU, never written): what a new `CAPTURE` entry is inserted
 /// from before its fields are filled in place. Building entries in a shared scratch slot instead
@@ -103,7 +106,7 @@ pub fn count(index: u32) {
 #[inline(always)]
 pub fn lazy_wakeup() -> u64 {
     let pending = EVENTS.query(0);
-    if pending >= WAKE_ALWAYS_BYTES || (pending >= WAKE_BYTES && pending < WAKE_BYTES + WAKE_WINDOW) {
+    if pending >= WAKE_ALWAYS_BYTES || (WAKE_BYTES..WAKE_BYTES + WAKE_WINDOW).contains(&pending) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -24,7 +24,14 @@ pub struct Packet {
 #[inline(always)]
 fn load<const N: usize>(ctx: &SkBuffContext, offset: u32) -> Option<[u8; N]> {
     let mut buf = [0u8; N];
-    let rc = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), offset, buf.as_mut_ptr().cast(), N as u32) };
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            offset,
+            buf.as_mut_ptr().cast(),
+            N as u32,
+        )
+    };
     (rc == 0).then_some(buf)
 }
 

@@ -14,6 +14,7 @@
 //!   segments, so the tunnelled ClientHello after the proxy's reply is read too;
 //! - UDP: the first two datagrams (a QUIC ClientHello can span two Initials);
 //! - anything else: that one packet.
+//!
 //! Then the entry is removed, and later packets cost one failed lookup. A packet is copied in
 //! chunks of 4 KiB (at most 4 per packet) with its TCP sequence number, and the daemon
 //! reassembles by sequence number (retransmissions repeat a sequence number and are dropped).
@@ -27,17 +28,18 @@
 //! program reports the totals when the socket goes (`FlowEndEvent`; the daemon keeps an early
 //! one until the record it belongs to is finished). Counted at the cgroup hook, so
 //! retransmitted bytes count again; loopback has none.
+use aya_ebpf::programs::SockContext;
 use aya_ebpf::{
     helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_skb_load_bytes},
     programs::SkBuffContext,
 };
-use aya_ebpf::programs::SockContext;
 use monitor_common::{
     CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
-    CAPTURE_NONE, CAPTURE_PROXY, DATAGRAMS_CAPTURED, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
-    COUNTER_RINGBUF_LOST, CaptureState, DIR_EGRESS, DIR_INGRESS, EVENT_FLOW_END, EVENT_PAYLOAD,
-    DNS_TCP_SEGMENTS_MAX, FLAG_LOCAL_PROXY, FlowEndEvent, HOOK_CONNECT, STATE_AWAIT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP,
-    PayloadEvent, looks_like_proxy_start, tls_record_need,
+    CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
+    COUNTER_RINGBUF_LOST, CaptureState, DATAGRAMS_CAPTURED, DIR_EGRESS, DIR_INGRESS,
+    DNS_TCP_SEGMENTS_MAX, EVENT_FLOW_END, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, FlowEndEvent,
+    HOOK_CONNECT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP, PayloadEvent, STATE_AWAIT,
+    looks_like_proxy_start, tls_record_need,
 };
 
 use crate::{
@@ -80,7 +82,11 @@ pub fn egress(ctx: &SkBuffContext) {
             // Only datagrams of the flow that was reported (an unconnected socket may send
             // anywhere next, a skipped local destination included).
             let e = &state.event;
-            if p.protocol != PROTO_UDP || p.family != e.family || p.dport != e.dport || !same_address(&p.daddr, &e.daddr) {
+            if p.protocol != PROTO_UDP
+                || p.family != e.family
+                || p.dport != e.dport
+                || !same_address(&p.daddr, &e.daddr)
+            {
                 return;
             }
             done = state.segments + 1 >= DATAGRAMS_CAPTURED;
@@ -134,8 +140,11 @@ pub fn egress(ctx: &SkBuffContext) {
 /// 128-bit arithmetic, which BPF does not have).
 #[inline(always)]
 fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let word = |x: &[u8; 16], at: usize| unsafe { core::ptr::read_volatile(x.as_ptr().add(at).cast::<[u8; 8]>()) };
-    u64::from_ne_bytes(word(a, 0)) == u64::from_ne_bytes(word(b, 0)) && u64::from_ne_bytes(word(a, 8)) == u64::from_ne_bytes(word(b, 8))
+    let word = |x: &[u8; 16], at: usize| unsafe {
+        core::ptr::read_volatile(x.as_ptr().add(at).cast::<[u8; 8]>())
+    };
+    u64::from_ne_bytes(word(a, 0)) == u64::from_ne_bytes(word(b, 0))
+        && u64::from_ne_bytes(word(a, 8)) == u64::from_ne_bytes(word(b, 8))
 }
 
 /// Capture is over: the entry goes, unless it is also a DNS socket or watched, or it is a
@@ -209,7 +218,10 @@ pub fn release(ctx: &SockContext) {
             watch_start_ns: state.watch_start_ns,
             end_ns: unsafe { bpf_ktime_get_boot_ns() },
         };
-        if EVENTS.output::<FlowEndEvent>(&end, maps::lazy_wakeup()).is_err() {
+        if EVENTS
+            .output::<FlowEndEvent>(&end, maps::lazy_wakeup())
+            .is_err()
+        {
             maps::count(COUNTER_RINGBUF_LOST);
         }
     }
@@ -218,7 +230,14 @@ pub fn release(ctx: &SockContext) {
 
 /// Copy a packet's payload in chunks; returns the bytes copied.
 #[inline(always)]
-fn copy_packet(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode: u8, owner: u32) -> u32 {
+fn copy_packet(
+    ctx: &SkBuffContext,
+    p: &Packet,
+    cookie: u64,
+    direction: u8,
+    mode: u8,
+    owner: u32,
+) -> u32 {
     let mut copied = 0u32;
     let mut i = 0u32;
     while i < PAYLOAD_CHUNKS_PER_PACKET {
@@ -234,7 +253,15 @@ fn copy_packet(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode
 
 /// Copy one chunk starting at `offset` into the payload; returns the bytes copied (0 on loss).
 #[inline(always)]
-fn copy_chunk(ctx: &SkBuffContext, p: &Packet, cookie: u64, direction: u8, mode: u8, owner: u32, offset: u32) -> u32 {
+fn copy_chunk(
+    ctx: &SkBuffContext,
+    p: &Packet,
+    cookie: u64,
+    direction: u8,
+    mode: u8,
+    owner: u32,
+    offset: u32,
+) -> u32 {
     let mut len = p.payload_len.wrapping_sub(offset);
     if len == 0 || len > p.payload_len {
         return 0;

@@ -17,15 +17,18 @@
 //! memory of the new image, up to `EXEC_ARGS_LEN` bytes). The field offsets come from the
 //! kernel's BTF via `TASK_LAYOUT`; without it both are left out (0).
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
         generated::{bpf_ktime_get_boot_ns, bpf_probe_read_user},
     },
     programs::TracePointContext,
-    EbpfContext as _,
 };
-use monitor_common::{BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ExitEvent, ProcessEvent};
+use monitor_common::{
+    BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ExitEvent,
+    ProcessEvent,
+};
 
 use crate::maps::{self, EVENTS, EXEC_WOKE, TASK_LAYOUT};
 
@@ -44,7 +47,7 @@ pub fn exec(ctx: &TracePointContext) {
         (*ev).tgid = (pid_tgid >> 32) as u32;
         (*ev).ts_boot_ns = bpf_ktime_get_boot_ns();
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        let filename = &mut *(&raw mut (*ev).filename);
+        let filename = &mut (*ev).filename;
         filename[0] = 0;
         if let Ok(loc) = ctx.read_at::<u32>(EXEC_FILENAME_LOC) {
             let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
@@ -66,7 +69,9 @@ fn exec_wakeup() -> u64 {
     if gap_ns == 0 {
         return maps::lazy_wakeup();
     }
-    let Some(last) = EXEC_WOKE.get_ptr_mut(0) else { return maps::lazy_wakeup() };
+    let Some(last) = EXEC_WOKE.get_ptr_mut(0) else {
+        return maps::lazy_wakeup();
+    };
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // Racy across CPUs on purpose: two wake-ups in one gap are harmless.
     unsafe {
@@ -81,18 +86,25 @@ fn exec_wakeup() -> u64 {
 /// Fill `ppid`, `args_total`, `args_len` and `args` from the current task (see the module notes).
 #[inline(always)]
 unsafe fn read_parent_and_args(ev: *mut ProcessEvent) {
-    let Some(layout) = TASK_LAYOUT.get(0) else { return };
+    let Some(layout) = TASK_LAYOUT.get(0) else {
+        return;
+    };
     if layout.known == 0 {
         return;
     }
     unsafe {
         let task = bpf_get_current_task() as *const u8;
-        if let Ok(parent) = bpf_probe_read_kernel(task.add(layout.task_real_parent as usize) as *const u64) {
-            if let Ok(tgid) = bpf_probe_read_kernel((parent as *const u8).add(layout.task_tgid as usize) as *const i32) {
-                (*ev).ppid = tgid as u32;
-            }
+        if let Ok(parent) =
+            bpf_probe_read_kernel(task.add(layout.task_real_parent as usize) as *const u64)
+            && let Ok(tgid) = bpf_probe_read_kernel(
+                (parent as *const u8).add(layout.task_tgid as usize) as *const i32,
+            )
+        {
+            (*ev).ppid = tgid as u32;
         }
-        let Ok(mm) = bpf_probe_read_kernel(task.add(layout.task_mm as usize) as *const u64) else { return };
+        let Ok(mm) = bpf_probe_read_kernel(task.add(layout.task_mm as usize) as *const u64) else {
+            return;
+        };
         if mm == 0 {
             return;
         }
@@ -106,7 +118,11 @@ unsafe fn read_parent_and_args(ev: *mut ProcessEvent) {
         let total = end.saturating_sub(start);
         (*ev).args_total = total;
         // The min is what bounds the length for the verifier.
-        let len = if total > EXEC_ARGS_LEN as u64 { EXEC_ARGS_LEN as u32 } else { total as u32 };
+        let len = if total > EXEC_ARGS_LEN as u64 {
+            EXEC_ARGS_LEN as u32
+        } else {
+            total as u32
+        };
         if len == 0 {
             return;
         }

@@ -47,9 +47,22 @@ pub fn connect(ctx: &SockAddrContext, target: &Target) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let Some(state) = maps::new_capture_entry(&cookie) else { return };
-    fill_event(&mut state.event, target, HOOK_CONNECT, pid_tgid, now, cookie);
-    state.mode = if local { CAPTURE_LOCAL_PROBE } else { CAPTURE_NEW };
+    let Some(state) = maps::new_capture_entry(&cookie) else {
+        return;
+    };
+    fill_event(
+        &mut state.event,
+        target,
+        HOOK_CONNECT,
+        pid_tgid,
+        now,
+        cookie,
+    );
+    state.mode = if local {
+        CAPTURE_LOCAL_PROBE
+    } else {
+        CAPTURE_NEW
+    };
     state.dns_owner = dns_owner(target, pid_tgid);
     // A reported connection whose event was lost has no record to finish: nothing to capture.
     if !local && !maps::output_event(&state.event) {
@@ -80,8 +93,17 @@ pub fn datagram(ctx: &SockAddrContext, target: &Target) {
         return;
     }
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let Some(state) = maps::new_capture_entry(&cookie) else { return };
-    fill_event(&mut state.event, target, HOOK_SENDMSG, pid_tgid, now, cookie);
+    let Some(state) = maps::new_capture_entry(&cookie) else {
+        return;
+    };
+    fill_event(
+        &mut state.event,
+        target,
+        HOOK_SENDMSG,
+        pid_tgid,
+        now,
+        cookie,
+    );
     state.mode = CAPTURE_DATAGRAM;
     state.dns_owner = dns_owner(target, pid_tgid);
     if !maps::output_event(&state.event) {
@@ -102,7 +124,11 @@ fn is_dns(target: &Target) -> bool {
 #[inline(always)]
 fn dns_owner(target: &Target, pid_tgid: u64) -> u32 {
     // UDP, and TCP (large answers, DNS over TCP): answers from port 53 are read on ingress.
-    if target.port == DNS_PORT { (pid_tgid >> 32) as u32 } else { 0 }
+    if target.port == DNS_PORT {
+        (pid_tgid >> 32) as u32
+    } else {
+        0
+    }
 }
 
 /// Mark a socket whose entry is not being (re)created here as a DNS socket (sending to port 53).
@@ -113,7 +139,9 @@ fn mark_dns_socket(ctx: &SockAddrContext, pid_tgid: u64) {
     if let Some(state) = CAPTURE.get_ptr_mut(&cookie) {
         unsafe { (*state).dns_owner = owner };
     } else {
-        let Some(state) = maps::new_capture_entry(&cookie) else { return };
+        let Some(state) = maps::new_capture_entry(&cookie) else {
+            return;
+        };
         state.dns_owner = owner;
     }
     gate::open(ctx);
@@ -129,7 +157,14 @@ fn is_skipped_local(target: &Target) -> bool {
 }
 
 #[inline(always)]
-fn fill_event(event: &mut ConnectEvent, target: &Target, hook: u8, pid_tgid: u64, now: u64, cookie: u64) {
+fn fill_event(
+    event: &mut ConnectEvent,
+    target: &Target,
+    hook: u8,
+    pid_tgid: u64,
+    now: u64,
+    cookie: u64,
+) {
     let uid_gid = bpf_get_current_uid_gid();
     event.kind = EVENT_CONNECT;
     event.tgid = (pid_tgid >> 32) as u32;

@@ -39,7 +39,11 @@ fn port(ctx: &SockAddrContext) -> u16 {
 pub fn ipv4(ctx: &SockAddrContext) -> Option<Target> {
     let protocol = protocol(ctx)?;
     let raw = unsafe { core::ptr::read_volatile(&(*ctx.sock_addr).user_ip4) };
-    Some(Target { dest: Destination::from_ipv4_raw(raw), port: port(ctx), protocol })
+    Some(Target {
+        dest: Destination::from_ipv4_raw(raw),
+        port: port(ctx),
+        protocol,
+    })
 }
 
 #[inline(always)]
@@ -54,5 +58,9 @@ pub fn ipv6(ctx: &SockAddrContext) -> Option<Target> {
             core::ptr::read_volatile(&(*sa).user_ip6[3]),
         ]
     };
-    Some(Target { dest: Destination::from_ipv6_raw(words), port: port(ctx), protocol })
+    Some(Target {
+        dest: Destination::from_ipv6_raw(words),
+        port: port(ctx),
+        protocol,
+    })
 }

@@ -36,7 +36,9 @@ pub fn fold_into_open_window(
             // The bpfel target declares no atomic read-modify-write, so `AtomicU64::fetch_add`
             // does not exist there; the intrinsic with its result unused compiles to BPF's
             // plain atomic add (BPF_XADD), which every kernel with eBPF accepts.
-            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut entry.cur_count, 1) };
+            unsafe {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut entry.cur_count, 1)
+            };
             return true;
         }
         entry.prev_start = entry.cur_start;
@@ -45,10 +47,18 @@ pub fn fold_into_open_window(
         entry.cur_count = 1;
         return false;
     }
-    let fresh = UdpFlowWindow { cur_start: now, cur_count: 1, prev_start: 0, prev_count: 0 };
+    let fresh = UdpFlowWindow {
+        cur_start: now,
+        cur_count: 1,
+        prev_start: 0,
+        prev_count: 0,
+    };
     if let Err(err) = UDP_FLOWS.insert(&key, &fresh, 0) {
         // Not fatal: the datagram is still reported, only its repeats will not be folded.
-        warn!(ctx, "relaywatch: UDP_FLOWS insert failed ({}), pid {}", err, tgid);
+        warn!(
+            ctx,
+            "relaywatch: UDP_FLOWS insert failed ({}), pid {}", err, tgid
+        );
     }
     false
 }

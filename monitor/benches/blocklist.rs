@@ -13,7 +13,7 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use monitor::blocklist::Blocklists;
+use monitor::intel::blocklist::Blocklists;
 
 const NAME_RULES: usize = 1_000_000;
 const V4_CIDRS: usize = 90_000;
@@ -31,8 +31,13 @@ impl Rng {
     }
 }
 
-const WORDS: &[&str] = &["api", "relay", "gpt", "claude", "cloud", "proxy", "code", "router", "chat", "model", "token", "hub"];
-const TLDS: &[&str] = &["com", "net", "org", "ai", "cc", "top", "xyz", "dev", "io", "cn", "vip", "site"];
+const WORDS: &[&str] = &[
+    "api", "relay", "gpt", "claude", "cloud", "proxy", "code", "router", "chat", "model", "token",
+    "hub",
+];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "ai", "cc", "top", "xyz", "dev", "io", "cn", "vip", "site",
+];
 
 fn rule_name(i: usize, rng: &mut Rng) -> String {
     let r = rng.next() as usize;
@@ -56,7 +61,10 @@ fn status_kib(field: &str) -> u64 {
 
 /// CPU time of this thread: the machine may be shared, and wall time then says little.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec, which `ts` is.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -85,7 +93,10 @@ fn name_list() -> (PathBuf, Vec<String>) {
             queries.push(format!("edge.v1.x{name}"));
         }
     }
-    (write_list("names", "# relaywatch: category=ai-relay", &body), queries)
+    (
+        write_list("names", "# relaywatch: category=ai-relay", &body),
+        queries,
+    )
 }
 
 /// 100,000 distinct prefixes, /16 to /32 for IPv4 and /24 to /64 for IPv6 (the sizes real
@@ -101,7 +112,9 @@ fn cidr_list() -> (PathBuf, Vec<IpAddr>) {
         let addr = (rng.next() as u32) & mask;
         if seen.insert((u128::from(addr), len)) {
             writeln!(body, "{}/{len}", Ipv4Addr::from(addr)).expect("write to String");
-            queries.push(IpAddr::V4(Ipv4Addr::from(addr | (rng.next() as u32 & !mask))));
+            queries.push(IpAddr::V4(Ipv4Addr::from(
+                addr | (rng.next() as u32 & !mask),
+            )));
         }
     }
     while seen.len() < V4_CIDRS + V6_CIDRS {
@@ -115,7 +128,10 @@ fn cidr_list() -> (PathBuf, Vec<IpAddr>) {
     for _ in 0..queries.len() {
         queries.push(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
     }
-    (write_list("cidrs", "# relaywatch: category=ai-relay", &body), queries)
+    (
+        write_list("cidrs", "# relaywatch: category=ai-relay", &body),
+        queries,
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -125,7 +141,8 @@ fn bench(c: &mut Criterion) {
     // One cold load first, so the peak-RSS delta is this load's and nothing else's.
     let rss_before = status_kib("VmRSS:");
     let (start, cpu_start) = (Instant::now(), thread_cpu());
-    let names = Blocklists::load(std::slice::from_ref(&names_path), false).expect("generated list loads");
+    let names =
+        Blocklists::load(std::slice::from_ref(&names_path), false).expect("generated list loads");
     let (elapsed, cpu) = (start.elapsed(), thread_cpu() - cpu_start);
     let (hwm, rss_after) = (status_kib("VmHWM:"), status_kib("VmRSS:"));
     println!(
@@ -139,9 +156,18 @@ fn bench(c: &mut Criterion) {
         names.heap_bytes() / (1 << 20),
     );
     let start = Instant::now();
-    let cidrs = Blocklists::load(std::slice::from_ref(&cidr_path), false).expect("generated list loads");
-    println!("load: {} CIDRs in {:.3} s, index heap {} MiB", V4_CIDRS + V6_CIDRS, start.elapsed().as_secs_f64(), cidrs.heap_bytes() / (1 << 20));
-    let hits = name_queries.iter().filter(|q| names.match_name(q).is_some()).count();
+    let cidrs =
+        Blocklists::load(std::slice::from_ref(&cidr_path), false).expect("generated list loads");
+    println!(
+        "load: {} CIDRs in {:.3} s, index heap {} MiB",
+        V4_CIDRS + V6_CIDRS,
+        start.elapsed().as_secs_f64(),
+        cidrs.heap_bytes() / (1 << 20)
+    );
+    let hits = name_queries
+        .iter()
+        .filter(|q| names.match_name(q).is_some())
+        .count();
     assert_eq!(hits * 2, name_queries.len(), "every other query is a hit");
 
     // Per-lookup CPU time over many passes: on a shared machine criterion's wall-clock figures
@@ -163,8 +189,12 @@ fn bench(c: &mut Criterion) {
             black_box(cidrs.match_ip(*q));
         }
     });
-    println!("cpu: match_name {name_ns:.0} ns, match_ip {ip_ns:.0} ns per lookup (mean CPU time, half hits)");
-    let (ip_hits, ip_misses): (Vec<IpAddr>, Vec<IpAddr>) = ip_queries.iter().partition(|q| cidrs.match_ip(**q).is_some());
+    println!(
+        "cpu: match_name {name_ns:.0} ns, match_ip {ip_ns:.0} ns per lookup (mean CPU time, half hits)"
+    );
+    let (ip_hits, ip_misses): (Vec<IpAddr>, Vec<IpAddr>) = ip_queries
+        .iter()
+        .partition(|q| cidrs.match_ip(**q).is_some());
     let hit_ns = per_lookup(20, ip_hits.len(), &mut || {
         for q in &ip_hits {
             black_box(cidrs.match_ip(*q));
@@ -175,7 +205,11 @@ fn bench(c: &mut Criterion) {
             black_box(cidrs.match_ip(*q));
         }
     });
-    println!("cpu: match_ip hits {hit_ns:.0} ns ({}), misses {miss_ns:.0} ns ({})", ip_hits.len(), ip_misses.len());
+    println!(
+        "cpu: match_ip hits {hit_ns:.0} ns ({}), misses {miss_ns:.0} ns ({})",
+        ip_hits.len(),
+        ip_misses.len()
+    );
 
     let mut group = c.benchmark_group("blocklist");
     let mut i = 0;
@@ -198,7 +232,13 @@ fn bench(c: &mut Criterion) {
     });
     group.sample_size(10);
     group.bench_function("load, 1M domain rules", |b| {
-        b.iter(|| black_box(Blocklists::load(std::slice::from_ref(&names_path), false).map(|l| l.heap_bytes()).ok()))
+        b.iter(|| {
+            black_box(
+                Blocklists::load(std::slice::from_ref(&names_path), false)
+                    .map(|l| l.heap_bytes())
+                    .ok(),
+            )
+        })
     });
     group.finish();
     let _ = std::fs::remove_file(names_path);

@@ -3,10 +3,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; both clocks exist on every Linux the agent supports.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
@@ -51,7 +56,10 @@ mod tests {
         let a = wall_time(now);
         let b = wall_time(now - 5_000_000_000);
         let d = a.duration_since(b).unwrap();
-        assert!(d >= Duration::from_millis(4_900) && d <= Duration::from_millis(5_100), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(4_900) && d <= Duration::from_millis(5_100),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -18,8 +18,6 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::RunFlags;
-
 pub const DEFAULT_PATH: &str = "/etc/relaywatch/config.toml";
 
 const MIB: u64 = 1024 * 1024;
@@ -77,7 +75,10 @@ pub struct Output {
 
 impl Default for Output {
     fn default() -> Self {
-        Output { format: Format::Ecs, stdout: true }
+        Output {
+            format: Format::Ecs,
+            stdout: true,
+        }
     }
 }
 
@@ -96,13 +97,33 @@ pub enum Format {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sink {
     /// RFC 5424 syslog; `url` is udp://, tcp:// or tls:// HOST[:PORT].
-    Syslog { url: String, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
+    Syslog {
+        url: String,
+        ca_file: Option<PathBuf>,
+        queue_max_bytes: u64,
+    },
     /// JSON lines in a local file, rotated at `max_bytes`, keeping `max_files` old files.
-    File { path: PathBuf, max_bytes: u64, max_files: u32 },
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        max_files: u32,
+    },
     /// Splunk HTTP Event Collector; the token is read from `token_file`.
-    SplunkHec { url: String, token_file: PathBuf, index: Option<String>, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
+    SplunkHec {
+        url: String,
+        token_file: PathBuf,
+        index: Option<String>,
+        ca_file: Option<PathBuf>,
+        queue_max_bytes: u64,
+    },
     /// Elasticsearch / OpenSearch bulk API; `token_file` holds an API key if the cluster needs one.
-    Elasticsearch { url: String, token_file: Option<PathBuf>, index: String, ca_file: Option<PathBuf>, queue_max_bytes: u64 },
+    Elasticsearch {
+        url: String,
+        token_file: Option<PathBuf>,
+        index: String,
+        ca_file: Option<PathBuf>,
+        queue_max_bytes: u64,
+    },
 }
 
 pub const SINK_QUEUE_MAX_BYTES: u64 = 64 * MIB;
@@ -196,7 +217,7 @@ pub struct Feed {
     /// The list's category. Optional when the list's header names one; when set, a header
     /// naming another category is an error.
     #[serde(default)]
-    pub category: Option<crate::blocklist::Category>,
+    pub category: Option<crate::intel::blocklist::Category>,
     /// Pin: only a body with this SHA-256 (64 hex digits, stored in lower case) is accepted.
     #[serde(default)]
     pub sha256: Option<String>,
@@ -258,7 +279,9 @@ pub struct Alerts {
 
 impl Default for Alerts {
     fn default() -> Self {
-        Alerts { dedupe_window_s: 600 }
+        Alerts {
+            dedupe_window_s: 600,
+        }
     }
 }
 
@@ -272,7 +295,10 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Store { retention_days: 30, max_bytes: 512 * MIB }
+        Store {
+            retention_days: 30,
+            max_bytes: 512 * MIB,
+        }
     }
 }
 
@@ -286,7 +312,10 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        Metrics {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
     }
 }
 
@@ -301,14 +330,24 @@ pub struct Discovery {
 
 impl Default for Discovery {
     fn default() -> Self {
-        Discovery { enabled: true, variables: crate::discovery::DEFAULT_VARIABLES.iter().map(|v| v.to_string()).collect() }
+        Discovery {
+            enabled: true,
+            variables: crate::intel::discovery::DEFAULT_VARIABLES
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
+        }
     }
 }
 
 impl Discovery {
     /// The variables to read: none when disabled.
     pub fn active_variables(&self) -> Vec<String> {
-        if self.enabled { self.variables.clone() } else { Vec::new() }
+        if self.enabled {
+            self.variables.clone()
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -368,7 +407,10 @@ impl Config {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: name.clone(),
-            problems: vec![Problem { position: None, message: format!("cannot read: {e}") }],
+            problems: vec![Problem {
+                position: None,
+                message: format!("cannot read: {e}"),
+            }],
         })?;
         Config::from_str_named(&text, &name)
     }
@@ -385,14 +427,17 @@ impl Config {
 
     /// Parse and validate `text`; `name` (usually the path) starts every error line.
     pub fn from_str_named(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let fail = |problems| ConfigError { file: name.to_owned(), problems };
+        let fail = |problems| ConfigError {
+            file: name.to_owned(),
+            problems,
+        };
         let raw = parse(text).map_err(|p| fail(vec![p]))?;
         validate(raw).map_err(fail)
     }
 
     /// The configuration `relaywatch run` uses: the file named by `--config` (or the default
     /// file, or built-in defaults), then the flags on top of it.
-    pub fn for_run(flags: &RunFlags) -> Result<Config, ConfigError> {
+    pub fn for_run(flags: &Overrides) -> Result<Config, ConfigError> {
         let mut config = Config::load_or_default(flags.config.as_deref())?;
         config.apply_run_flags(flags);
         Ok(config)
@@ -401,7 +446,7 @@ impl Config {
     /// Let `relaywatch run` flags override the file. A boolean flag can only switch a feature
     /// on (its absence says nothing, so a `true` in the file stays); a valued flag overrides
     /// when it is given.
-    pub fn apply_run_flags(&mut self, flags: &RunFlags) {
+    pub fn apply_run_flags(&mut self, flags: &Overrides) {
         self.agent.include_loopback |= flags.include_loopback;
         self.agent.log_connections |= flags.log_connections;
         if let Some(ms) = flags.udp_window_ms {
@@ -425,22 +470,50 @@ impl Config {
     }
 }
 
+/// What `relaywatch run`'s flags say (`cli::RunFlags` turns into this), laid over the file by
+/// `Config::for_run`. `None` and `false` say nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub include_loopback: bool,
+    pub log_connections: bool,
+    pub udp_window_ms: Option<u64>,
+    pub name_wait_ms: Option<u64>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub nameserver: Option<SocketAddr>,
+}
+
 /// Stage 1: text to structs. Stops at the first problem (serde cannot go on past it).
 fn parse(text: &str) -> Result<FileConfig, Problem> {
     let at = |span: Option<std::ops::Range<usize>>| span.map(|s| line_col(text, s.start));
-    let de = toml::Deserializer::parse(text).map_err(|e| Problem { position: at(e.span()), message: e.message().trim().to_owned() })?;
+    let de = toml::Deserializer::parse(text).map_err(|e| Problem {
+        position: at(e.span()),
+        message: e.message().trim().to_owned(),
+    })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner();
-        Problem { position: at(inner.span()), message: describe(&path, inner.message().trim()) }
+        Problem {
+            position: at(inner.span()),
+            message: describe(&path, inner.message().trim()),
+        }
     })
 }
 
 /// Phrase a serde message with its key path: unknown fields become `unknown key "a.b"`.
 fn describe(path: &str, message: &str) -> String {
-    if let Some((field, expected)) = message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+    if let Some((field, expected)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
         // serde_path_to_error's path already ends with the unknown key.
-        let full = if path == "." || path.is_empty() { field } else { path };
+        let full = if path == "." || path.is_empty() {
+            field
+        } else {
+            path
+        };
         let expected = expected.trim_start_matches(',').trim();
         return if expected.is_empty() {
             format!("unknown key \"{full}\"")
@@ -448,7 +521,11 @@ fn describe(path: &str, message: &str) -> String {
             format!("unknown key \"{full}\" ({expected})")
         };
     }
-    if path == "." || path.is_empty() { message.to_owned() } else { format!("{path}: {message}") }
+    if path == "." || path.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -462,7 +539,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Stage 2: ranges and sink rules; every problem is collected.
 fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
-    let mut problem = |message: String| problems.push(Problem { position: None, message });
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            position: None,
+            message,
+        })
+    };
 
     let mut in_range = |key: &str, value: u64, (min, max): (u64, u64)| {
         if value < min {
@@ -471,15 +553,30 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
             problem(format!("{key}: {value} is above the maximum {max}"));
         }
     };
-    in_range("agent.udp_window_ms", raw.agent.udp_window_ms, UDP_WINDOW_MS);
+    in_range(
+        "agent.udp_window_ms",
+        raw.agent.udp_window_ms,
+        UDP_WINDOW_MS,
+    );
     in_range("agent.name_wait_ms", raw.agent.name_wait_ms, NAME_WAIT_MS);
-    in_range("blocklists.resolve_interval_s", raw.blocklists.resolve_interval_s, (1, u64::MAX));
-    in_range("store.retention_days", raw.store.retention_days, (1, u64::MAX));
+    in_range(
+        "blocklists.resolve_interval_s",
+        raw.blocklists.resolve_interval_s,
+        (1, u64::MAX),
+    );
+    in_range(
+        "store.retention_days",
+        raw.store.retention_days,
+        (1, u64::MAX),
+    );
     in_range("store.max_bytes", raw.store.max_bytes, (MIB, u64::MAX));
 
     let mut absolute = |key: &str, path: &Path| {
         if !path.is_absolute() {
-            problem(format!("{key}: \"{}\" is not an absolute path", path.display()));
+            problem(format!(
+                "{key}: \"{}\" is not an absolute path",
+                path.display()
+            ));
         }
     };
     absolute("agent.state_dir", &raw.agent.state_dir);
@@ -491,7 +588,7 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
         problem("agent.socket_group: empty".into());
     }
     for (i, v) in raw.discovery.variables.iter().enumerate() {
-        if let Err(why) = crate::discovery::check_variable_name(v) {
+        if let Err(why) = crate::intel::discovery::check_variable_name(v) {
             problem(format!("discovery.variables[{i}]: {why}"));
         }
     }
@@ -502,7 +599,13 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
     }
     for (i, feed) in blocklists.feeds.iter().enumerate() {
         if blocklists.feeds[..i].iter().any(|f| f.url == feed.url) {
-            problems.push(Problem { position: None, message: format!("blocklists.feed[{i}].url: \"{}\" is already a feed", redacted_url(&feed.url)) });
+            problems.push(Problem {
+                position: None,
+                message: format!(
+                    "blocklists.feed[{i}].url: \"{}\" is already a feed",
+                    redacted_url(&feed.url)
+                ),
+            });
         }
     }
 
@@ -533,13 +636,24 @@ fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
 fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
     let kind = raw.kind.name();
     let mut problems = Vec::new();
-    let mut problem = |key: &str, reason: String| problems.push(Problem { position: None, message: format!("{at}.{key}: {reason}") });
+    let mut problem = |key: &str, reason: String| {
+        problems.push(Problem {
+            position: None,
+            message: format!("{at}.{key}: {reason}"),
+        })
+    };
 
     let (required, allowed): (&[&str], &[&str]) = match raw.kind {
         SinkKind::Syslog => (&["url"], &["queue_max_bytes", "ca_file"]),
         SinkKind::File => (&["path"], &["max_bytes", "max_files"]),
-        SinkKind::SplunkHec => (&["url", "token_file"], &["index", "queue_max_bytes", "ca_file"]),
-        SinkKind::Elasticsearch => (&["url"], &["token_file", "index", "queue_max_bytes", "ca_file"]),
+        SinkKind::SplunkHec => (
+            &["url", "token_file"],
+            &["index", "queue_max_bytes", "ca_file"],
+        ),
+        SinkKind::Elasticsearch => (
+            &["url"],
+            &["token_file", "index", "queue_max_bytes", "ca_file"],
+        ),
     };
     let present = [
         ("url", raw.url.is_some()),
@@ -568,15 +682,28 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
             problem("url", reason);
         }
     }
-    if raw.ca_file.is_some() && raw.url.as_deref().is_some_and(|u| !(u.starts_with("tls://") || u.starts_with("https://"))) {
+    if raw.ca_file.is_some()
+        && raw
+            .url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("tls://") || u.starts_with("https://")))
+    {
         problem("ca_file", "only used with tls:// or https:// URLs".into());
     }
-    for (key, path) in [("path", &raw.path), ("token_file", &raw.token_file), ("ca_file", &raw.ca_file)] {
+    for (key, path) in [
+        ("path", &raw.path),
+        ("token_file", &raw.token_file),
+        ("ca_file", &raw.ca_file),
+    ] {
         if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
             problem(key, format!("\"{}\" is not an absolute path", p.display()));
         }
     }
-    for (key, value) in [("max_bytes", raw.max_bytes), ("queue_max_bytes", raw.queue_max_bytes), ("max_files", raw.max_files.map(u64::from))] {
+    for (key, value) in [
+        ("max_bytes", raw.max_bytes),
+        ("queue_max_bytes", raw.queue_max_bytes),
+        ("max_files", raw.max_files.map(u64::from)),
+    ] {
         if value == Some(0) {
             problem(key, "must be greater than 0".into());
         }
@@ -591,7 +718,11 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
     let queue_max_bytes = raw.queue_max_bytes.unwrap_or(SINK_QUEUE_MAX_BYTES);
     // The checks above guarantee the required keys; `unwrap_or_default` only keeps this total.
     Ok(match raw.kind {
-        SinkKind::Syslog => Sink::Syslog { url: raw.url.unwrap_or_default(), ca_file: raw.ca_file, queue_max_bytes },
+        SinkKind::Syslog => Sink::Syslog {
+            url: raw.url.unwrap_or_default(),
+            ca_file: raw.ca_file,
+            queue_max_bytes,
+        },
         SinkKind::File => Sink::File {
             path: raw.path.unwrap_or_default(),
             max_bytes: raw.max_bytes.unwrap_or(FILE_SINK_MAX_BYTES),
@@ -617,7 +748,12 @@ fn sink(raw: RawSink, at: &str) -> Result<Sink, Vec<Problem>> {
 /// The rules of one `[[blocklists.feed]]`; the pin is put in lower case.
 fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |key: &str, reason: String| problems.push(Problem { position: None, message: format!("{at}.{key}: {reason}") });
+    let mut problem = |key: &str, reason: String| {
+        problems.push(Problem {
+            position: None,
+            message: format!("{at}.{key}: {reason}"),
+        })
+    };
     if let Err(reason) = check_url(&feed.url, &["https"], false) {
         problem("url", reason);
     }
@@ -625,15 +761,24 @@ fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
         if pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()) {
             pin.make_ascii_lowercase();
         } else {
-            problem("sha256", format!("\"{pin}\" is not a SHA-256 digest (64 hex digits)"));
+            problem(
+                "sha256",
+                format!("\"{pin}\" is not a SHA-256 digest (64 hex digits)"),
+            );
         }
     }
     let (min, max) = FEED_INTERVAL_S;
     if !(min..=max).contains(&feed.interval_s) {
-        problem("interval_s", format!("{} is outside {min} to {max}", feed.interval_s));
+        problem(
+            "interval_s",
+            format!("{} is outside {min} to {max}", feed.interval_s),
+        );
     }
     if let Some(p) = feed.ca_file.as_ref().filter(|p| !p.is_absolute()) {
-        problem("ca_file", format!("\"{}\" is not an absolute path", p.display()));
+        problem(
+            "ca_file",
+            format!("\"{}\" is not an absolute path", p.display()),
+        );
     }
     problems
 }
@@ -642,12 +787,24 @@ fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
 fn check_url(url: &str, schemes: &[&str], no_path: bool) -> Result<(), String> {
     // Errors show the URL without what may be a credential (user info, query, fragment).
     let shown = redacted_url(url);
-    let expected = || schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ");
+    let expected = || {
+        schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("\"{shown}\" is not a URL (expected {})", expected()));
+        return Err(format!(
+            "\"{shown}\" is not a URL (expected {})",
+            expected()
+        ));
     };
     if !schemes.contains(&scheme) {
-        return Err(format!("\"{shown}\": scheme \"{scheme}\" is not supported here (expected {})", expected()));
+        return Err(format!(
+            "\"{shown}\": scheme \"{scheme}\" is not supported here (expected {})",
+            expected()
+        ));
     }
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     if no_path && !path.is_empty() {
@@ -655,7 +812,9 @@ fn check_url(url: &str, schemes: &[&str], no_path: bool) -> Result<(), String> {
     }
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
-            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, tail.strip_prefix(':')),
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (h, tail.strip_prefix(':'))
+            }
             _ => return Err(format!("\"{shown}\": bad [IPv6] host")),
         },
         None => match authority.rsplit_once(':') {
@@ -681,12 +840,18 @@ pub fn redacted_url(url: &str) -> String {
         Some(i) => (&rest[..i], true),
         None => (rest, false),
     };
-    let (authority, path) = before.split_once('/').map_or((before, None), |(a, p)| (a, Some(p)));
+    let (authority, path) = before
+        .split_once('/')
+        .map_or((before, None), |(a, p)| (a, Some(p)));
     let authority = match authority.rsplit_once('@') {
         Some((_, host)) => format!("…@{host}"),
         None => authority.to_owned(),
     };
-    let mut out = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    let mut out = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
     out.push_str(&authority);
     if let Some(p) = path {
         out.push('/');
@@ -826,7 +991,12 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        Config::from_str_named(text, "c.toml").unwrap_err().to_string().lines().map(str::to_owned).collect()
+        Config::from_str_named(text, "c.toml")
+            .unwrap_err()
+            .to_string()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Uncomment every `#key = value` line of the default file.
@@ -843,7 +1013,11 @@ mod tests {
     /// Every key path of the default configuration, from its serialized form.
     fn key_paths(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
         for (k, v) in table {
-            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 toml::Value::Table(t) => key_paths(&path, t, out),
                 _ => out.push(path),
@@ -853,15 +1027,24 @@ mod tests {
 
     #[test]
     fn empty_file_is_the_default() {
-        assert_eq!(Config::from_str_named("", "c.toml").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_str_named("", "c.toml").unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
     fn default_file_parses_to_the_default_as_is_and_uncommented() {
         let text = default_toml();
-        assert_eq!(Config::from_str_named(&text, "default").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_str_named(&text, "default").unwrap(),
+            Config::default()
+        );
         let active = uncommented(&text);
-        assert_eq!(Config::from_str_named(&active, "uncommented").unwrap(), Config::default());
+        assert_eq!(
+            Config::from_str_named(&active, "uncommented").unwrap(),
+            Config::default()
+        );
         // Every key with a value by default is set in it (nameserver, unset, has an example).
         let d = Config::default();
         let mut table = toml::Table::new();
@@ -882,7 +1065,10 @@ mod tests {
         key_paths("", &active.parse::<toml::Table>().unwrap(), &mut written);
         assert!(expected.len() >= 22, "{expected:?}");
         for key in &expected {
-            assert!(written.contains(key), "default_toml() does not document {key}");
+            assert!(
+                written.contains(key),
+                "default_toml() does not document {key}"
+            );
         }
     }
 
@@ -905,21 +1091,39 @@ mod tests {
 
     #[test]
     fn url_errors_never_show_credentials() {
-        assert_eq!(redacted_url("https://u:pw@h.example:8443/a/b?token=s3cret#x"), "https://…@h.example:8443/a/b?…");
-        assert_eq!(redacted_url("https://h.example/list"), "https://h.example/list");
+        assert_eq!(
+            redacted_url("https://u:pw@h.example:8443/a/b?token=s3cret#x"),
+            "https://…@h.example:8443/a/b?…"
+        );
+        assert_eq!(
+            redacted_url("https://h.example/list"),
+            "https://h.example/list"
+        );
         assert_eq!(redacted_url("https://h?token=s3cret"), "https://h?…");
-        let e = errors("[[blocklists.feed]]\nurl = \"http://u:pw@h.example/l?token=s3cret\"\n").join("\n");
+        let e = errors("[[blocklists.feed]]\nurl = \"http://u:pw@h.example/l?token=s3cret\"\n")
+            .join("\n");
         assert!(!e.contains("s3cret") && !e.contains("pw@"), "{e}");
-        let e = errors("[[blocklists.feed]]\nurl = \"https://h.example?token=s3cret\"\n").join("\n");
+        let e =
+            errors("[[blocklists.feed]]\nurl = \"https://h.example?token=s3cret\"\n").join("\n");
         assert!(!e.contains("s3cret") && e.contains("bad host"), "{e}");
     }
 
     #[test]
     fn discovery_refuses_secret_looking_variables() {
-        let e = errors("[discovery]\nvariables = [\"OPENAI_BASE_URL\", \"OPENAI_API_KEY\", \"bad name\"]\n");
+        let e = errors(
+            "[discovery]\nvariables = [\"OPENAI_BASE_URL\", \"OPENAI_API_KEY\", \"bad name\"]\n",
+        );
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].starts_with("c.toml: discovery.variables[1]: \"OPENAI_API_KEY\" looks like a secret"), "{e:?}");
-        assert!(e[1].starts_with("c.toml: discovery.variables[2]: \"bad name\" is not a variable name"), "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "c.toml: discovery.variables[1]: \"OPENAI_API_KEY\" looks like a secret"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("c.toml: discovery.variables[2]: \"bad name\" is not a variable name"),
+            "{e:?}"
+        );
         let off = Config::from_str_named("[discovery]\nenabled = false\n", "c.toml").unwrap();
         assert!(off.discovery.active_variables().is_empty());
     }
@@ -931,7 +1135,7 @@ mod tests {
             c.blocklists.feeds,
             [Feed {
                 url: "https://lists.example.com/ai-relay.list".into(),
-                category: Some(crate::blocklist::Category::AiRelay),
+                category: Some(crate::intel::blocklist::Category::AiRelay),
                 sha256: Some("0".repeat(64)),
                 interval_s: 3600,
                 ca_file: Some("/etc/relaywatch/feed-ca.pem".into()),
@@ -941,9 +1145,26 @@ mod tests {
 
     #[test]
     fn feeds_are_checked() {
-        let c = Config::from_str_named(&format!("[[blocklists.feed]]\nurl = \"https://127.0.0.1:8443/a.list\"\nsha256 = \"{}\"\n", "AB".repeat(32)), "c.toml").unwrap();
-        assert_eq!(c.blocklists.feeds[0].sha256.as_deref(), Some("ab".repeat(32).as_str()), "the pin is stored in lower case");
-        assert_eq!((c.blocklists.feeds[0].interval_s, c.blocklists.feeds[0].category), (3600, None));
+        let c = Config::from_str_named(
+            &format!(
+                "[[blocklists.feed]]\nurl = \"https://127.0.0.1:8443/a.list\"\nsha256 = \"{}\"\n",
+                "AB".repeat(32)
+            ),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.blocklists.feeds[0].sha256.as_deref(),
+            Some("ab".repeat(32).as_str()),
+            "the pin is stored in lower case"
+        );
+        assert_eq!(
+            (
+                c.blocklists.feeds[0].interval_s,
+                c.blocklists.feeds[0].category
+            ),
+            (3600, None)
+        );
         assert_eq!(
             errors(
                 "[[blocklists.feed]]\nurl = \"http://lists.example.com/a.list\"\nsha256 = \"abc\"\ninterval_s = 5\nca_file = \"ca.pem\"\n\
@@ -959,11 +1180,24 @@ mod tests {
                 "c.toml: blocklists.feed[2].url: \"https://h/a\" is already a feed",
             ]
         );
-        assert!(errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n")[0].contains("blocklists.feed[0]: missing field `url`"), "{:?}", errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n"));
+        assert!(
+            errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n")[0]
+                .contains("blocklists.feed[0]: missing field `url`"),
+            "{:?}",
+            errors("[[blocklists.feed]]\ncategory = \"ai-relay\"\n")
+        );
         let e = errors("[[blocklists.feed]]\nurl = \"https://h/a\"\ncategory = \"ai-relays\"\n");
-        assert!(e[0].starts_with("c.toml:3:12: blocklists.feed[0].category: unknown variant `ai-relays`"), "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "c.toml:3:12: blocklists.feed[0].category: unknown variant `ai-relays`"
+            ),
+            "{e:?}"
+        );
         let e = errors("[[blocklists.feed]]\nurl = \"https://h/a\"\nsha = \"x\"\n");
-        assert!(e[0].starts_with("c.toml:3:1: unknown key \"blocklists.feed[0].sha\""), "{e:?}");
+        assert!(
+            e[0].starts_with("c.toml:3:1: unknown key \"blocklists.feed[0].sha\""),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -978,7 +1212,10 @@ mod tests {
         assert_eq!(c.agent.udp_window_ms, 10);
         assert_eq!(c.agent.name_wait_ms, 0);
         assert_eq!(c.output.format, Format::Ocsf);
-        assert_eq!(c.blocklists.nameserver, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(
+            c.blocklists.nameserver,
+            Some("127.0.0.1:5353".parse().unwrap())
+        );
         assert_eq!(c.blocklists.actions.ai_domestic, Action::Block);
         assert_eq!(c.blocklists.actions.ai_relay, Action::Alert);
         assert_eq!(c.metrics.listen, "[::1]:9000".parse().unwrap());
@@ -988,19 +1225,43 @@ mod tests {
     fn unknown_key_names_its_path_and_line() {
         assert_eq!(
             errors("[agent]\n\ninclude_loopbak = true\n"),
-            ["c.toml:3:1: unknown key \"agent.include_loopbak\" (expected one of `include_loopback`, `log_connections`, `udp_window_ms`, `name_wait_ms`, `state_dir`, `socket`, `socket_group`)"]
+            [
+                "c.toml:3:1: unknown key \"agent.include_loopbak\" (expected one of `include_loopback`, `log_connections`, `udp_window_ms`, `name_wait_ms`, `state_dir`, `socket`, `socket_group`)"
+            ]
         );
-        assert!(errors("[agnet]\n")[0].starts_with("c.toml:1:2: unknown key \"agnet\""), "{:?}", errors("[agnet]\n"));
-        assert!(errors("[[sink]]\nkind = \"file\"\npath = \"/x\"\nurl2 = 1\n")[0].starts_with("c.toml:4:1: unknown key \"sink[0].url2\""));
-        assert!(errors("[blocklists.actions]\nai-relays = \"alert\"\n")[0].starts_with("c.toml:2:1: unknown key \"blocklists.actions.ai-relays\""));
+        assert!(
+            errors("[agnet]\n")[0].starts_with("c.toml:1:2: unknown key \"agnet\""),
+            "{:?}",
+            errors("[agnet]\n")
+        );
+        assert!(
+            errors("[[sink]]\nkind = \"file\"\npath = \"/x\"\nurl2 = 1\n")[0]
+                .starts_with("c.toml:4:1: unknown key \"sink[0].url2\"")
+        );
+        assert!(
+            errors("[blocklists.actions]\nai-relays = \"alert\"\n")[0]
+                .starts_with("c.toml:2:1: unknown key \"blocklists.actions.ai-relays\"")
+        );
     }
 
     #[test]
     fn wrong_types_and_values_name_the_key() {
-        assert_eq!(errors("[agent]\nudp_window_ms = \"5\"\n"), ["c.toml:2:17: agent.udp_window_ms: invalid type: string \"5\", expected u64"]);
-        assert_eq!(errors("[output]\nformat = \"xml\"\n"), ["c.toml:2:10: output.format: unknown variant `xml`, expected `ecs` or `ocsf`"]);
-        assert_eq!(errors("[metrics]\nlisten = \"localhost\"\n"), ["c.toml:2:10: metrics.listen: invalid socket address syntax"]);
-        assert_eq!(errors("[agent]\nudp_window_ms = -1\n"), ["c.toml:2:17: agent.udp_window_ms: invalid value: integer `-1`, expected u64"]);
+        assert_eq!(
+            errors("[agent]\nudp_window_ms = \"5\"\n"),
+            ["c.toml:2:17: agent.udp_window_ms: invalid type: string \"5\", expected u64"]
+        );
+        assert_eq!(
+            errors("[output]\nformat = \"xml\"\n"),
+            ["c.toml:2:10: output.format: unknown variant `xml`, expected `ecs` or `ocsf`"]
+        );
+        assert_eq!(
+            errors("[metrics]\nlisten = \"localhost\"\n"),
+            ["c.toml:2:10: metrics.listen: invalid socket address syntax"]
+        );
+        assert_eq!(
+            errors("[agent]\nudp_window_ms = -1\n"),
+            ["c.toml:2:17: agent.udp_window_ms: invalid value: integer `-1`, expected u64"]
+        );
     }
 
     #[test]
@@ -1008,13 +1269,18 @@ mod tests {
         let e = errors("[agent]\ninclude_loopback = \n");
         assert!(e[0].starts_with("c.toml:2:"), "{e:?}");
         let e = errors("[agent]\nsocket = \"/a\"\nsocket = \"/b\"\n");
-        assert!(e[0].starts_with("c.toml:3:") && e[0].contains("duplicate"), "{e:?}");
+        assert!(
+            e[0].starts_with("c.toml:3:") && e[0].contains("duplicate"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn ranges_are_checked_and_all_problems_reported() {
         assert_eq!(
-            errors("[agent]\nudp_window_ms = 5\nname_wait_ms = 60001\nstate_dir = \"var/lib\"\n[blocklists]\nfiles = [\"x.list\"]\n"),
+            errors(
+                "[agent]\nudp_window_ms = 5\nname_wait_ms = 60001\nstate_dir = \"var/lib\"\n[blocklists]\nfiles = [\"x.list\"]\n"
+            ),
             [
                 "c.toml: agent.udp_window_ms: 5 is below the minimum 10",
                 "c.toml: agent.name_wait_ms: 60001 is above the maximum 60000",
@@ -1045,13 +1311,30 @@ mod tests {
                 "c.toml: sink[4].max_files: must be greater than 0",
             ]
         );
-        assert!(errors("[[sink]]\nkind = \"kafka\"\n")[0].starts_with("c.toml:2:8: sink[0].kind: unknown variant `kafka`"));
+        assert!(
+            errors("[[sink]]\nkind = \"kafka\"\n")[0]
+                .starts_with("c.toml:2:8: sink[0].kind: unknown variant `kafka`")
+        );
         assert_eq!(
             errors("[[sink]]\nkind = \"syslog\"\nurl = \"tcp://h:1\"\nca_file = \"ca.pem\"\n"),
-            ["c.toml: sink[0].ca_file: only used with tls:// or https:// URLs", "c.toml: sink[0].ca_file: \"ca.pem\" is not an absolute path"]
+            [
+                "c.toml: sink[0].ca_file: only used with tls:// or https:// URLs",
+                "c.toml: sink[0].ca_file: \"ca.pem\" is not an absolute path"
+            ]
         );
-        let c = Config::from_str_named("[[sink]]\nkind = \"syslog\"\nurl = \"tls://h\"\nca_file = \"/ca.pem\"\n", "c.toml").unwrap();
-        assert_eq!(c.sinks, [Sink::Syslog { url: "tls://h".into(), ca_file: Some("/ca.pem".into()), queue_max_bytes: SINK_QUEUE_MAX_BYTES }]);
+        let c = Config::from_str_named(
+            "[[sink]]\nkind = \"syslog\"\nurl = \"tls://h\"\nca_file = \"/ca.pem\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks,
+            [Sink::Syslog {
+                url: "tls://h".into(),
+                ca_file: Some("/ca.pem".into()),
+                queue_max_bytes: SINK_QUEUE_MAX_BYTES
+            }]
+        );
     }
 
     #[test]
@@ -1066,7 +1349,11 @@ mod tests {
         assert_eq!(
             c.sinks,
             [
-                Sink::Syslog { url: "udp://[::1]:514".into(), ca_file: None, queue_max_bytes: SINK_QUEUE_MAX_BYTES },
+                Sink::Syslog {
+                    url: "udp://[::1]:514".into(),
+                    ca_file: None,
+                    queue_max_bytes: SINK_QUEUE_MAX_BYTES
+                },
                 Sink::Elasticsearch {
                     url: "http://127.0.0.1:9200/prefix".into(),
                     token_file: None,
@@ -1074,32 +1361,24 @@ mod tests {
                     ca_file: None,
                     queue_max_bytes: SINK_QUEUE_MAX_BYTES
                 },
-                Sink::File { path: "/var/log/relaywatch/a.json".into(), max_bytes: FILE_SINK_MAX_BYTES, max_files: 2 },
+                Sink::File {
+                    path: "/var/log/relaywatch/a.json".into(),
+                    max_bytes: FILE_SINK_MAX_BYTES,
+                    max_files: 2
+                },
             ]
         );
     }
 
     #[test]
     fn missing_file_names_the_path() {
-        let e = Config::load(Path::new("/nonexistent/relaywatch.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/relaywatch.toml: cannot read: "), "{e}");
-    }
-
-    #[test]
-    fn run_format_flag_overrides_the_file() {
-        use clap::Parser as _;
-        let flags = |args: &[&str]| match crate::cli::Cli::try_parse_from(args).unwrap().command {
-            crate::cli::Command::Run(flags) => flags,
-            other => unreachable!("{other:?}"),
-        };
-        let mut c = Config::from_str_named("[output]\nformat = \"ocsf\"\n", "c.toml").unwrap();
-        c.apply_run_flags(&flags(&["relaywatch", "run"]));
-        assert_eq!(c.output.format, Format::Ocsf, "no flag: the file's value stays");
-        c.apply_run_flags(&flags(&["relaywatch", "run", "--format", "ecs"]));
-        assert_eq!(c.output.format, Format::Ecs);
-        c.apply_run_flags(&flags(&["relaywatch", "run", "--format", "ocsf"]));
-        assert_eq!(c.output.format, Format::Ocsf);
-        assert!(crate::cli::Cli::try_parse_from(["relaywatch", "run", "--format", "xml"]).is_err());
+        let e = Config::load(Path::new("/nonexistent/relaywatch.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/relaywatch.toml: cannot read: "),
+            "{e}"
+        );
     }
 
     #[test]

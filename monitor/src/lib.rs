@@ -1,34 +1,34 @@
 //! relaywatch's daemon and CLI as a library: the `relaywatch` binary (`main.rs`) is a thin
-//! front end, and fuzz targets and benchmarks reach the pure parsers through here.
-pub mod alert;
-pub mod api;
-pub mod blocklist;
-pub mod btf;
-pub mod cgroups;
+//! front end; fuzz targets, benchmarks and the integration tests reach the pure parsers and the
+//! list engine through here.
+//!
+//! Folders follow the data, kernel to SIEM, each one concern:
+//! - `kernel/`: preflight checks, loading and attaching the eBPF programs, BTF offsets, and
+//!   decoding ring-buffer records into typed observations.
+//! - `process/`: who made a connection: /proc reader, the exec-fed process table, cgroup paths,
+//!   command-line redaction.
+//! - `naming/`: pure parsers of first bytes (TLS, QUIC, HTTP, SOCKS, DNS) and the naming model.
+//! - `correlate/`: records waiting for their first bytes, DNS answer caches.
+//! - `intel/`: the list engine, classification, relay discovery, list-name resolution, feeds.
+//! - `report/`: the typed record and alert model, ECS and OCSF, dedupe.
+//! - `output/`: SIEM sinks and the SQLite store.
+//! - `transport/`: TCP/TLS connections and the small HTTP client the sinks and feeds share.
+//! - `control/`: the local API, Prometheus metrics, sd_notify.
+//! - `daemon/`: the event loop and the pipeline that ties the folders above together.
+//! - `cli/`: argument parsing, queries of the running daemon, rendering, list commands.
+//!
+//! `naming/` and `intel/blocklist/` depend on nothing else in this crate.
 pub mod cli;
-pub mod client;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod correlate;
-pub mod daemon;
-pub mod diag;
-pub mod discovery;
-pub mod feeds;
-pub mod dns_cache;
-pub mod generate;
-pub mod ingest;
-pub mod loader;
-pub mod metrics;
+pub(crate) mod control;
+pub(crate) mod correlate;
+pub(crate) mod daemon;
+pub(crate) mod dirs;
+pub mod intel;
+pub(crate) mod kernel;
 pub mod naming;
-pub mod ocsf;
-pub mod preflight;
-pub mod process;
-pub mod proctable;
-pub mod record;
-pub mod redact;
-pub mod resolve;
-pub mod render;
-pub mod sdnotify;
-pub mod sinks;
-pub mod store;
-pub mod stream;
+pub(crate) mod output;
+pub(crate) mod process;
+pub(crate) mod report;
+pub(crate) mod transport;

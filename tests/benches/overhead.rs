@@ -52,16 +52,40 @@ struct Workload {
 
 const DEFAULT: (&str, &[&str]) = ("agent_default", &[]);
 const LOOPBACK: (&str, &[&str]) = ("agent_include_loopback", &["--include-loopback"]);
-const LOGGING: (&str, &[&str]) = ("agent_loopback_logging", &["--include-loopback", "--log-connections"]);
+const LOGGING: (&str, &[&str]) = (
+    "agent_loopback_logging",
+    &["--include-loopback", "--log-connections"],
+);
 
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "tcp_connect_loopback", configs: &[DEFAULT, LOGGING] },
-    Workload { name: "file_write_64", configs: &[DEFAULT, LOOPBACK] },
-    Workload { name: "pipe_write_64", configs: &[DEFAULT, LOOPBACK] },
-    Workload { name: "tcp_write_64", configs: &[DEFAULT, LOOPBACK] },
-    Workload { name: "udp_sendto_64", configs: &[DEFAULT, LOOPBACK] },
-    Workload { name: "tcp_write_64_veth", configs: &[DEFAULT] },
-    Workload { name: "udp_sendto_64_veth", configs: &[DEFAULT] },
+    Workload {
+        name: "tcp_connect_loopback",
+        configs: &[DEFAULT, LOGGING],
+    },
+    Workload {
+        name: "file_write_64",
+        configs: &[DEFAULT, LOOPBACK],
+    },
+    Workload {
+        name: "pipe_write_64",
+        configs: &[DEFAULT, LOOPBACK],
+    },
+    Workload {
+        name: "tcp_write_64",
+        configs: &[DEFAULT, LOOPBACK],
+    },
+    Workload {
+        name: "udp_sendto_64",
+        configs: &[DEFAULT, LOOPBACK],
+    },
+    Workload {
+        name: "tcp_write_64_veth",
+        configs: &[DEFAULT],
+    },
+    Workload {
+        name: "udp_sendto_64_veth",
+        configs: &[DEFAULT],
+    },
 ];
 
 /// The test host in its own network namespace that the `_veth` workloads talk to: real egress
@@ -93,8 +117,13 @@ fn remote_drain_server(ns: &str, ip: &str) -> (Remote, u16) {
         .spawn()
         .expect("start the drain server in the test namespace");
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("drain server printed {line:?}"));
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("drain server printed {line:?}"));
     (Remote(child), port)
 }
 
@@ -126,7 +155,10 @@ fn connect_listener() -> SocketAddr {
 
 fn connect_and_reset(addr: &SocketAddr) {
     let s = TcpStream::connect(addr).expect("loopback connect");
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid socket fd and option struct.
     unsafe {
         libc::setsockopt(
@@ -167,7 +199,8 @@ fn operation(name: &str) -> Box<dyn FnMut()> {
             // SAFETY: fds has room for two descriptors.
             assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
             // SAFETY: pipe() returned two fresh descriptors we now own.
-            let (mut reader, mut writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+            let (mut reader, mut writer) =
+                unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
             thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
@@ -228,7 +261,8 @@ fn tempfile_in_tmp() -> File {
 }
 
 fn median_ns(group: &str, function: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
     let path = format!("{dir}/criterion/{group}/{function}/new/estimates.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     // The median: robust to the odd scheduling stall on a shared 2-core machine.
@@ -237,7 +271,9 @@ fn median_ns(group: &str, function: &str) -> Option<f64> {
 
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1)
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1)
 }
 
 /// CPUs: the workload (its writer and its reader threads) runs on one CPU and the daemon on
@@ -254,7 +290,10 @@ fn pin_to_cpu(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("could not pin the benchmark to CPU {cpu}: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "could not pin the benchmark to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
@@ -263,7 +302,8 @@ fn main() {
     // Threads started later (the workloads' readers) inherit the mask.
     pin_to_cpu(WORKLOAD_CPU);
     let net = integration_tests::TestNet::create(201);
-    PEER.set((net.ns.clone(), net.peer_v4.clone())).expect("set once");
+    PEER.set((net.ns.clone(), net.peer_v4.clone()))
+        .expect("set once");
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
@@ -277,7 +317,8 @@ fn main() {
         group.bench_function(WITHOUT, |b| b.iter(&mut op));
         drop(op);
         for (config, args) in w.configs {
-            let daemon = Daemon::start_under_discarding_records(&["taskset", "-c", DAEMON_CPU], args);
+            let daemon =
+                Daemon::start_under_discarding_records(&["taskset", "-c", DAEMON_CPU], args);
             // Steady state: measured once the daemon's start-up work is done (reported below).
             startup.push((w.name, *config, daemon.wait_idle(Duration::from_secs(30))));
             let mut op = operation(w.name);
@@ -285,7 +326,10 @@ fn main() {
             drop(op);
             memory.push((w.name, *config, daemon.peak_rss_kib()));
             let (status, stderr) = daemon.stop();
-            assert!(status.success(), "agent failed during the benchmark: {stderr}");
+            assert!(
+                status.success(),
+                "agent failed during the benchmark: {stderr}"
+            );
         }
         let mut op = operation(w.name);
         group.bench_function(WITHOUT_AFTER, |b| b.iter(&mut op));
@@ -294,30 +338,60 @@ fn main() {
     }
     criterion.final_summary();
 
-    println!("\nrelaywatch overhead: operations per second with the agent relative to without (criterion medians, same run;");
-    println!("'without' is the mean of the baselines measured before and after the agent's runs, 'drift' their ratio)");
-    println!("  {:<22} {:<24} {:>6}   {:>10} -> {:>10}", "workload", "configuration", "ratio", "without", "with");
+    println!(
+        "\nrelaywatch overhead: operations per second with the agent relative to without (criterion medians, same run;"
+    );
+    println!(
+        "'without' is the mean of the baselines measured before and after the agent's runs, 'drift' their ratio)"
+    );
+    println!(
+        "  {:<22} {:<24} {:>6}   {:>10} -> {:>10}",
+        "workload", "configuration", "ratio", "without", "with"
+    );
     for w in WORKLOADS {
         let base = match (median_ns(w.name, WITHOUT), median_ns(w.name, WITHOUT_AFTER)) {
             (Some(a), Some(b)) => {
-                println!("  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns", w.name, "(baseline drift)", a / b, a, b);
+                println!(
+                    "  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns",
+                    w.name,
+                    "(baseline drift)",
+                    a / b,
+                    a,
+                    b
+                );
                 Some((a + b) / 2.0)
             }
             (a, b) => a.or(b),
         };
         for (config, _) in w.configs {
             match (base, median_ns(w.name, config)) {
-                (Some(b), Some(t)) => println!("  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns", w.name, config, b / t, b, t),
-                _ => println!("  {:<22} {:<24} (no estimate: filtered out?)", w.name, config),
+                (Some(b), Some(t)) => println!(
+                    "  {:<22} {:<24} {:>6.3}   {:>8.0}ns -> {:>8.0}ns",
+                    w.name,
+                    config,
+                    b / t,
+                    b,
+                    t
+                ),
+                _ => println!(
+                    "  {:<22} {:<24} (no estimate: filtered out?)",
+                    w.name, config
+                ),
             }
         }
     }
     if let Some((_, _, ticks)) = startup.iter().max_by_key(|s| s.2) {
-        println!("  agent start-up CPU before measuring (most of any run): {} ms", ticks * 1000 / clock_ticks_per_second());
+        println!(
+            "  agent start-up CPU before measuring (most of any run): {} ms",
+            ticks * 1000 / clock_ticks_per_second()
+        );
     }
     drop(net);
     let peak = memory.iter().filter_map(|m| m.2).max();
     if let Some(kib) = peak {
-        println!("  agent peak RSS (VmHWM) over all runs: {:.1} MiB", kib as f64 / 1024.0);
+        println!(
+            "  agent peak RSS (VmHWM) over all runs: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
     }
 }

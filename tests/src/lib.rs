@@ -26,13 +26,39 @@ pub fn relaywatch_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/relaywatch");
-    assert!(p.is_file(), "{} missing: run the suite with `cargo xtask test`", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run the suite with `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// The test suite's `relaywatch-diag` binary (store soak, API over a store, sink send): built
+/// beside the test executables by `cargo test`.
+pub fn diag_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/TEST-HASH -> target/debug/relaywatch-diag
+    let p = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory")
+        .join("relaywatch-diag");
+    assert!(
+        p.is_file(),
+        "{} missing: run the suite with `cargo xtask test`",
+        p.display()
+    );
     p
 }
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "integration tests load eBPF programs: run as root (`cargo xtask test`)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests load eBPF programs: run as root (`cargo xtask test`)"
+    );
 }
 
 /// Where test daemons resolve blocklist names: a closed loopback port, so that no query for a
@@ -80,7 +106,12 @@ impl Daemon {
         Daemon::spawn_in(wrapper, args, keep_records, None)
     }
 
-    fn spawn_in(wrapper: &[&str], args: &[&str], keep_records: bool, state_dir: Option<&Path>) -> Daemon {
+    fn spawn_in(
+        wrapper: &[&str],
+        args: &[&str],
+        keep_records: bool,
+        state_dir: Option<&Path>,
+    ) -> Daemon {
         require_root();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -121,8 +152,9 @@ impl Daemon {
             thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
-                    let v: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("relaywatch wrote a line that is not JSON ({e}): {line}"));
+                    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                        panic!("relaywatch wrote a line that is not JSON ({e}): {line}")
+                    });
                     sink.lock().unwrap().push(v);
                 }
             });
@@ -137,14 +169,26 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        let mut daemon = Daemon { child, state_dir, socket, records, stderr };
+        let mut daemon = Daemon {
+            child,
+            state_dir,
+            socket,
+            records,
+            stderr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !daemon.stderr().contains("attached") {
             if Instant::now() > deadline {
-                panic!("relaywatch did not attach within 30 s; stderr:\n{}", daemon.stderr());
+                panic!(
+                    "relaywatch did not attach within 30 s; stderr:\n{}",
+                    daemon.stderr()
+                );
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("relaywatch exited early ({status}); stderr:\n{}", daemon.stderr());
+                panic!(
+                    "relaywatch exited early ({status}); stderr:\n{}",
+                    daemon.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -158,7 +202,14 @@ impl Daemon {
     /// Peak resident memory of the daemon so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        status.lines().find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// CPU time (user + system, in clock ticks) the daemon has used so far.
@@ -193,7 +244,10 @@ impl Daemon {
 
     /// Connection records (`event.kind: "event"`) so far whose `process.pid` is `pid`.
     pub fn records_for(&self, pid: u32) -> Vec<Value> {
-        self.everything_for(pid).into_iter().filter(|r| r["event"]["kind"] == "event").collect()
+        self.everything_for(pid)
+            .into_iter()
+            .filter(|r| r["event"]["kind"] == "event")
+            .collect()
     }
 
     /// Every line written so far, whatever its format.
@@ -203,7 +257,13 @@ impl Daemon {
 
     /// Every line so far (connection records and alerts) whose `process.pid` is `pid`.
     pub fn everything_for(&self, pid: u32) -> Vec<Value> {
-        self.records.lock().unwrap().iter().filter(|r| r["process"]["pid"] == pid).cloned().collect()
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["process"]["pid"] == pid)
+            .cloned()
+            .collect()
     }
 
     /// Wait (up to `timeout`) until at least `n` connection records for `pid` arrived; return
@@ -228,7 +288,10 @@ impl Daemon {
             if let Some(s) = self.child.try_wait().expect("wait relaywatch") {
                 break s;
             }
-            assert!(Instant::now() < deadline, "relaywatch did not exit within 20 s of signal {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "relaywatch did not exit within 20 s of signal {signal}"
+            );
             thread::sleep(Duration::from_millis(20));
         };
         // Let the reader threads see EOF.
@@ -280,7 +343,11 @@ impl LoopbackServer {
 
 /// Run a client to completion and return its pid (asserting it succeeded).
 pub fn run_client(cmd: &mut Command) -> u32 {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
     let pid = child.id();
     let out = child.wait_with_output().expect("wait client");
     assert!(
@@ -298,7 +365,10 @@ pub const PYTHON: &str = "/usr/bin/python3";
 
 /// The path /proc/PID/exe shows for a program started as `path`.
 pub fn real_executable(path: &str) -> String {
-    std::fs::canonicalize(path).unwrap().to_string_lossy().into_owned()
+    std::fs::canonicalize(path)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A test host in its own network namespace, reached over a veth pair: the only non-loopback
@@ -326,18 +396,79 @@ impl TestNet {
         };
         let cmds: Vec<Vec<String>> = vec![
             vec!["netns".into(), "add".into(), ns.clone()],
-            vec!["link".into(), "add".into(), host_if.clone(), "type".into(), "veth".into(), "peer".into(), "name".into(), peer_if.clone(), "netns".into(), ns.clone()],
-            vec!["addr".into(), "add".into(), format!("10.231.{index}.1/24"), "dev".into(), host_if.clone()],
-            vec!["-6".into(), "addr".into(), "add".into(), format!("fd00:231:{index}::1/64"), "dev".into(), host_if.clone(), "nodad".into()],
+            vec![
+                "link".into(),
+                "add".into(),
+                host_if.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                peer_if.clone(),
+                "netns".into(),
+                ns.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("10.231.{index}.1/24"),
+                "dev".into(),
+                host_if.clone(),
+            ],
+            vec![
+                "-6".into(),
+                "addr".into(),
+                "add".into(),
+                format!("fd00:231:{index}::1/64"),
+                "dev".into(),
+                host_if.clone(),
+                "nodad".into(),
+            ],
             vec!["link".into(), "set".into(), host_if.clone(), "up".into()],
-            vec!["-n".into(), ns.clone(), "addr".into(), "add".into(), format!("10.231.{index}.2/24"), "dev".into(), peer_if.clone()],
-            vec!["-n".into(), ns.clone(), "-6".into(), "addr".into(), "add".into(), format!("fd00:231:{index}::2/64"), "dev".into(), peer_if.clone(), "nodad".into()],
-            vec!["-n".into(), ns.clone(), "link".into(), "set".into(), peer_if.clone(), "up".into()],
-            vec!["-n".into(), ns.clone(), "link".into(), "set".into(), "lo".into(), "up".into()],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("10.231.{index}.2/24"),
+                "dev".into(),
+                peer_if.clone(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "-6".into(),
+                "addr".into(),
+                "add".into(),
+                format!("fd00:231:{index}::2/64"),
+                "dev".into(),
+                peer_if.clone(),
+                "nodad".into(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                peer_if.clone(),
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
         ];
         for args in cmds {
             let out = Command::new("ip").args(&args).output().expect("run ip");
-            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         net
     }
@@ -345,7 +476,9 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
 }
@@ -368,7 +501,9 @@ impl Fixture {
             .spawn()
             .expect("spawn fixture server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("fixture port line");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("fixture port line");
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
@@ -399,16 +534,38 @@ pub fn test_certificate() -> (String, String) {
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-            .args(["-subj", "/CN=relaywatch-test", "-addext", "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=relaywatch-test",
+                "-addext",
+                "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .expect("run openssl");
-        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned())
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            cert.to_string_lossy().into_owned(),
+            key.to_string_lossy().into_owned(),
+        )
     })
     .clone()
 }
@@ -416,14 +573,22 @@ pub fn test_certificate() -> (String, String) {
 /// The test virtualenv's python (aioquic), made by `cargo xtask setup --tests`.
 pub fn venv_python() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
-    assert!(p.is_file(), "{} missing: run `cargo xtask setup --tests`", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo xtask setup --tests`",
+        p.display()
+    );
     p
 }
 
 /// Run a client that may fail (a TLS client against a peer that is not a TLS server, say);
 /// returns its pid.
 pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn client");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn client");
     let pid = child.id();
     let _ = child.wait_with_output();
     pid
@@ -444,21 +609,32 @@ impl DnsServer {
 
     pub fn start_on(ip: &'static str, port: u16, ttl: u32, records: &[(&str, &str)]) -> DnsServer {
         let mut cmd = Command::new("dnsmasq");
-        cmd.args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces"])
-            .arg(format!("--listen-address={ip}"))
-            .arg(format!("--port={port}"))
-            .args(["--pid-file=", "--user=root", "--log-facility=-"])
-            .arg(format!("--local-ttl={ttl}"))
-            .arg("--cache-size=0");
+        cmd.args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            "--bind-interfaces",
+        ])
+        .arg(format!("--listen-address={ip}"))
+        .arg(format!("--port={port}"))
+        .args(["--pid-file=", "--user=root", "--log-facility=-"])
+        .arg(format!("--local-ttl={ttl}"))
+        .arg("--cache-size=0");
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn dnsmasq (cargo xtask setup --tests installs dnsmasq-base)");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dnsmasq (cargo xtask setup --tests installs dnsmasq-base)");
         // Ready when it answers a query.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             // A query for "ready.invalid" (type A): dnsmasq answers NXDOMAIN or REFUSED.
             let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ready\x07invalid\x00\x00\x01\x00\x01";
             let _ = sock.send_to(q, (ip, port));
@@ -466,7 +642,10 @@ impl DnsServer {
             if sock.recv(&mut buf).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "dnsmasq did not answer on {ip}:{port}");
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not answer on {ip}:{port}"
+            );
         }
         DnsServer { child, ip, port }
     }
@@ -520,7 +699,10 @@ impl Rsyslog {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rsyslogd (apt package rsyslog; `cargo xtask setup` installs it)");
-        let mut r = Rsyslog { child, dir: dir.to_owned() };
+        let mut r = Rsyslog {
+            child,
+            dir: dir.to_owned(),
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", tcp_ready_port)).is_err() {
             if let Some(status) = r.child.try_wait().unwrap() {
@@ -528,7 +710,10 @@ impl Rsyslog {
                 let _ = r.child.stderr.take().unwrap().read_to_string(&mut err);
                 panic!("rsyslogd exited ({status}): {err}");
             }
-            assert!(Instant::now() < deadline, "rsyslogd did not listen on {tcp_ready_port}");
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {tcp_ready_port}"
+            );
             thread::sleep(Duration::from_millis(50));
         }
         r
@@ -537,10 +722,18 @@ impl Rsyslog {
     pub fn lines(&self, file: &str, n: usize) -> Vec<String> {
         let path = self.dir.join(file);
         let mut lines = Vec::new();
-        wait_until(&format!("{n} lines in {}", path.display()), Duration::from_secs(20), || {
-            lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_owned).collect();
-            lines.len() >= n
-        });
+        wait_until(
+            &format!("{n} lines in {}", path.display()),
+            Duration::from_secs(20),
+            || {
+                lines = std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                lines.len() >= n
+            },
+        );
         lines
     }
 }
@@ -564,4 +757,3 @@ fn wait_output_quiet(child: &mut Child) -> Option<std::process::ExitStatus> {
     let _ = child.kill();
     child.wait().ok()
 }
-

@@ -88,7 +88,9 @@ fn run(task: Task) -> Result<()> {
             let mut cmd = as_root(&bin);
             cmd.arg("run").args(args);
             // Replace nothing: stay the parent so Ctrl-C reaches the agent and we report its exit.
-            let status = cmd.status().with_context(|| format!("starting {}", bin.display()))?;
+            let status = cmd
+                .status()
+                .with_context(|| format!("starting {}", bin.display()))?;
             if !status.success() {
                 bail!("relaywatch exited with {status}");
             }
@@ -97,14 +99,22 @@ fn run(task: Task) -> Result<()> {
         Task::Test { args } => {
             require_root("the integration tests load eBPF programs")?;
             setup::ensure(true)?;
+            lint(&root)?;
             let bin = build(&root, false)?;
             // The packaging tests (tests/service.rs) inspect and install this .deb.
             let deb = package::build_deb(&root, false)?;
             let mut cmd = cargo(&root);
-            cmd.args(["test", "--workspace", "--exclude", "monitor-ebpf"])
-                .args(args)
-                .env("RELAYWATCH_BIN", &bin)
-                .env("RELAYWATCH_DEB", &deb);
+            // --no-fail-fast: every test binary runs, so the closing count covers the whole suite.
+            cmd.args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "monitor-ebpf",
+                "--no-fail-fast",
+            ])
+            .args(args)
+            .env("RELAYWATCH_BIN", &bin)
+            .env("RELAYWATCH_DEB", &deb);
             run_tests_with_summary(cmd)
         }
         Task::Package { debug } => {
@@ -117,7 +127,14 @@ fn run(task: Task) -> Result<()> {
             setup::ensure(true)?;
             let bin = build(&root, true)?;
             cargo(&root)
-                .args(["bench", "-p", "integration-tests", "--bench", "overhead", "--"])
+                .args([
+                    "bench",
+                    "-p",
+                    "integration-tests",
+                    "--bench",
+                    "overhead",
+                    "--",
+                ])
                 .args(args)
                 .env("RELAYWATCH_BIN", &bin)
                 .run("cargo bench")
@@ -125,11 +142,65 @@ fn run(task: Task) -> Result<()> {
     }
 }
 
+/// The gates CI enforces before any test runs: formatting (rustfmt.toml) and clippy with
+/// warnings denied, for the userspace crates (all targets) and for the kernel crate. The kernel
+/// crate is linted for the host target (clippy needs no BPF backend), with `panic=abort` and its
+/// `core_intrinsics` feature allowed, in a target directory of its own so that these flags do
+/// not invalidate the main build.
+fn lint(root: &Path) -> Result<()> {
+    cargo(root)
+        .args(["fmt", "--all", "--check"])
+        .run("cargo fmt --check (run `cargo fmt --all`)")?;
+    cargo(root)
+        .args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "monitor-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run("cargo clippy")?;
+    cargo(root)
+        .args([
+            "clippy",
+            "-p",
+            "monitor-ebpf",
+            "--target",
+            &host_triple()?,
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", "-C panic=abort")
+        .env("CARGO_TARGET_DIR", root.join("target/ebpf-clippy"))
+        .run("cargo clippy (kernel crate)")
+}
+
+/// The triple rustc builds for by default (`host:` of `rustc -vV`).
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV printed no host triple")
+}
+
 /// Run `cargo test`, echoing its output, and close with one line totalling every test binary's
 /// `test result:` line (cargo's own last line is often a doc-test run with 0 tests).
 fn run_tests_with_summary(mut cmd: Command) -> Result<()> {
     use std::io::{BufRead as _, BufReader};
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("starting cargo test")?;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.context("reading cargo test output")?;
@@ -137,7 +208,15 @@ fn run_tests_with_summary(mut cmd: Command) -> Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |label: &str| -> u64 {
                 rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(label)?.trim().rsplit(' ').next()?.parse().ok())
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(label)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
                     .unwrap_or(0)
             };
             passed += count("passed");
@@ -154,7 +233,10 @@ fn run_tests_with_summary(mut cmd: Command) -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// `cargo` in the workspace root.
@@ -177,7 +259,10 @@ pub(crate) fn build(root: &Path, release: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     cmd.run("cargo build")?;
-    let bin = root.join("target").join(if release { "release" } else { "debug" }).join("relaywatch");
+    let bin = root
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("relaywatch");
     if !bin.is_file() {
         bail!("cargo build succeeded but {} is missing", bin.display());
     }

@@ -83,10 +83,14 @@ pub fn ensure(tests: bool) -> Result<()> {
     }
     if !rustup_toolchains()?.iter().any(|t| t == "debian") {
         eprintln!("xtask setup: linking Debian's rustc-web as rustup toolchain `debian`");
-        Command::new("rustup").args(["toolchain", "link", "debian", "/usr"]).run("rustup toolchain link")?;
+        Command::new("rustup")
+            .args(["toolchain", "link", "debian", "/usr"])
+            .run("rustup toolchain link")?;
     }
     if linker.is_none() {
-        eprintln!("xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX} (about a minute)");
+        eprintln!(
+            "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {LLVM_PREFIX} (about a minute)"
+        );
         crate::cargo_anywhere()
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
             .args(["--no-default-features", "--features", "llvm-22"])
@@ -114,15 +118,33 @@ fn ensure_test_venv() -> Result<()> {
     let python = venv.join("bin/python");
     let have = python.is_file()
         && TEST_PYTHON_PACKAGES.iter().all(|p| {
-            Command::new(&python).args(["-c", &format!("import {p}")]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+            Command::new(&python)
+                .args(["-c", &format!("import {p}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
         });
     if have {
         return Ok(());
     }
-    eprintln!("xtask setup: creating {} with {}", venv.display(), TEST_PYTHON_PACKAGES.join(" "));
-    Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv).run("python3 -m venv")?;
+    eprintln!(
+        "xtask setup: creating {} with {}",
+        venv.display(),
+        TEST_PYTHON_PACKAGES.join(" ")
+    );
+    Command::new("/usr/bin/python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .run("python3 -m venv")?;
     Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(TEST_PYTHON_PACKAGES)
         .run("pip install")
 }
@@ -142,7 +164,13 @@ pub fn ensure_cargo_deb() -> Result<()> {
     }
     eprintln!("xtask setup: installing cargo-deb {CARGO_DEB_VERSION} (about a minute)");
     crate::cargo_anywhere()
-        .args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION])
+        .args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--version",
+            CARGO_DEB_VERSION,
+        ])
         .run("cargo install cargo-deb")?;
     if which("cargo-deb").is_none() {
         bail!("cargo-deb was installed but is not on PATH: add ~/.cargo/bin to PATH");
@@ -178,13 +206,21 @@ fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
             matches!(f.next()?, "ii" | "it" | "iW").then_some(name)
         })
         .collect();
-    Ok(wanted.iter().filter(|p| !installed.contains(p)).map(|p| p.to_string()).collect())
+    Ok(wanted
+        .iter()
+        .filter(|p| !installed.contains(p))
+        .map(|p| p.to_string())
+        .collect())
 }
 
 fn apt_install(packages: &[String]) -> Result<()> {
     let sudo = !crate::is_root();
     let apt = |args: &[&str]| {
-        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut cmd = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             cmd.arg("apt-get");
         }
@@ -201,7 +237,9 @@ fn rustup_toolchains() -> Result<Vec<String>> {
     let out = Command::new("rustup")
         .args(["toolchain", "list"])
         .output()
-        .context("running `rustup toolchain list` (the build uses rustup to pick the eBPF toolchain)")?;
+        .context(
+            "running `rustup toolchain list` (the build uses rustup to pick the eBPF toolchain)",
+        )?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
@@ -210,14 +248,22 @@ fn rustup_toolchains() -> Result<Vec<String>> {
 
 /// A rustup nightly whose sysroot has the `core` sources, if any.
 fn nightly_with_rust_src() -> Option<String> {
-    rustup_toolchains().ok()?.into_iter().filter(|t| t.starts_with("nightly")).find(|t| {
-        Command::new("rustup")
-            .args(["run", t, "rustc", "--print", "sysroot"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .is_some_and(|root| Path::new(&root).join("lib/rustlib/src/rust/library/core").is_dir())
-    })
+    rustup_toolchains()
+        .ok()?
+        .into_iter()
+        .filter(|t| t.starts_with("nightly"))
+        .find(|t| {
+            Command::new("rustup")
+                .args(["run", t, "rustc", "--print", "sysroot"])
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .is_some_and(|root| {
+                    Path::new(&root)
+                        .join("lib/rustlib/src/rust/library/core")
+                        .is_dir()
+                })
+        })
 }
 
 fn bpf_linker_path() -> Option<PathBuf> {
@@ -226,5 +272,7 @@ fn bpf_linker_path() -> Option<PathBuf> {
 
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

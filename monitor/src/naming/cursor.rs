@@ -28,7 +28,11 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.buf.len()).ok_or(self.short)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or(self.short)?;
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
         Ok(bytes)
@@ -82,7 +86,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// Runs a read of several parts; if any part fails, nothing is consumed.
-    fn atomic<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, ParseError>) -> Result<T, ParseError> {
+    fn atomic<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
         let start = self.pos;
         let result = read(self);
         if result.is_err() {
@@ -99,7 +106,10 @@ impl<'a> Cursor<'a> {
 
 /// Big-endian u16 values from a byte string of even length.
 pub(crate) fn u16_list(bytes: &[u8]) -> Vec<u16> {
-    bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -127,7 +137,10 @@ mod tests {
     #[test]
     fn varints_of_each_width() {
         // The four examples of RFC 9000 appendix A.1.
-        let bytes = [0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c, 0x9d, 0x7f, 0x3e, 0x7d, 0x7b, 0xbd, 0x25];
+        let bytes = [
+            0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c, 0x9d, 0x7f, 0x3e, 0x7d, 0x7b, 0xbd,
+            0x25,
+        ];
         let mut c = Cursor::new(&bytes, SHORT);
         assert_eq!(c.varint(), Ok(151_288_809_941_952_652));
         assert_eq!(c.varint(), Ok(494_878_333));

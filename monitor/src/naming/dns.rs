@@ -108,9 +108,20 @@ pub fn parse_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
         let data_start = r.pos();
         let data = r.u16_prefixed()?;
         let data = record_data(buf, rtype, class, data_start + 2, data)?;
-        answers.push(Record { name, rtype, ttl, data });
+        answers.push(Record {
+            name,
+            rtype,
+            ttl,
+            data,
+        });
     }
-    Ok(DnsMessage { id, is_response: flags & 0x8000 != 0, rcode: (flags & 0x000f) as u8, questions, answers })
+    Ok(DnsMessage {
+        id,
+        is_response: flags & 0x8000 != 0,
+        rcode: (flags & 0x000f) as u8,
+        questions,
+        answers,
+    })
 }
 
 /// Parses a DNS message from a TCP stream, which prefixes each message with its 2-byte length.
@@ -120,9 +131,13 @@ pub fn parse_tcp_message(buf: &[u8]) -> Result<DnsMessage, ParseError> {
     };
     let len = usize::from(u16::from_be_bytes([hi, lo]));
     if len < 12 {
-        return Err(ParseError::Invalid("DNS over TCP length shorter than a header"));
+        return Err(ParseError::Invalid(
+            "DNS over TCP length shorter than a header",
+        ));
     }
-    let message = buf.get(2..2 + len).ok_or(ParseError::Incomplete { needed: Some(2 + len) })?;
+    let message = buf.get(2..2 + len).ok_or(ParseError::Incomplete {
+        needed: Some(2 + len),
+    })?;
     parse_message(message)
 }
 
@@ -140,31 +155,48 @@ pub fn address_names(msg: &DnsMessage) -> Vec<AddressName> {
             if msg.questions.iter().any(|q| q.name == name) {
                 break;
             }
-            let Some(link) =
-                msg.answers.iter().find(|r| matches!(&r.data, RecordData::Cname(target) if target == name))
+            let Some(link) = msg
+                .answers
+                .iter()
+                .find(|r| matches!(&r.data, RecordData::Cname(target) if target == name))
             else {
                 break;
             };
             name = &link.name;
             ttl = ttl.min(link.ttl);
         }
-        out.push(AddressName { ip, name: name.to_owned(), ttl });
+        out.push(AddressName {
+            ip,
+            name: name.to_owned(),
+            ttl,
+        });
     }
     out
 }
 
-fn record_data(msg: &[u8], rtype: u16, class: u16, start: usize, data: &[u8]) -> Result<RecordData, ParseError> {
+fn record_data(
+    msg: &[u8],
+    rtype: u16,
+    class: u16,
+    start: usize,
+    data: &[u8],
+) -> Result<RecordData, ParseError> {
     Ok(match (rtype, class) {
-        (TYPE_A, CLASS_IN) => RecordData::A(Ipv4Addr::from(
-            <[u8; 4]>::try_from(data).map_err(|_| ParseError::Invalid("DNS A record data is not 4 bytes"))?,
-        )),
+        (TYPE_A, CLASS_IN) => {
+            RecordData::A(Ipv4Addr::from(<[u8; 4]>::try_from(data).map_err(|_| {
+                ParseError::Invalid("DNS A record data is not 4 bytes")
+            })?))
+        }
         (TYPE_AAAA, CLASS_IN) => RecordData::Aaaa(Ipv6Addr::from(
-            <[u8; 16]>::try_from(data).map_err(|_| ParseError::Invalid("DNS AAAA record data is not 16 bytes"))?,
+            <[u8; 16]>::try_from(data)
+                .map_err(|_| ParseError::Invalid("DNS AAAA record data is not 16 bytes"))?,
         )),
         (TYPE_CNAME, _) => {
             let (name, end) = name_at(msg, start)?;
             if end != start + data.len() {
-                return Err(ParseError::Invalid("DNS CNAME data does not hold exactly one name"));
+                return Err(ParseError::Invalid(
+                    "DNS CNAME data does not hold exactly one name",
+                ));
             }
             RecordData::Cname(name)
         }
@@ -203,7 +235,9 @@ fn name_at(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
                 }
                 for &b in label {
                     if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                        return Err(ParseError::Invalid("DNS name with a byte outside host-name characters"));
+                        return Err(ParseError::Invalid(
+                            "DNS name with a byte outside host-name characters",
+                        ));
                     }
                     text.push(char::from(b.to_ascii_lowercase()));
                 }
@@ -214,7 +248,9 @@ fn name_at(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
                 end.get_or_insert(pos + 2);
                 pointers += 1;
                 if pointers > MAX_POINTERS {
-                    return Err(ParseError::Invalid("DNS compression pointers loop or chain too long"));
+                    return Err(ParseError::Invalid(
+                        "DNS compression pointers loop or chain too long",
+                    ));
                 }
                 pos = usize::from(len & 0x3f) << 8 | usize::from(low);
             }
@@ -238,7 +274,10 @@ mod tests {
     }
 
     fn header(id: u16, flags: u16, qd: u16, an: u16) -> Vec<u8> {
-        [id, flags, qd, an, 0, 0].iter().flat_map(|v| v.to_be_bytes()).collect()
+        [id, flags, qd, an, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect()
     }
 
     fn record(owner: &[u8], rtype: u16, ttl: u32, data: &[u8]) -> Vec<u8> {
@@ -271,27 +310,55 @@ mod tests {
         let bytes = cname_response();
         let msg = parse_message(&bytes).unwrap();
         assert_eq!((msg.id, msg.is_response, msg.rcode), (0x1234, true, 0));
-        assert_eq!(msg.questions, vec![Question { name: "api.openai.com".to_owned(), qtype: 1 }]);
+        assert_eq!(
+            msg.questions,
+            vec![Question {
+                name: "api.openai.com".to_owned(),
+                qtype: 1
+            }]
+        );
         assert_eq!(msg.answers.len(), 4);
-        assert_eq!(msg.answers[0].data, RecordData::Cname("cdn.cloudflare.net".to_owned()));
+        assert_eq!(
+            msg.answers[0].data,
+            RecordData::Cname("cdn.cloudflare.net".to_owned())
+        );
         assert_eq!(msg.answers[1].name, "cdn.cloudflare.net");
         assert_eq!(msg.answers[3].data, RecordData::Other(65));
         let names = address_names(&msg);
         assert_eq!(
             names,
             vec![
-                AddressName { ip: "104.18.7.192".parse().unwrap(), name: "api.openai.com".to_owned(), ttl: 60 },
-                AddressName { ip: "104.18.6.192".parse().unwrap(), name: "api.openai.com".to_owned(), ttl: 120 },
+                AddressName {
+                    ip: "104.18.7.192".parse().unwrap(),
+                    name: "api.openai.com".to_owned(),
+                    ttl: 60
+                },
+                AddressName {
+                    ip: "104.18.6.192".parse().unwrap(),
+                    name: "api.openai.com".to_owned(),
+                    ttl: 120
+                },
             ]
         );
         // Over TCP, and cut short.
         let mut tcp = (bytes.len() as u16).to_be_bytes().to_vec();
         tcp.extend_from_slice(&bytes);
         assert_eq!(parse_tcp_message(&tcp).unwrap(), msg);
-        assert_eq!(parse_tcp_message(&tcp[..1]), Err(ParseError::Incomplete { needed: None }));
-        assert_eq!(parse_tcp_message(&tcp[..40]), Err(ParseError::Incomplete { needed: Some(tcp.len()) }));
+        assert_eq!(
+            parse_tcp_message(&tcp[..1]),
+            Err(ParseError::Incomplete { needed: None })
+        );
+        assert_eq!(
+            parse_tcp_message(&tcp[..40]),
+            Err(ParseError::Incomplete {
+                needed: Some(tcp.len())
+            })
+        );
         for cut in 0..bytes.len() {
-            assert!(matches!(parse_message(&bytes[..cut]), Err(ParseError::Invalid(_))), "cut {cut}");
+            assert!(
+                matches!(parse_message(&bytes[..cut]), Err(ParseError::Invalid(_))),
+                "cut {cut}"
+            );
         }
     }
 
@@ -311,10 +378,17 @@ mod tests {
         let v6: Ipv6Addr = "2404:6800:4005:80a::200a".parse().unwrap();
         answer.extend(record(&[0xc0, 12], TYPE_AAAA, 0x8000_0000, &v6.octets()));
         let msg = parse_message(&answer).unwrap();
-        assert_eq!(msg.answers[0].ttl, 0, "a TTL with the top bit set counts as 0");
+        assert_eq!(
+            msg.answers[0].ttl, 0,
+            "a TTL with the top bit set counts as 0"
+        );
         assert_eq!(
             address_names(&msg),
-            vec![AddressName { ip: IpAddr::V6(v6), name: "generativelanguage.googleapis.com".to_owned(), ttl: 0 }]
+            vec![AddressName {
+                ip: IpAddr::V6(v6),
+                name: "generativelanguage.googleapis.com".to_owned(),
+                ttl: 0
+            }]
         );
     }
 
@@ -331,11 +405,21 @@ mod tests {
         // A name that points at itself.
         let mut msg = header(1, 0x8180, 1, 0);
         msg.extend([0xc0, 12, 0, 1, 0, 1]);
-        assert_eq!(parse_message(&msg), Err(ParseError::Invalid("DNS compression pointers loop or chain too long")));
+        assert_eq!(
+            parse_message(&msg),
+            Err(ParseError::Invalid(
+                "DNS compression pointers loop or chain too long"
+            ))
+        );
         // Two names pointing at each other.
         let mut msg = header(1, 0x8180, 2, 0);
         msg.extend([1, b'a', 0xc0, 20, 0, 1, 0, 1, 1, b'b', 0xc0, 12, 0, 1, 0, 1]);
-        assert_eq!(parse_message(&msg), Err(ParseError::Invalid("DNS compression pointers loop or chain too long")));
+        assert_eq!(
+            parse_message(&msg),
+            Err(ParseError::Invalid(
+                "DNS compression pointers loop or chain too long"
+            ))
+        );
         // A pointer past the end.
         let mut msg = header(1, 0x8180, 1, 0);
         msg.extend([0xff, 0xff, 0, 1, 0, 1]);
@@ -343,7 +427,10 @@ mod tests {
         // Extended label type, odd bytes, a name over 255 bytes.
         let mut msg = header(1, 0x8180, 1, 0);
         msg.extend([0x41, 0, 0, 1, 0, 1]);
-        assert_eq!(parse_message(&msg), Err(ParseError::Invalid("DNS extended label type")));
+        assert_eq!(
+            parse_message(&msg),
+            Err(ParseError::Invalid("DNS extended label type"))
+        );
         let mut msg = header(1, 0x8180, 1, 0);
         msg.extend([3, b'a', b'.', b'b', 0, 0, 1, 0, 1]);
         assert!(matches!(parse_message(&msg), Err(ParseError::Invalid(_))));
@@ -353,12 +440,21 @@ mod tests {
             msg.extend([b'x'; 63]);
         }
         msg.extend([0, 0, 1, 0, 1]);
-        assert_eq!(parse_message(&msg), Err(ParseError::Invalid("DNS name longer than 255 bytes")));
+        assert_eq!(
+            parse_message(&msg),
+            Err(ParseError::Invalid("DNS name longer than 255 bytes"))
+        );
         // Too many questions; A data of the wrong size.
-        assert_eq!(parse_message(&header(1, 0, 9, 0)), Err(ParseError::Invalid("more DNS questions than the limit")));
+        assert_eq!(
+            parse_message(&header(1, 0, 9, 0)),
+            Err(ParseError::Invalid("more DNS questions than the limit"))
+        );
         let mut msg = header(1, 0x8180, 0, 1);
         msg.extend(record(&name("a.example"), TYPE_A, 5, &[1, 2, 3]));
-        assert_eq!(parse_message(&msg), Err(ParseError::Invalid("DNS A record data is not 4 bytes")));
+        assert_eq!(
+            parse_message(&msg),
+            Err(ParseError::Invalid("DNS A record data is not 4 bytes"))
+        );
     }
 
     #[test]
@@ -367,8 +463,18 @@ mod tests {
         let mut msg = header(1, 0x8180, 1, 3);
         msg.extend(name("q.example"));
         msg.extend([0, 1, 0, 1]);
-        msg.extend(record(&name("a.example"), TYPE_CNAME, 9, &name("b.example")));
-        msg.extend(record(&name("b.example"), TYPE_CNAME, 9, &name("a.example")));
+        msg.extend(record(
+            &name("a.example"),
+            TYPE_CNAME,
+            9,
+            &name("b.example"),
+        ));
+        msg.extend(record(
+            &name("b.example"),
+            TYPE_CNAME,
+            9,
+            &name("a.example"),
+        ));
         msg.extend(record(&name("b.example"), TYPE_A, 9, &[192, 0, 2, 1]));
         let names = address_names(&parse_message(&msg).unwrap());
         assert_eq!(names.len(), 1);

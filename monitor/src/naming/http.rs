@@ -62,8 +62,10 @@ pub fn parse_request(buf: &[u8]) -> Result<HttpRequest, ParseError> {
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             return Err(ParseError::Invalid("obsolete HTTP header line folding"));
         }
-        let colon =
-            line.iter().position(|b| *b == b':').ok_or(ParseError::Invalid("HTTP header line without a colon"))?;
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or(ParseError::Invalid("HTTP header line without a colon"))?;
         let name = &line[..colon];
         if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
             return Err(ParseError::Invalid("malformed HTTP header name"));
@@ -79,20 +81,41 @@ pub fn parse_request(buf: &[u8]) -> Result<HttpRequest, ParseError> {
     let (target, host, connect_target) = if method == "CONNECT" {
         let (host, port) = authority(raw_target)?;
         let port = port.ok_or(ParseError::Invalid("CONNECT target without a port"))?;
-        (join_host_port(&host, Some(port)), Some(host.clone()), Some((host, port)))
+        (
+            join_host_port(&host, Some(port)),
+            Some(host.clone()),
+            Some((host, port)),
+        )
     } else if let Some((scheme, rest)) = split_scheme(raw_target) {
-        let end = rest.iter().position(|b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
         let (host, port) = authority(&rest[..end])?;
-        let target = format!("{scheme}://{}{}", join_host_port(&host, port), path_of(&rest[end..]));
+        let target = format!(
+            "{scheme}://{}{}",
+            join_host_port(&host, port),
+            path_of(&rest[end..])
+        );
         (target, Some(host), None)
     } else {
         let host = match host_header {
             Some([]) | None => None,
-            Some(value) => Some(authority(value).map_err(|_| ParseError::Invalid("malformed Host header"))?.0),
+            Some(value) => Some(
+                authority(value)
+                    .map_err(|_| ParseError::Invalid("malformed Host header"))?
+                    .0,
+            ),
         };
         (path_of(raw_target), host, None)
     };
-    Ok(HttpRequest { method: method.to_owned(), target, version: version.to_owned(), host, connect_target })
+    Ok(HttpRequest {
+        method: method.to_owned(),
+        target,
+        version: version.to_owned(),
+        host,
+        connect_target,
+    })
 }
 
 /// The length of the head, through its blank line, if it ends within the limit.
@@ -116,7 +139,8 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 /// `method SP target SP HTTP/1.x`, each part checked.
 fn request_line(line: &[u8]) -> Result<(&str, &[u8], &'static str), ParseError> {
     let mut parts = line.split(|b| *b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ParseError::Invalid("not an HTTP/1.x request line"));
     };
@@ -132,7 +156,8 @@ fn request_line(line: &[u8]) -> Result<(&str, &[u8], &'static str), ParseError> 
         _ => return Err(ParseError::Invalid("not an HTTP/1.x request line")),
     };
     // Tokens are ASCII, so this conversion cannot fail.
-    let method = std::str::from_utf8(method).map_err(|_| ParseError::Invalid("not an HTTP/1.x request line"))?;
+    let method = std::str::from_utf8(method)
+        .map_err(|_| ParseError::Invalid("not an HTTP/1.x request line"))?;
     Ok((method, target, version))
 }
 
@@ -144,7 +169,9 @@ fn plausible_request_line_start(line: &[u8]) -> bool {
     let method_ok = method.len() <= MAX_METHOD_LEN && method.iter().all(|b| is_tchar(*b));
     match (parts.next(), parts.next(), parts.next()) {
         (None, ..) => method_ok,
-        (Some(target), None, _) => method_ok && !method.is_empty() && target.iter().all(u8::is_ascii_graphic),
+        (Some(target), None, _) => {
+            method_ok && !method.is_empty() && target.iter().all(u8::is_ascii_graphic)
+        }
         (Some(target), Some(version), None) => {
             method_ok
                 && !method.is_empty()
@@ -166,23 +193,36 @@ fn split_scheme(target: &[u8]) -> Option<(&str, &[u8])> {
     let sep = target.windows(3).position(|w| w == b"://")?;
     let scheme = &target[..sep];
     let valid = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    let scheme = std::str::from_utf8(scheme).ok().filter(|_| valid && scheme.len() <= 16)?;
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let scheme = std::str::from_utf8(scheme)
+        .ok()
+        .filter(|_| valid && scheme.len() <= 16)?;
     Some((scheme, &target[sep + 3..]))
 }
 
 /// The path of a target: everything before `?` or `#` (ASCII, as the request line was checked).
 fn path_of(target: &[u8]) -> String {
-    let end = target.iter().position(|b| matches!(b, b'?' | b'#')).unwrap_or(target.len());
+    let end = target
+        .iter()
+        .position(|b| matches!(b, b'?' | b'#'))
+        .unwrap_or(target.len());
     String::from_utf8_lossy(&target[..end]).into_owned()
 }
 
 /// `[userinfo@]host[:port]` with host a name, an IPv4 address or a bracketed IPv6 address.
 /// Userinfo is dropped; an empty port counts as none.
 fn authority(raw: &[u8]) -> Result<(String, Option<u16>), ParseError> {
-    let raw = raw.iter().rposition(|b| *b == b'@').map_or(raw, |at| &raw[at + 1..]);
+    let raw = raw
+        .iter()
+        .rposition(|b| *b == b'@')
+        .map_or(raw, |at| &raw[at + 1..]);
     let (host, port) = if let Some(rest) = raw.strip_prefix(b"[") {
-        let close = rest.iter().position(|b| *b == b']').ok_or(ParseError::Invalid("unclosed IPv6 literal"))?;
+        let close = rest
+            .iter()
+            .position(|b| *b == b']')
+            .ok_or(ParseError::Invalid("unclosed IPv6 literal"))?;
         let address = std::str::from_utf8(&rest[..close])
             .ok()
             .and_then(|text| text.parse::<Ipv6Addr>().ok())
@@ -198,12 +238,17 @@ fn authority(raw: &[u8]) -> Result<(String, Option<u16>), ParseError> {
             Some(colon) => (&raw[..colon], Some(&raw[colon + 1..])),
             None => (raw, None),
         };
-        (host_name(name).ok_or(ParseError::Invalid("malformed host name"))?, port)
+        (
+            host_name(name).ok_or(ParseError::Invalid("malformed host name"))?,
+            port,
+        )
     };
     let port = match port {
         None | Some([]) => None,
         Some(digits) if digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit) => {
-            let number = digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+            let number = digits
+                .iter()
+                .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
             Some(u16::try_from(number).map_err(|_| ParseError::Invalid("port out of range"))?)
         }
         Some(_) => return Err(ParseError::Invalid("malformed port")),
@@ -212,7 +257,11 @@ fn authority(raw: &[u8]) -> Result<(String, Option<u16>), ParseError> {
 }
 
 fn join_host_port(host: &str, port: Option<u16>) -> String {
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
     match port {
         Some(port) => format!("{host}:{port}"),
         None => host,
@@ -225,8 +274,10 @@ mod tests {
 
     #[test]
     fn origin_form_with_host_header() {
-        let req = parse_request(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: API.Relay.example:8080\r\n\r\nbody")
-            .unwrap();
+        let req = parse_request(
+            b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: API.Relay.example:8080\r\n\r\nbody",
+        )
+        .unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.target, "/v1/chat/completions");
         assert_eq!(req.version, "HTTP/1.1");
@@ -236,16 +287,34 @@ mod tests {
 
     #[test]
     fn host_header_forms() {
-        let host = |h: &str| parse_request(format!("GET / HTTP/1.1\r\nhOsT:  {h} \r\n\r\n").as_bytes()).map(|r| r.host);
-        assert_eq!(host("[2001:DB8::1]:8443"), Ok(Some("2001:db8::1".to_owned())));
+        let host = |h: &str| {
+            parse_request(format!("GET / HTTP/1.1\r\nhOsT:  {h} \r\n\r\n").as_bytes())
+                .map(|r| r.host)
+        };
+        assert_eq!(
+            host("[2001:DB8::1]:8443"),
+            Ok(Some("2001:db8::1".to_owned()))
+        );
         assert_eq!(host("[::1]"), Ok(Some("::1".to_owned())));
         assert_eq!(host("10.1.2.3:80"), Ok(Some("10.1.2.3".to_owned())));
         assert_eq!(host("example.com:"), Ok(Some("example.com".to_owned())));
         assert_eq!(host(""), Ok(None));
-        assert_eq!(host("2001:db8::1"), Err(ParseError::Invalid("malformed Host header")));
-        assert_eq!(host("[::1"), Err(ParseError::Invalid("malformed Host header")));
-        assert_eq!(host("a.example:99999"), Err(ParseError::Invalid("malformed Host header")));
-        assert_eq!(host("bad host"), Err(ParseError::Invalid("malformed Host header")));
+        assert_eq!(
+            host("2001:db8::1"),
+            Err(ParseError::Invalid("malformed Host header"))
+        );
+        assert_eq!(
+            host("[::1"),
+            Err(ParseError::Invalid("malformed Host header"))
+        );
+        assert_eq!(
+            host("a.example:99999"),
+            Err(ParseError::Invalid("malformed Host header"))
+        );
+        assert_eq!(
+            host("bad host"),
+            Err(ParseError::Invalid("malformed Host header"))
+        );
         // No Host header at all (HTTP/1.0).
         assert_eq!(parse_request(b"GET / HTTP/1.0\n\n").unwrap().host, None);
     }
@@ -258,7 +327,10 @@ mod tests {
         assert_eq!(req.host.as_deref(), Some("gemini.example"));
         assert_eq!(req.target, "http://gemini.example:8080/v1beta/models");
         let debug = format!("{req:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("AIza"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("AIza"),
+            "{debug}"
+        );
         let req = parse_request(b"GET http://[2001:db8::2] HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(req.host.as_deref(), Some("2001:db8::2"));
         assert_eq!(req.target, "http://[2001:db8::2]");
@@ -295,22 +367,41 @@ mod tests {
     fn incomplete_until_the_blank_line() {
         let full = b"GET /x HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\n\r\n";
         for cut in 0..full.len() {
-            assert_eq!(parse_request(&full[..cut]), Err(ParseError::Incomplete { needed: None }), "cut {cut}");
+            assert_eq!(
+                parse_request(&full[..cut]),
+                Err(ParseError::Incomplete { needed: None }),
+                "cut {cut}"
+            );
         }
         assert!(parse_request(full).is_ok());
     }
 
     #[test]
     fn rejects_non_http_early() {
-        assert_eq!(parse_request(b"\x16\x03\x01\x02\x00"), Err(ParseError::Invalid("not an HTTP/1.x request")));
-        assert_eq!(parse_request(b"\x05\x01\x00"), Err(ParseError::Invalid("not an HTTP/1.x request")));
-        assert_eq!(parse_request(b"GET / HTTP/2"), Err(ParseError::Invalid("not an HTTP/1.x request")));
+        assert_eq!(
+            parse_request(b"\x16\x03\x01\x02\x00"),
+            Err(ParseError::Invalid("not an HTTP/1.x request"))
+        );
+        assert_eq!(
+            parse_request(b"\x05\x01\x00"),
+            Err(ParseError::Invalid("not an HTTP/1.x request"))
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/2"),
+            Err(ParseError::Invalid("not an HTTP/1.x request"))
+        );
         assert_eq!(
             parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
             Err(ParseError::Invalid("not an HTTP/1.x request line"))
         );
-        assert_eq!(parse_request(b"\r\n\r\n"), Err(ParseError::Invalid("not an HTTP/1.x request line")));
-        assert_eq!(parse_request(b"GET  / HTTP/1.1\r\n"), Err(ParseError::Invalid("not an HTTP/1.x request line")));
+        assert_eq!(
+            parse_request(b"\r\n\r\n"),
+            Err(ParseError::Invalid("not an HTTP/1.x request line"))
+        );
+        assert_eq!(
+            parse_request(b"GET  / HTTP/1.1\r\n"),
+            Err(ParseError::Invalid("not an HTTP/1.x request line"))
+        );
         assert_eq!(
             parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             Err(ParseError::Invalid("more than one Host header"))
@@ -329,16 +420,27 @@ mod tests {
     fn limits() {
         let mut big = b"GET / HTTP/1.1\r\n".to_vec();
         while big.len() < MAX_HEAD_LEN + 100 {
-            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            big.extend_from_slice(
+                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
         }
-        assert_eq!(parse_request(&big), Err(ParseError::Invalid("HTTP request head longer than 8 KiB")));
+        assert_eq!(
+            parse_request(&big),
+            Err(ParseError::Invalid("HTTP request head longer than 8 KiB"))
+        );
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
         for _ in 0..=MAX_HEADERS {
             many.extend_from_slice(b"A: b\r\n");
         }
         many.extend_from_slice(b"\r\n");
-        assert_eq!(parse_request(&many), Err(ParseError::Invalid("more HTTP header lines than the limit")));
+        assert_eq!(
+            parse_request(&many),
+            Err(ParseError::Invalid("more HTTP header lines than the limit"))
+        );
         let long_method = format!("{} / HTTP/1.1\r\n\r\n", "A".repeat(17));
-        assert!(matches!(parse_request(long_method.as_bytes()), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            parse_request(long_method.as_bytes()),
+            Err(ParseError::Invalid(_))
+        ));
     }
 }

@@ -8,7 +8,10 @@
 //! - `socks`: the client side of a SOCKS4, SOCKS4a or SOCKS5 handshake (the proxied target);
 //! - `dns`: a DNS message (questions, A/AAAA/CNAME answers, which name each address answers);
 //! - `quic`: a QUIC v1/v2 client Initial packet, decrypted with the keys every observer can derive,
-//!   whose CRYPTO frames hold a ClientHello.
+//!   whose CRYPTO frames hold a ClientHello;
+//! - `stream`: the contiguous first bytes of a TCP stream, from captured chunks;
+//! - `examine`: which of the parsers above reads a flow's first bytes, and the naming they give;
+//! - `model`: that naming (`Naming`, `NameSource`), as every later stage reads it.
 //!
 //! Every parser is a pure function: no I/O, no logging, no panics on any input, bounded work and
 //! allocation (names at most [`MAX_NAME_LEN`] bytes, lists capped, no unbounded recursion). They
@@ -17,9 +20,12 @@
 //! (Authorization headers, API keys in query strings, SOCKS passwords) are skipped over, never
 //! copied into a result.
 pub mod dns;
+pub mod examine;
 pub mod http;
+pub mod model;
 pub mod quic;
 pub mod socks;
+pub mod stream;
 pub mod tls;
 
 mod cursor;
@@ -68,7 +74,11 @@ pub(crate) fn host_name(raw: &[u8]) -> Option<String> {
         return None;
     }
     let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-    if !raw.iter().all(allowed) || raw.split(|b| *b == b'.').any(|label| label.is_empty() || label.len() > 63) {
+    if !raw.iter().all(allowed)
+        || raw
+            .split(|b| *b == b'.')
+            .any(|label| label.is_empty() || label.len() > 63)
+    {
         return None;
     }
     // All bytes are ASCII, so this cannot fail; the fallback only avoids an unwrap.
@@ -81,16 +91,28 @@ mod tests {
 
     #[test]
     fn host_name_normalises_and_rejects() {
-        assert_eq!(host_name(b"API.OpenAI.com.").as_deref(), Some("api.openai.com"));
+        assert_eq!(
+            host_name(b"API.OpenAI.com.").as_deref(),
+            Some("api.openai.com")
+        );
         assert_eq!(host_name(b"10.0.0.1").as_deref(), Some("10.0.0.1"));
-        assert_eq!(host_name(b"_dmarc.example.com").as_deref(), Some("_dmarc.example.com"));
+        assert_eq!(
+            host_name(b"_dmarc.example.com").as_deref(),
+            Some("_dmarc.example.com")
+        );
         assert_eq!(host_name(b""), None);
         assert_eq!(host_name(b"."), None);
         assert_eq!(host_name(b"a..b"), None);
         assert_eq!(host_name(b"exa mple.com"), None);
         assert_eq!(host_name("bücher.de".as_bytes()), None);
         assert_eq!(host_name(&[b'a'; 64]), None);
-        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
         assert_eq!(long.len(), 253);
         assert_eq!(host_name(long.as_bytes()), Some(long.clone()));
         assert_eq!(host_name(format!("{long}x").as_bytes()), None);
@@ -98,7 +120,13 @@ mod tests {
 
     #[test]
     fn errors_display() {
-        assert_eq!(ParseError::Incomplete { needed: Some(9) }.to_string(), "incomplete: 9 bytes needed");
-        assert_eq!(ParseError::Invalid("not TLS").to_string(), "invalid: not TLS");
+        assert_eq!(
+            ParseError::Incomplete { needed: Some(9) }.to_string(),
+            "incomplete: 9 bytes needed"
+        );
+        assert_eq!(
+            ParseError::Invalid("not TLS").to_string(),
+            "invalid: not TLS"
+        );
     }
 }

@@ -42,13 +42,13 @@ const SAMPLE_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 /// RFC 9001 section 5.2.
 const SALT_V1: [u8; 20] = [
-    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f,
-    0x0a,
+    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad,
+    0xcc, 0xbb, 0x7f, 0x0a,
 ];
 /// RFC 9369 section 3.3.1.
 const SALT_V2: [u8; 20] = [
-    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e,
-    0xd9,
+    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb,
+    0xf9, 0xbd, 0x2e, 0xd9,
 ];
 
 /// A client Initial packet, opened.
@@ -90,17 +90,23 @@ pub fn parse_initial(buf: &[u8]) -> Result<QuicInitial, ParseError> {
     let dcid = r.u8_prefixed()?;
     let scid = r.u8_prefixed()?;
     if dcid.len() > MAX_CID_LEN || scid.len() > MAX_CID_LEN {
-        return Err(ParseError::Invalid("QUIC connection ID longer than 20 bytes"));
+        return Err(ParseError::Invalid(
+            "QUIC connection ID longer than 20 bytes",
+        ));
     }
     let token_len = bounded(r.varint()?)?;
     r.take(token_len)?;
     let length = bounded(r.varint()?)?;
     let pn_offset = r.pos();
     if length < 4 + SAMPLE_LEN {
-        return Err(ParseError::Invalid("QUIC Initial too short for a header protection sample"));
+        return Err(ParseError::Invalid(
+            "QUIC Initial too short for a header protection sample",
+        ));
     }
     let total = pn_offset + length;
-    let packet = buf.get(..total).ok_or(ParseError::Incomplete { needed: Some(total) })?;
+    let packet = buf.get(..total).ok_or(ParseError::Incomplete {
+        needed: Some(total),
+    })?;
 
     let keys = client_initial_keys(version, dcid)?;
     let sample = &packet[pn_offset + 4..pn_offset + 4 + SAMPLE_LEN];
@@ -112,7 +118,9 @@ pub fn parse_initial(buf: &[u8]) -> Result<QuicInitial, ParseError> {
     for (byte, m) in header[pn_offset..].iter_mut().zip(&mask[1..]) {
         *byte ^= m;
     }
-    let packet_number = header[pn_offset..].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+    let packet_number = header[pn_offset..]
+        .iter()
+        .fold(0u64, |n, b| (n << 8) | u64::from(*b));
     let (ciphertext, tag) = packet[pn_offset + pn_len..].split_at(length - pn_len - TAG_LEN);
     let payload = open(&keys, packet_number, &header, ciphertext, tag)?;
     if first & 0x0c != 0 {
@@ -120,13 +128,21 @@ pub fn parse_initial(buf: &[u8]) -> Result<QuicInitial, ParseError> {
     }
     let crypto = crypto_frames(&payload)?;
     let client_hello = client_hello_from_crypto(&crypto)?;
-    Ok(QuicInitial { version, dcid: dcid.to_vec(), client_hello, crypto })
+    Ok(QuicInitial {
+        version,
+        dcid: dcid.to_vec(),
+        client_hello,
+        crypto,
+    })
 }
 
 /// The CRYPTO frames of a decrypted Initial payload, in packet order. Frames of a type that may
 /// not appear in an Initial end the walk.
 pub fn crypto_frames(payload: &[u8]) -> Result<Vec<CryptoFragment>, ParseError> {
-    let mut r = Cursor::new(payload, ParseError::Invalid("QUIC frame runs past the packet"));
+    let mut r = Cursor::new(
+        payload,
+        ParseError::Invalid("QUIC frame runs past the packet"),
+    );
     let mut fragments = Vec::new();
     while !r.is_empty() {
         match r.varint()? {
@@ -156,9 +172,14 @@ pub fn crypto_frames(payload: &[u8]) -> Result<Vec<CryptoFragment>, ParseError> 
                     return Err(ParseError::Invalid("QUIC CRYPTO data beyond the limit"));
                 }
                 if fragments.len() == MAX_CRYPTO_FRAMES {
-                    return Err(ParseError::Invalid("more QUIC CRYPTO frames than the limit"));
+                    return Err(ParseError::Invalid(
+                        "more QUIC CRYPTO frames than the limit",
+                    ));
                 }
-                fragments.push(CryptoFragment { offset, data: data.to_vec() });
+                fragments.push(CryptoFragment {
+                    offset,
+                    data: data.to_vec(),
+                });
             }
             0x1c => {
                 // CONNECTION_CLOSE: error code, frame type, reason phrase.
@@ -176,12 +197,17 @@ pub fn crypto_frames(payload: &[u8]) -> Result<Vec<CryptoFragment>, ParseError> 
 /// Reassembles CRYPTO fragments (of one Initial or of several with the same DCID) from offset 0
 /// and parses the ClientHello they hold. `Ok(None)` while the ClientHello is not complete
 /// (a gap, or its end is in a packet not given).
-pub fn client_hello_from_crypto(fragments: &[CryptoFragment]) -> Result<Option<ClientHello>, ParseError> {
+pub fn client_hello_from_crypto(
+    fragments: &[CryptoFragment],
+) -> Result<Option<ClientHello>, ParseError> {
     let mut ordered: Vec<&CryptoFragment> = fragments.iter().collect();
     ordered.sort_by_key(|f| f.offset);
     let mut stream = Vec::new();
     for fragment in ordered {
-        let Some(offset) = usize::try_from(fragment.offset).ok().filter(|o| *o <= stream.len()) else {
+        let Some(offset) = usize::try_from(fragment.offset)
+            .ok()
+            .filter(|o| *o <= stream.len())
+        else {
             break; // a gap: what follows is in a packet not given
         };
         let end = offset.saturating_add(fragment.data.len());
@@ -227,7 +253,11 @@ fn client_initial_keys(version: u32, dcid: &[u8]) -> Result<InitialKeys, ParseEr
     let mut client_secret = [0u8; 32];
     expand_label(&initial, b"client in", &mut client_secret)?;
     let client = Hkdf::<Sha256>::from_prk(&client_secret).map_err(|_| KEY_DERIVATION_FAILED)?;
-    let mut keys = InitialKeys { key: [0; 16], iv: [0; 12], hp: [0; 16] };
+    let mut keys = InitialKeys {
+        key: [0; 16],
+        iv: [0; 12],
+        hp: [0; 16],
+    };
     expand_label(&client, labels[0], &mut keys.key)?;
     expand_label(&client, labels[1], &mut keys.iv)?;
     expand_label(&client, labels[2], &mut keys.hp)?;
@@ -237,7 +267,11 @@ fn client_initial_keys(version: u32, dcid: &[u8]) -> Result<InitialKeys, ParseEr
 /// TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 section 7.1).
 fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Result<(), ParseError> {
     let mut info = Vec::with_capacity(4 + 6 + label.len());
-    info.extend_from_slice(&u16::try_from(out.len()).map_err(|_| KEY_DERIVATION_FAILED)?.to_be_bytes());
+    info.extend_from_slice(
+        &u16::try_from(out.len())
+            .map_err(|_| KEY_DERIVATION_FAILED)?
+            .to_be_bytes(),
+    );
     info.push(u8::try_from(6 + label.len()).map_err(|_| KEY_DERIVATION_FAILED)?);
     info.extend_from_slice(b"tls13 ");
     info.extend_from_slice(label);
@@ -247,7 +281,8 @@ fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) -> Result<(
 
 fn header_protection_mask(hp: &[u8; 16], sample: &[u8]) -> Result<[u8; 16], ParseError> {
     let cipher = Aes128::new_from_slice(hp).map_err(|_| KEY_DERIVATION_FAILED)?;
-    let mut block = aes::Block::try_from(sample).map_err(|_| ParseError::Invalid("QUIC sample is not 16 bytes"))?;
+    let mut block = aes::Block::try_from(sample)
+        .map_err(|_| ParseError::Invalid("QUIC sample is not 16 bytes"))?;
     cipher.encrypt_block(&mut block);
     Ok(block.into())
 }
@@ -268,7 +303,8 @@ fn open(
     ciphertext: &[u8],
     tag: &[u8],
 ) -> Result<Vec<u8>, ParseError> {
-    const NOT_OPENED: ParseError = ParseError::Invalid("QUIC Initial does not open with the client Initial keys");
+    const NOT_OPENED: ParseError =
+        ParseError::Invalid("QUIC Initial does not open with the client Initial keys");
     let aead = Aes128Gcm::new_from_slice(&keys.key).map_err(|_| KEY_DERIVATION_FAILED)?;
     let tag = Tag::<Aes128Gcm>::try_from(tag).map_err(|_| NOT_OPENED)?;
     let mut payload = ciphertext.to_vec();
@@ -289,7 +325,10 @@ mod tests {
 
     fn unhex(hex: &str) -> Vec<u8> {
         let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+        digits
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
     }
 
     const RFC9001_DCID: &str = "8394c8f03e515708";
@@ -323,7 +362,8 @@ mod tests {
             .unwrap();
         packet.extend(body);
         packet.extend(tag.as_slice());
-        let mask = header_protection_mask(&keys.hp, &packet[pn_offset + 4..pn_offset + 20]).unwrap();
+        let mask =
+            header_protection_mask(&keys.hp, &packet[pn_offset + 4..pn_offset + 20]).unwrap();
         packet[0] ^= mask[0] & 0x0f;
         for i in 0..4 {
             packet[pn_offset + i] ^= mask[1 + i];
@@ -367,45 +407,85 @@ mod tests {
     fn rfc9369_a2_client_initial_v2() {
         let initial = parse_initial(&unhex(RFC9369_A2)).unwrap();
         assert_eq!(initial.version, VERSION_2);
-        assert_eq!(initial.client_hello.unwrap().sni.as_deref(), Some("example.com"));
+        assert_eq!(
+            initial.client_hello.unwrap().sni.as_deref(),
+            Some("example.com")
+        );
         // The v1 packet type bits mean Handshake in v2, and the other way round.
         let mut v1 = unhex(RFC9001_A2);
         v1[1..5].copy_from_slice(&VERSION_2.to_be_bytes());
-        assert_eq!(parse_initial(&v1), Err(ParseError::Invalid("QUIC packet is not an Initial")));
+        assert_eq!(
+            parse_initial(&v1),
+            Err(ParseError::Invalid("QUIC packet is not an Initial"))
+        );
     }
 
     #[test]
     fn truncated_or_corrupted_packets() {
         let packet = unhex(RFC9001_A2);
-        assert_eq!(parse_initial(&packet[..600]), Err(ParseError::Incomplete { needed: Some(1200) }));
+        assert_eq!(
+            parse_initial(&packet[..600]),
+            Err(ParseError::Incomplete { needed: Some(1200) })
+        );
         for cut in 0..18 {
-            assert_eq!(parse_initial(&packet[..cut]), Err(ParseError::Incomplete { needed: None }), "cut {cut}");
+            assert_eq!(
+                parse_initial(&packet[..cut]),
+                Err(ParseError::Incomplete { needed: None }),
+                "cut {cut}"
+            );
         }
         let mut corrupted = packet.clone();
         corrupted[700] ^= 1;
         assert_eq!(
             parse_initial(&corrupted),
-            Err(ParseError::Invalid("QUIC Initial does not open with the client Initial keys"))
+            Err(ParseError::Invalid(
+                "QUIC Initial does not open with the client Initial keys"
+            ))
         );
         let mut other_dcid = packet.clone();
         other_dcid[6] ^= 1;
-        assert!(matches!(parse_initial(&other_dcid), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            parse_initial(&other_dcid),
+            Err(ParseError::Invalid(_))
+        ));
     }
 
     #[test]
     fn not_a_client_initial() {
-        assert_eq!(parse_initial(&[0x40, 1, 2, 3]), Err(ParseError::Invalid("not a QUIC long-header packet")));
-        assert_eq!(parse_initial(&[0xc0, 0, 0, 0, 0, 8]), Err(ParseError::Invalid("QUIC version negotiation packet")));
-        assert_eq!(parse_initial(&[0xc0, 0xff, 0, 0, 0x1d, 8]), Err(ParseError::Invalid("QUIC version not supported")));
-        assert_eq!(parse_initial(&[0xe0, 0, 0, 0, 1, 8]), Err(ParseError::Invalid("QUIC packet is not an Initial")));
-        assert_eq!(parse_initial(&[0xc0, 0, 0, 0, 1, 21]), Err(ParseError::Incomplete { needed: None }));
+        assert_eq!(
+            parse_initial(&[0x40, 1, 2, 3]),
+            Err(ParseError::Invalid("not a QUIC long-header packet"))
+        );
+        assert_eq!(
+            parse_initial(&[0xc0, 0, 0, 0, 0, 8]),
+            Err(ParseError::Invalid("QUIC version negotiation packet"))
+        );
+        assert_eq!(
+            parse_initial(&[0xc0, 0xff, 0, 0, 0x1d, 8]),
+            Err(ParseError::Invalid("QUIC version not supported"))
+        );
+        assert_eq!(
+            parse_initial(&[0xe0, 0, 0, 0, 1, 8]),
+            Err(ParseError::Invalid("QUIC packet is not an Initial"))
+        );
+        assert_eq!(
+            parse_initial(&[0xc0, 0, 0, 0, 1, 21]),
+            Err(ParseError::Incomplete { needed: None })
+        );
         let mut long_cid = vec![0xc0, 0, 0, 0, 1, 21];
         long_cid.extend([7; 21]);
         long_cid.push(0);
-        assert_eq!(parse_initial(&long_cid), Err(ParseError::Invalid("QUIC connection ID longer than 20 bytes")));
+        assert_eq!(
+            parse_initial(&long_cid),
+            Err(ParseError::Invalid(
+                "QUIC connection ID longer than 20 bytes"
+            ))
+        );
         // A token length no datagram can hold.
         assert_eq!(
-            parse_initial(&[0xc0, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            parse_initial(&[
+                0xc0, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ]),
             Err(ParseError::Invalid("QUIC length larger than a datagram"))
         );
     }
@@ -414,7 +494,11 @@ mod tests {
     fn shuffled_crypto_frames_like_chrome() {
         let hello = build::chrome_like("api.anthropic.com");
         // Cut into five pieces, sent last-first, with PING, PADDING and an ACK between them.
-        let pieces: Vec<(usize, &[u8])> = hello.chunks(400).enumerate().map(|(i, c)| (i * 400, c)).collect();
+        let pieces: Vec<(usize, &[u8])> = hello
+            .chunks(400)
+            .enumerate()
+            .map(|(i, c)| (i * 400, c))
+            .collect();
         let mut plaintext = vec![0x01, 0x02, 0x05, 0x00, 0x01, 0x03, 0x01, 0x02];
         for (offset, data) in pieces.iter().rev() {
             plaintext.extend(crypto_frame(*offset, data));
@@ -425,7 +509,11 @@ mod tests {
         let initial = parse_initial(&packet).unwrap();
         let parsed = initial.client_hello.unwrap();
         assert_eq!(parsed.sni.as_deref(), Some("api.anthropic.com"));
-        assert!(parsed.ja4.starts_with("q13d1516h2_8daaf6152771_"), "{}", parsed.ja4);
+        assert!(
+            parsed.ja4.starts_with("q13d1516h2_8daaf6152771_"),
+            "{}",
+            parsed.ja4
+        );
         assert_eq!(initial.crypto.len(), pieces.len());
     }
 
@@ -448,13 +536,29 @@ mod tests {
         // Overlapping fragments: the first bytes seen win; the stream stays consistent.
         let hello = build::chrome_like("a.example");
         let fragments = vec![
-            CryptoFragment { offset: 0, data: hello[..300].to_vec() },
-            CryptoFragment { offset: 200, data: hello[200..].to_vec() },
+            CryptoFragment {
+                offset: 0,
+                data: hello[..300].to_vec(),
+            },
+            CryptoFragment {
+                offset: 200,
+                data: hello[200..].to_vec(),
+            },
         ];
-        assert_eq!(client_hello_from_crypto(&fragments).unwrap().unwrap().sni.as_deref(), Some("a.example"));
+        assert_eq!(
+            client_hello_from_crypto(&fragments)
+                .unwrap()
+                .unwrap()
+                .sni
+                .as_deref(),
+            Some("a.example")
+        );
         // CRYPTO data beyond the limit, a frame past the end, a frame type not allowed.
         let far = [0x06, 0x80, 0x01, 0x00, 0x00, 0x01, 0x01];
-        assert_eq!(crypto_frames(&far), Err(ParseError::Invalid("QUIC CRYPTO data beyond the limit")));
+        assert_eq!(
+            crypto_frames(&far),
+            Err(ParseError::Invalid("QUIC CRYPTO data beyond the limit"))
+        );
         assert_eq!(
             crypto_frames(&[0x06, 0x00, 0x05, 1, 2]),
             Err(ParseError::Invalid("QUIC frame runs past the packet"))
@@ -462,15 +566,30 @@ mod tests {
         let stream_frame_after_crypto = [0x06, 0x00, 0x01, 0x01, 0x08, 0x00];
         assert_eq!(crypto_frames(&stream_frame_after_crypto).unwrap().len(), 1);
         // Too many CRYPTO frames.
-        let many: Vec<u8> = (0..=MAX_CRYPTO_FRAMES).flat_map(|_| [0x06, 0x00, 0x01, 0x00]).collect();
-        assert_eq!(crypto_frames(&many), Err(ParseError::Invalid("more QUIC CRYPTO frames than the limit")));
+        let many: Vec<u8> = (0..=MAX_CRYPTO_FRAMES)
+            .flat_map(|_| [0x06, 0x00, 0x01, 0x00])
+            .collect();
+        assert_eq!(
+            crypto_frames(&many),
+            Err(ParseError::Invalid(
+                "more QUIC CRYPTO frames than the limit"
+            ))
+        );
         // CRYPTO data that is not a ClientHello.
-        let not_hello = vec![CryptoFragment { offset: 0, data: vec![2, 0, 0, 1, 0] }];
-        assert!(matches!(client_hello_from_crypto(&not_hello), Err(ParseError::Invalid(_))));
+        let not_hello = vec![CryptoFragment {
+            offset: 0,
+            data: vec![2, 0, 0, 1, 0],
+        }];
+        assert!(matches!(
+            client_hello_from_crypto(&not_hello),
+            Err(ParseError::Invalid(_))
+        ));
         assert_eq!(client_hello_from_crypto(&[]), Ok(None));
         // An ACK with a range count far beyond the bytes there is an error, not a long loop.
         assert_eq!(
-            crypto_frames(&[0x02, 0x00, 0x00, 0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00]),
+            crypto_frames(&[
+                0x02, 0x00, 0x00, 0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00
+            ]),
             Err(ParseError::Invalid("QUIC frame runs past the packet"))
         );
     }

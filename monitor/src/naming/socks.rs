@@ -72,20 +72,35 @@ fn socks4(buf: &[u8]) -> Result<SocksRequest, ParseError> {
     }
     let port = r.u16()?;
     let ip = Ipv4Addr::from(r.array::<4>()?);
-    nul_terminated(&mut r, MAX_USER_ID_LEN, "SOCKS4 user id longer than 255 bytes")?;
+    nul_terminated(
+        &mut r,
+        MAX_USER_ID_LEN,
+        "SOCKS4 user id longer than 255 bytes",
+    )?;
     let target = match ip.octets() {
         // SOCKS4a: "0.0.0.x" with x non-zero means "the name follows".
         [0, 0, 0, x] if x != 0 => {
             let name = nul_terminated(&mut r, MAX_NAME_LEN, "SOCKS4a host name too long")?;
-            SocksTarget::Domain(host_name(name).ok_or(ParseError::Invalid("SOCKS4a host name malformed"))?)
+            SocksTarget::Domain(
+                host_name(name).ok_or(ParseError::Invalid("SOCKS4a host name malformed"))?,
+            )
         }
         _ => SocksTarget::Ip(IpAddr::V4(ip)),
     };
-    Ok(SocksRequest { version: 4, target, port, consumed: r.pos() })
+    Ok(SocksRequest {
+        version: 4,
+        target,
+        port,
+        consumed: r.pos(),
+    })
 }
 
 /// Bytes up to a NUL (which is consumed), at most `max` of them.
-fn nul_terminated<'a>(r: &mut Cursor<'a>, max: usize, too_long: &'static str) -> Result<&'a [u8], ParseError> {
+fn nul_terminated<'a>(
+    r: &mut Cursor<'a>,
+    max: usize,
+    too_long: &'static str,
+) -> Result<&'a [u8], ParseError> {
     let rest = r.peek_rest();
     match rest.iter().take(max + 1).position(|b| *b == 0) {
         Some(len) => {
@@ -114,17 +129,27 @@ fn socks5(buf: &[u8]) -> Result<SocksRequest, ParseError> {
             r.u8_prefixed()?; // user name, not kept
             r.u8_prefixed()?; // password, not kept
         }
-        Some(1) => return Err(ParseError::Invalid("SOCKS5 authentication the greeting did not offer")),
+        Some(1) => {
+            return Err(ParseError::Invalid(
+                "SOCKS5 authentication the greeting did not offer",
+            ));
+        }
         Some(_) => {}
     }
     let request_start = r.pos();
     let atyp = socks5_request_header(&mut r)?;
     // The request's total length is known once its address type (and a name's length) is:
     // 4 header bytes, the address, 2 port bytes.
-    let needed = |address_len: usize| ParseError::Incomplete { needed: Some(request_start + 4 + address_len + 2) };
+    let needed = |address_len: usize| ParseError::Incomplete {
+        needed: Some(request_start + 4 + address_len + 2),
+    };
     let target = match atyp {
-        1 => SocksTarget::Ip(IpAddr::V4(Ipv4Addr::from(r.array::<4>().map_err(|_| needed(4))?))),
-        4 => SocksTarget::Ip(IpAddr::V6(Ipv6Addr::from(r.array::<16>().map_err(|_| needed(16))?))),
+        1 => SocksTarget::Ip(IpAddr::V4(Ipv4Addr::from(
+            r.array::<4>().map_err(|_| needed(4))?,
+        ))),
+        4 => SocksTarget::Ip(IpAddr::V6(Ipv6Addr::from(
+            r.array::<16>().map_err(|_| needed(16))?,
+        ))),
         3 => {
             let len = usize::from(r.u8()?);
             if len == 0 {
@@ -135,7 +160,12 @@ fn socks5(buf: &[u8]) -> Result<SocksRequest, ParseError> {
         _ => return Err(ParseError::Invalid("SOCKS5 address type unknown")),
     };
     let port = r.u16().map_err(|_| needed(r.pos() - request_start - 4))?;
-    Ok(SocksRequest { version: 5, target, port, consumed: r.pos() })
+    Ok(SocksRequest {
+        version: 5,
+        target,
+        port,
+        consumed: r.pos(),
+    })
 }
 
 /// `05 cmd 00 atyp`: checks the first three, returns the address type.
@@ -147,17 +177,24 @@ fn socks5_request_header(r: &mut Cursor<'_>) -> Result<u8, ParseError> {
         return Err(ParseError::Invalid("SOCKS5 command is not CONNECT"));
     }
     if r.u8()? != 0 {
-        return Err(ParseError::Invalid("SOCKS5 request reserved byte is not zero"));
+        return Err(ParseError::Invalid(
+            "SOCKS5 request reserved byte is not zero",
+        ));
     }
     r.u8()
 }
 
 /// A SOCKS5 domain field: some clients put an IP address literal there.
 fn domain_target(name: &[u8]) -> Result<SocksTarget, ParseError> {
-    if let Some(ip) = std::str::from_utf8(name).ok().and_then(|text| text.parse::<IpAddr>().ok()) {
+    if let Some(ip) = std::str::from_utf8(name)
+        .ok()
+        .and_then(|text| text.parse::<IpAddr>().ok())
+    {
         return Ok(SocksTarget::Ip(ip));
     }
-    host_name(name).map(SocksTarget::Domain).ok_or(ParseError::Invalid("SOCKS5 host name malformed"))
+    host_name(name)
+        .map(SocksTarget::Domain)
+        .ok_or(ParseError::Invalid("SOCKS5 host name malformed"))
 }
 
 #[cfg(test)]
@@ -187,10 +224,17 @@ mod tests {
         stream.extend_from_slice(b"API.Anthropic.com\0");
         let stream = with_payload(&stream);
         let req = parse_client_stream(&stream).unwrap();
-        assert_eq!(req.target, SocksTarget::Domain("api.anthropic.com".to_owned()));
+        assert_eq!(
+            req.target,
+            SocksTarget::Domain("api.anthropic.com".to_owned())
+        );
         assert_eq!(&stream[req.consumed..], CLIENT_HELLO_START);
         for cut in 0..req.consumed {
-            assert_eq!(parse_client_stream(&stream[..cut]), Err(ParseError::Incomplete { needed: None }), "cut {cut}");
+            assert_eq!(
+                parse_client_stream(&stream[..cut]),
+                Err(ParseError::Incomplete { needed: None }),
+                "cut {cut}"
+            );
         }
     }
 
@@ -204,9 +248,22 @@ mod tests {
         assert_eq!((req.version, req.port), (5, 443));
         assert_eq!(req.target, SocksTarget::Domain("api.openai.com".to_owned()));
         assert_eq!(req.consumed, 3 + 4 + 1 + 14 + 2);
-        assert_eq!(parse_client_stream(&stream[..10]), Err(ParseError::Incomplete { needed: Some(req.consumed) }));
-        assert_eq!(parse_client_stream(&stream[..23]), Err(ParseError::Incomplete { needed: Some(req.consumed) }));
-        assert_eq!(parse_client_stream(&stream[..3]), Err(ParseError::Incomplete { needed: None }));
+        assert_eq!(
+            parse_client_stream(&stream[..10]),
+            Err(ParseError::Incomplete {
+                needed: Some(req.consumed)
+            })
+        );
+        assert_eq!(
+            parse_client_stream(&stream[..23]),
+            Err(ParseError::Incomplete {
+                needed: Some(req.consumed)
+            })
+        );
+        assert_eq!(
+            parse_client_stream(&stream[..3]),
+            Err(ParseError::Incomplete { needed: None })
+        );
     }
 
     #[test]
@@ -220,34 +277,54 @@ mod tests {
         stream.extend_from_slice(&8443u16.to_be_bytes());
         let stream = with_payload(&stream);
         let req = parse_client_stream(&stream).unwrap();
-        assert_eq!(req.target, SocksTarget::Ip("2606:4700::6810:1".parse().unwrap()));
+        assert_eq!(
+            req.target,
+            SocksTarget::Ip("2606:4700::6810:1".parse().unwrap())
+        );
         assert_eq!(req.port, 8443);
         assert_eq!(&stream[req.consumed..], CLIENT_HELLO_START);
         let debug = format!("{req:?}");
-        assert!(!debug.contains("alice") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(
+            !debug.contains("alice") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn socks5_ipv4_and_ip_literal_domain() {
         let req = parse_client_stream(&[5, 1, 0, 5, 1, 0, 1, 1, 1, 1, 1, 0, 53]).unwrap();
-        assert_eq!((req.target, req.port, req.consumed), (SocksTarget::Ip("1.1.1.1".parse().unwrap()), 53, 13));
+        assert_eq!(
+            (req.target, req.port, req.consumed),
+            (SocksTarget::Ip("1.1.1.1".parse().unwrap()), 53, 13)
+        );
         let mut stream = vec![5, 1, 0, 5, 1, 0, 3, 7];
         stream.extend_from_slice(b"8.8.4.4");
         stream.extend_from_slice(&[0, 80]);
-        assert_eq!(parse_client_stream(&stream).unwrap().target, SocksTarget::Ip("8.8.4.4".parse().unwrap()));
+        assert_eq!(
+            parse_client_stream(&stream).unwrap().target,
+            SocksTarget::Ip("8.8.4.4".parse().unwrap())
+        );
     }
 
     #[test]
     fn rejects_what_is_not_a_connect() {
-        assert_eq!(parse_client_stream(b"GET / HTTP/1.1"), Err(ParseError::Invalid("not a SOCKS handshake")));
+        assert_eq!(
+            parse_client_stream(b"GET / HTTP/1.1"),
+            Err(ParseError::Invalid("not a SOCKS handshake"))
+        );
         assert_eq!(
             parse_client_stream(&[4, 2, 0, 80, 1, 2, 3, 4, 0]),
             Err(ParseError::Invalid("SOCKS4 command is not CONNECT"))
         );
-        assert_eq!(parse_client_stream(&[5, 0, 5]), Err(ParseError::Invalid("SOCKS5 greeting offers no method")));
+        assert_eq!(
+            parse_client_stream(&[5, 0, 5]),
+            Err(ParseError::Invalid("SOCKS5 greeting offers no method"))
+        );
         assert_eq!(
             parse_client_stream(&[5, 1, 0, 1, 3, 1, b'a', 1, b'b']),
-            Err(ParseError::Invalid("SOCKS5 authentication the greeting did not offer"))
+            Err(ParseError::Invalid(
+                "SOCKS5 authentication the greeting did not offer"
+            ))
         );
         assert_eq!(
             parse_client_stream(&[5, 1, 0, 5, 3, 0, 1, 1, 2, 3, 4, 0, 53]),
@@ -263,10 +340,16 @@ mod tests {
         );
         let mut long_user = vec![4, 1, 0, 80, 1, 2, 3, 4];
         long_user.extend([b'u'; 300]);
-        assert_eq!(parse_client_stream(&long_user), Err(ParseError::Invalid("SOCKS4 user id longer than 255 bytes")));
+        assert_eq!(
+            parse_client_stream(&long_user),
+            Err(ParseError::Invalid("SOCKS4 user id longer than 255 bytes"))
+        );
         let mut bad_name = vec![4, 1, 0, 80, 0, 0, 0, 9, 0];
         bad_name.extend_from_slice(b"bad name\0");
-        assert_eq!(parse_client_stream(&bad_name), Err(ParseError::Invalid("SOCKS4a host name malformed")));
+        assert_eq!(
+            parse_client_stream(&bad_name),
+            Err(ParseError::Invalid("SOCKS4a host name malformed"))
+        );
     }
 
     #[test]
@@ -274,7 +357,9 @@ mod tests {
         assert!(looks_like_proxy_start(&[5, 1, 0]));
         assert!(looks_like_proxy_start(&[5, 2, 0, 2]));
         assert!(looks_like_proxy_start(&[4, 1, 0, 80, 1, 2, 3, 4, 0]));
-        assert!(looks_like_proxy_start(b"CONNECT api.openai.com:443 HTTP/1.1\r\n"));
+        assert!(looks_like_proxy_start(
+            b"CONNECT api.openai.com:443 HTTP/1.1\r\n"
+        ));
         assert!(!looks_like_proxy_start(b"GET / HTTP/1.1\r\n"));
         assert!(!looks_like_proxy_start(&[0x16, 3, 1, 0, 5]));
         assert!(!looks_like_proxy_start(&[5, 0]));

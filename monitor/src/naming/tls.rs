@@ -62,7 +62,10 @@ pub struct ClientHello {
 pub fn record_needed(buf: &[u8]) -> Option<usize> {
     let &[content, major, minor, hi, lo] = buf.first_chunk::<RECORD_HEADER_LEN>()?;
     let len = usize::from(u16::from_be_bytes([hi, lo]));
-    let plausible = content == CONTENT_HANDSHAKE && major == 3 && minor <= 4 && (1..=MAX_RECORD_LEN).contains(&len);
+    let plausible = content == CONTENT_HANDSHAKE
+        && major == 3
+        && minor <= 4
+        && (1..=MAX_RECORD_LEN).contains(&len);
     plausible.then_some(RECORD_HEADER_LEN + len)
 }
 
@@ -77,7 +80,9 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<ClientHello, ParseError> {
 /// message are ignored.
 pub fn parse_client_hello_handshake(msg: &[u8], quic: bool) -> Result<ClientHello, ParseError> {
     let total = handshake_message_len(msg)?;
-    let body = msg.get(4..total).ok_or(ParseError::Incomplete { needed: Some(total) })?;
+    let body = msg.get(4..total).ok_or(ParseError::Incomplete {
+        needed: Some(total),
+    })?;
     parse_body(body, quic)
 }
 
@@ -86,7 +91,11 @@ fn handshake_message_len(msg: &[u8]) -> Result<usize, ParseError> {
     match msg.first() {
         None => return Err(ParseError::Incomplete { needed: None }),
         Some(&HANDSHAKE_CLIENT_HELLO) => {}
-        Some(_) => return Err(ParseError::Invalid("handshake message is not a ClientHello")),
+        Some(_) => {
+            return Err(ParseError::Invalid(
+                "handshake message is not a ClientHello",
+            ));
+        }
     }
     let Some(&[_, a, b, c]) = msg.first_chunk::<4>() else {
         return Err(ParseError::Incomplete { needed: None });
@@ -172,30 +181,49 @@ struct Fields<'a> {
 }
 
 fn parse_body(body: &[u8], quic: bool) -> Result<ClientHello, ParseError> {
-    let mut r = Cursor::new(body, ParseError::Invalid("ClientHello field runs past its end"));
+    let mut r = Cursor::new(
+        body,
+        ParseError::Invalid("ClientHello field runs past its end"),
+    );
     let legacy_version = r.u16()?;
     r.take(32)?; // random
     if r.u8_prefixed()?.len() > 32 {
-        return Err(ParseError::Invalid("ClientHello session id longer than 32 bytes"));
+        return Err(ParseError::Invalid(
+            "ClientHello session id longer than 32 bytes",
+        ));
     }
     let ciphers = r.u16_prefixed()?;
     if ciphers.is_empty() || ciphers.len() % 2 != 0 {
-        return Err(ParseError::Invalid("ClientHello cipher suite list malformed"));
+        return Err(ParseError::Invalid(
+            "ClientHello cipher suite list malformed",
+        ));
     }
     let cipher_suites = u16_list(ciphers);
     if r.u8_prefixed()?.is_empty() {
-        return Err(ParseError::Invalid("ClientHello without compression methods"));
+        return Err(ParseError::Invalid(
+            "ClientHello without compression methods",
+        ));
     }
     // Extensions are optional before TLS 1.3: a body may end right after the compression methods.
-    let extension_block = if r.is_empty() { &[][..] } else { r.u16_prefixed()? };
+    let extension_block = if r.is_empty() {
+        &[][..]
+    } else {
+        r.u16_prefixed()?
+    };
     if !r.is_empty() {
-        return Err(ParseError::Invalid("bytes after the ClientHello extensions"));
+        return Err(ParseError::Invalid(
+            "bytes after the ClientHello extensions",
+        ));
     }
     let fields = parse_extensions(extension_block)?;
     let ja4 = ja4(quic, legacy_version, &cipher_suites, &fields);
     Ok(ClientHello {
         sni: fields.sni,
-        alpn: fields.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
+        alpn: fields
+            .alpn
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
         ja4,
         legacy_version,
         supported_versions: fields.supported_versions,
@@ -214,7 +242,10 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
         extensions: Vec::new(),
         signature_algorithms: Vec::new(),
     };
-    let mut r = Cursor::new(block, ParseError::Invalid("TLS extension runs past the extension block"));
+    let mut r = Cursor::new(
+        block,
+        ParseError::Invalid("TLS extension runs past the extension block"),
+    );
     while !r.is_empty() {
         if fields.extensions.len() == MAX_EXTENSIONS {
             return Err(ParseError::Invalid("more TLS extensions than the limit"));
@@ -234,7 +265,8 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
                 fields.supported_versions = u16_vector(data, true, "supported_versions malformed")?;
             }
             EXT_SIGNATURE_ALGORITHMS if first => {
-                fields.signature_algorithms = u16_vector(data, false, "signature_algorithms malformed")?;
+                fields.signature_algorithms =
+                    u16_vector(data, false, "signature_algorithms malformed")?;
             }
             _ => {}
         }
@@ -246,7 +278,10 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
 /// valid host name (the hello is still read: JA4 does not depend on the name).
 fn server_name(data: &[u8]) -> Result<Option<String>, ParseError> {
     let malformed = "server_name extension malformed";
-    let mut list = Cursor::new(sole_vector(data, false, malformed)?, ParseError::Invalid(malformed));
+    let mut list = Cursor::new(
+        sole_vector(data, false, malformed)?,
+        ParseError::Invalid(malformed),
+    );
     while !list.is_empty() {
         let name_type = list.u8()?;
         let name = list.u16_prefixed()?;
@@ -260,7 +295,10 @@ fn server_name(data: &[u8]) -> Result<Option<String>, ParseError> {
 /// ALPN protocol names (RFC 7301 section 3.1), at most [`MAX_ALPN`] kept.
 fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
     let malformed = "ALPN extension malformed";
-    let mut list = Cursor::new(sole_vector(data, false, malformed)?, ParseError::Invalid(malformed));
+    let mut list = Cursor::new(
+        sole_vector(data, false, malformed)?,
+        ParseError::Invalid(malformed),
+    );
     let mut names = Vec::new();
     while !list.is_empty() {
         let name = list.u8_prefixed()?;
@@ -276,9 +314,17 @@ fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
 
 /// The data of an extension that is exactly one vector with a one- or two-byte length prefix,
 /// without the prefix.
-fn sole_vector<'a>(data: &'a [u8], one_byte_length: bool, malformed: &'static str) -> Result<&'a [u8], ParseError> {
+fn sole_vector<'a>(
+    data: &'a [u8],
+    one_byte_length: bool,
+    malformed: &'static str,
+) -> Result<&'a [u8], ParseError> {
     let mut r = Cursor::new(data, ParseError::Invalid(malformed));
-    let vector = if one_byte_length { r.u8_prefixed()? } else { r.u16_prefixed()? };
+    let vector = if one_byte_length {
+        r.u8_prefixed()?
+    } else {
+        r.u16_prefixed()?
+    };
     if !r.is_empty() {
         return Err(ParseError::Invalid(malformed));
     }
@@ -286,7 +332,11 @@ fn sole_vector<'a>(data: &'a [u8], one_byte_length: bool, malformed: &'static st
 }
 
 /// An extension that is one vector of u16 values (supported_versions, signature_algorithms).
-fn u16_vector(data: &[u8], one_byte_length: bool, malformed: &'static str) -> Result<Vec<u16>, ParseError> {
+fn u16_vector(
+    data: &[u8],
+    one_byte_length: bool,
+    malformed: &'static str,
+) -> Result<Vec<u16>, ParseError> {
     let vector = sole_vector(data, one_byte_length, malformed)?;
     if vector.len() % 2 != 0 {
         return Err(ParseError::Invalid(malformed));
@@ -295,7 +345,13 @@ fn u16_vector(data: &[u8], one_byte_length: bool, malformed: &'static str) -> Re
 }
 
 fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'_>) -> String {
-    let version = fields.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max().unwrap_or(legacy_version);
+    let version = fields
+        .supported_versions
+        .iter()
+        .copied()
+        .filter(|v| !is_grease(*v))
+        .max()
+        .unwrap_or(legacy_version);
     let version = match version {
         0x0304 => "13",
         0x0303 => "12",
@@ -308,23 +364,46 @@ fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'
         0xfefc => "d3",
         _ => "00",
     };
-    let mut ciphers: Vec<u16> = cipher_suites.iter().copied().filter(|c| !is_grease(*c)).collect();
-    let extensions: Vec<u16> = fields.extensions.iter().copied().filter(|e| !is_grease(*e)).collect();
-    let mut hashed_extensions: Vec<u16> =
-        extensions.iter().copied().filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN).collect();
-    let signature_algorithms: Vec<u16> =
-        fields.signature_algorithms.iter().copied().filter(|s| !is_grease(*s)).collect();
+    let mut ciphers: Vec<u16> = cipher_suites
+        .iter()
+        .copied()
+        .filter(|c| !is_grease(*c))
+        .collect();
+    let extensions: Vec<u16> = fields
+        .extensions
+        .iter()
+        .copied()
+        .filter(|e| !is_grease(*e))
+        .collect();
+    let mut hashed_extensions: Vec<u16> = extensions
+        .iter()
+        .copied()
+        .filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN)
+        .collect();
+    let signature_algorithms: Vec<u16> = fields
+        .signature_algorithms
+        .iter()
+        .copied()
+        .filter(|s| !is_grease(*s))
+        .collect();
     ciphers.sort_unstable();
     hashed_extensions.sort_unstable();
 
-    let cipher_hash =
-        if ciphers.is_empty() { "000000000000".to_owned() } else { truncated_sha256(&hex_list(&ciphers)) };
+    let cipher_hash = if ciphers.is_empty() {
+        "000000000000".to_owned()
+    } else {
+        truncated_sha256(&hex_list(&ciphers))
+    };
     let extension_hash = if hashed_extensions.is_empty() {
         "000000000000".to_owned()
     } else if signature_algorithms.is_empty() {
         truncated_sha256(&hex_list(&hashed_extensions))
     } else {
-        truncated_sha256(&format!("{}_{}", hex_list(&hashed_extensions), hex_list(&signature_algorithms)))
+        truncated_sha256(&format!(
+            "{}_{}",
+            hex_list(&hashed_extensions),
+            hex_list(&signature_algorithms)
+        ))
     };
     format!(
         "{}{}{}{:02}{:02}{}_{}_{}",
@@ -353,7 +432,11 @@ fn alpn_chars(first: Option<&[u8]>) -> String {
 }
 
 fn hex_list(values: &[u16]) -> String {
-    values.iter().map(|v| format!("{v:04x}")).collect::<Vec<_>>().join(",")
+    values
+        .iter()
+        .map(|v| format!("{v:04x}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn truncated_sha256(text: &str) -> String {
@@ -389,7 +472,10 @@ pub(crate) mod build {
     }
 
     pub(crate) fn alpn_ext(names: &[&str]) -> Vec<u8> {
-        let list: Vec<u8> = names.iter().flat_map(|n| [&[n.len() as u8][..], n.as_bytes()].concat()).collect();
+        let list: Vec<u8> = names
+            .iter()
+            .flat_map(|n| [&[n.len() as u8][..], n.as_bytes()].concat())
+            .collect();
         let mut data = (list.len() as u16).to_be_bytes().to_vec();
         data.extend(list);
         ext(0x0010, &data)
@@ -427,8 +513,8 @@ pub(crate) mod build {
     /// and the SNI after the key share, so the name sits past byte 1,300.
     pub(crate) fn chrome_like(name: &str) -> Vec<u8> {
         let ciphers = [
-            0x7a7a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c,
-            0x009d, 0x002f, 0x0035,
+            0x7a7a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
         ];
         let mut key_shares = Vec::new();
         for (group, len) in [(0x2a2au16, 1usize), (0x11ec, 1216), (0x001d, 32)] {
@@ -442,7 +528,12 @@ pub(crate) mod build {
             ext(0x3a3a, &[]),
             ext(0x0033, &key_share),
             ext(0x002b, &[6, 0x8a, 0x8a, 0x03, 0x04, 0x03, 0x03]),
-            ext(0x000d, &u16_vec(&[0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601])),
+            ext(
+                0x000d,
+                &u16_vec(&[
+                    0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+                ]),
+            ),
             ext(0x000a, &u16_vec(&[0x2a2a, 0x11ec, 0x001d, 0x0017, 0x0018])),
             ext(0x000b, &[1, 0]),
             ext(0x0005, &[1, 0, 0, 0, 0]),
@@ -469,7 +560,10 @@ mod tests {
 
     fn unhex(hex: &str) -> Vec<u8> {
         let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+        digits
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
     }
 
     /// RFC 8448 section 3 ("Simple 1-RTT Handshake"): the client's ClientHello, record included.
@@ -492,15 +586,39 @@ mod tests {
         assert_eq!(hello.legacy_version, 0x0303);
         assert_eq!(hello.supported_versions, vec![0x0304]);
         assert_eq!(hello.cipher_suites, vec![0x1301, 0x1303, 0x1302]);
-        assert_eq!(hello.extensions, vec![0x0000, 0xff01, 0x000a, 0x0023, 0x0033, 0x002b, 0x000d, 0x002d, 0x001c]);
+        assert_eq!(
+            hello.extensions,
+            vec![
+                0x0000, 0xff01, 0x000a, 0x0023, 0x0033, 0x002b, 0x000d, 0x002d, 0x001c
+            ]
+        );
         assert_eq!(hello.signature_algorithms.len(), 15);
-        assert!(hello.ja4.starts_with("t13d0309" /* 3 ciphers, 9 extensions */));
-        assert!(hello.ja4.starts_with("t13d030900_"), "no ALPN gives 00: {}", hello.ja4);
+        assert!(
+            hello
+                .ja4
+                .starts_with("t13d0309" /* 3 ciphers, 9 extensions */)
+        );
+        assert!(
+            hello.ja4.starts_with("t13d030900_"),
+            "no ALPN gives 00: {}",
+            hello.ja4
+        );
         // Every strict prefix is incomplete, never an error or a panic.
         for cut in 0..bytes.len() {
-            assert!(matches!(parse_client_hello(&bytes[..cut]), Err(ParseError::Incomplete { .. })), "cut {cut}");
+            assert!(
+                matches!(
+                    parse_client_hello(&bytes[..cut]),
+                    Err(ParseError::Incomplete { .. })
+                ),
+                "cut {cut}"
+            );
         }
-        assert_eq!(parse_client_hello(&bytes[..100]), Err(ParseError::Incomplete { needed: Some(bytes.len()) }));
+        assert_eq!(
+            parse_client_hello(&bytes[..100]),
+            Err(ParseError::Incomplete {
+                needed: Some(bytes.len())
+            })
+        );
     }
 
     #[test]
@@ -509,13 +627,21 @@ mod tests {
         // algorithms for t13d1516h2_8daaf6152771_e5627efa2ab1. Wire order and GREASE are shuffled
         // in here; the fingerprint must not depend on either.
         let ciphers = [
-            0x1a1a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c,
-            0x009d, 0x002f, 0x0035,
+            0x1a1a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
         ];
-        let sig = u16_vec(&[0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]);
-        let mut extensions = vec![ext(0x2a2a, &[]), sni_ext("example.com"), alpn_ext(&["h2", "http/1.1"])];
-        for kind in [0x0005u16, 0x000a, 0x000b, 0x0012, 0x0015, 0x0017, 0x001b, 0x0023, 0x002d, 0x0033, 0x4469, 0xff01]
-        {
+        let sig = u16_vec(&[
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ]);
+        let mut extensions = vec![
+            ext(0x2a2a, &[]),
+            sni_ext("example.com"),
+            alpn_ext(&["h2", "http/1.1"]),
+        ];
+        for kind in [
+            0x0005u16, 0x000a, 0x000b, 0x0012, 0x0015, 0x0017, 0x001b, 0x0023, 0x002d, 0x0033,
+            0x4469, 0xff01,
+        ] {
             extensions.push(ext(kind, &[]));
         }
         extensions.push(ext(0x000d, &sig));
@@ -535,7 +661,10 @@ mod tests {
         let hello = parse_client_hello_handshake(&msg, false).unwrap();
         assert_eq!(hello.sni, None);
         let ext_hash = truncated_sha256("000a");
-        assert_eq!(hello.ja4, format!("t12i010100_{}_{ext_hash}", truncated_sha256("002f")));
+        assert_eq!(
+            hello.ja4,
+            format!("t12i010100_{}_{ext_hash}", truncated_sha256("002f"))
+        );
         // Only SNI and ALPN: the extension hash is all zeros.
         let msg = client_hello(&[0x1301], &[sni_ext("a.example"), alpn_ext(&["http/1.1"])]);
         let hello = parse_client_hello_handshake(&msg, false).unwrap();
@@ -556,23 +685,38 @@ mod tests {
         let msg = chrome_like("api.openai.com");
         assert!(msg.len() > 1500, "{}", msg.len());
         let one = records(&msg, MAX_RECORD_LEN);
-        let at = one.windows(14).position(|w| w == b"api.openai.com").unwrap();
+        let at = one
+            .windows(14)
+            .position(|w| w == b"api.openai.com")
+            .unwrap();
         assert!(at > 1300, "SNI at {at}");
         let hello = parse_client_hello(&one).unwrap();
         assert_eq!(hello.sni.as_deref(), Some("api.openai.com"));
         assert_eq!(hello.alpn, vec!["h2", "http/1.1"]);
         assert_eq!(hello.supported_versions, vec![0x8a8a, 0x0304, 0x0303]);
-        assert!(hello.ja4.starts_with("t13d1516h2_8daaf6152771_"), "{}", hello.ja4);
+        assert!(
+            hello.ja4.starts_with("t13d1516h2_8daaf6152771_"),
+            "{}",
+            hello.ja4
+        );
         assert_eq!(record_needed(&one[..5]), Some(one.len()));
 
         // The same message over records of 700 bytes (a handshake message longer than a record).
         let split = records(&msg, 700);
         assert_eq!(parse_client_hello(&split).unwrap(), hello);
         // Cut after the first record: more is needed, total unknown until the last record.
-        assert_eq!(parse_client_hello(&split[..705]), Err(ParseError::Incomplete { needed: None }));
+        assert_eq!(
+            parse_client_hello(&split[..705]),
+            Err(ParseError::Incomplete { needed: None })
+        );
         // Cut inside the last record: the total is known.
         let cut = split.len() - 10;
-        assert_eq!(parse_client_hello(&split[..cut]), Err(ParseError::Incomplete { needed: Some(split.len()) }));
+        assert_eq!(
+            parse_client_hello(&split[..cut]),
+            Err(ParseError::Incomplete {
+                needed: Some(split.len())
+            })
+        );
         // A stream continues after the hello (e.g. early data): ignored.
         let mut more = one.clone();
         more.extend([23, 3, 3, 0, 1, 0]);
@@ -581,9 +725,18 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_client_hello() {
-        assert_eq!(parse_client_hello(b"GET / HTTP/1.1\r\n"), Err(ParseError::Invalid("not a TLS handshake record")));
-        assert_eq!(parse_client_hello(&[22, 9]), Err(ParseError::Invalid("not a TLS record version")));
-        assert_eq!(parse_client_hello(&[22, 3, 1, 0, 0]), Err(ParseError::Invalid("TLS record length out of range")));
+        assert_eq!(
+            parse_client_hello(b"GET / HTTP/1.1\r\n"),
+            Err(ParseError::Invalid("not a TLS handshake record"))
+        );
+        assert_eq!(
+            parse_client_hello(&[22, 9]),
+            Err(ParseError::Invalid("not a TLS record version"))
+        );
+        assert_eq!(
+            parse_client_hello(&[22, 3, 1, 0, 0]),
+            Err(ParseError::Invalid("TLS record length out of range"))
+        );
         assert_eq!(
             parse_client_hello(&[22, 3, 1, 0x40, 1]),
             Err(ParseError::Invalid("TLS record length out of range"))
@@ -591,14 +744,21 @@ mod tests {
         // A ServerHello (type 2).
         assert_eq!(
             parse_client_hello(&[22, 3, 3, 0, 4, 2, 0, 0, 0]),
-            Err(ParseError::Invalid("handshake message is not a ClientHello"))
+            Err(ParseError::Invalid(
+                "handshake message is not a ClientHello"
+            ))
         );
         // An alert record in the middle of a ClientHello.
         let msg = chrome_like("x.example");
         let mut split = records(&msg, 1000);
         split.truncate(1005);
         split.extend([21, 3, 3, 0, 2, 2, 40]);
-        assert_eq!(parse_client_hello(&split), Err(ParseError::Invalid("non-handshake record inside the ClientHello")));
+        assert_eq!(
+            parse_client_hello(&split),
+            Err(ParseError::Invalid(
+                "non-handshake record inside the ClientHello"
+            ))
+        );
         // A handshake length over the limit.
         assert_eq!(
             parse_client_hello(&[22, 3, 1, 0, 4, 1, 0x10, 0, 0]),
@@ -608,7 +768,10 @@ mod tests {
         let mut msg = client_hello(&[0x1301], &[sni_ext("a.example")]);
         let n = msg.len();
         msg[n - 14] = 0xff;
-        assert!(matches!(parse_client_hello_handshake(&msg, false), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            parse_client_hello_handshake(&msg, false),
+            Err(ParseError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -616,8 +779,18 @@ mod tests {
         let msg = client_hello(&[0x1301], &[sni_ext("bad name\0.example")]);
         let hello = parse_client_hello_handshake(&msg, false).unwrap();
         assert_eq!(hello.sni, None);
-        assert!(hello.ja4.starts_with("t12d"), "an SNI extension is present: {}", hello.ja4);
+        assert!(
+            hello.ja4.starts_with("t12d"),
+            "an SNI extension is present: {}",
+            hello.ja4
+        );
         let msg = client_hello(&[0x1301], &[sni_ext("API.Example.COM.")]);
-        assert_eq!(parse_client_hello_handshake(&msg, false).unwrap().sni.as_deref(), Some("api.example.com"));
+        assert_eq!(
+            parse_client_hello_handshake(&msg, false)
+                .unwrap()
+                .sni
+                .as_deref(),
+            Some("api.example.com")
+        );
     }
 }

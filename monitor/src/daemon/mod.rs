@@ -1,0 +1,958 @@
+//! `relaywatch run`: the agent in the foreground.
+//!
+//! One task owns the loaded programs and reads the ring buffer; records are written in the
+//! order events are finalised. Data flows one way: kernel event -> decode -> process details ->
+//! record -> stdout.
+//!
+//! Records wait in the `Correlator` until named from their payload or until their wait is over
+//! (see correlate.rs). An unconnected datagram opens a repeat window in the kernel; its record
+//! waits until the window has closed so it can carry the window's final count (read from
+//! UDP_FLOWS). On shutdown every pending record is written with what is known so far.
+use std::{
+    io::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use monitor_common::{
+    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
+    FilterConfig,
+};
+use serde_json::{Value, json};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+    time::{Instant, sleep_until},
+};
+
+use crate::{
+    clock,
+    config::{Config, Overrides},
+    control::{api, metrics::Metrics, sdnotify},
+    correlate::{Correlator, Finished},
+    intel::classify::{self, SharedLists},
+    kernel::{
+        decode::{self as ingest, Lifecycle, Record},
+        loader::{Agent, PROGRAM_COUNT},
+        preflight,
+    },
+    output::store::{ConnectionSummaryUpdate, StoreHandle},
+    process::{ProcReader, UserNames, table::ProcessTable},
+    report::{connection::ConnectionRecord, dedupe::Deduper, host::HostInfo},
+};
+
+/// Extra wait after a window closes, so that the last datagrams' counts have landed.
+const WINDOW_GRACE: Duration = Duration::from_millis(100);
+/// Addresses remembered from DNS answers (per process and host-wide, each).
+const DNS_CACHE_ENTRIES: usize = 65_536;
+/// Processes remembered from exec events.
+const PROCESS_TABLE_ENTRIES: usize = 32_768;
+/// How often the store's retention limits are applied.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often lost-event counters are checked.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+pub fn run(config: Config, flags: Overrides) -> Result<()> {
+    let host = preflight::check()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, flags, host))
+}
+
+/// An alerted connection whose bytes the kernel counts until it closes.
+struct Watched {
+    alert: Value,
+    captured_bytes: u64,
+    connect_ns: u64,
+}
+
+/// Alerted connections watched at once at most (the kernel map bounds them too).
+const WATCHED_CONNECTIONS: usize = 8_192;
+
+struct Reporter {
+    config: Config,
+    sinks: crate::output::sinks::Sinks,
+    watched: lru::LruCache<u64, Watched>,
+    /// Ends of reported streams that closed before their record was finished (short
+    /// connections): used when the record then raises an alert.
+    early_ends: lru::LruCache<u64, monitor_common::FlowEndEvent>,
+    store: StoreHandle,
+    lists: SharedLists,
+    dedupe: Deduper,
+    host_info: HostInfo,
+    cgroups: crate::process::cgroups::CgroupPaths,
+    metrics: Arc<Metrics>,
+    procs: ProcReader,
+    processes: ProcessTable,
+    users: UserNames,
+    correlator: Correlator,
+    /// Hosts named in base-URL variables (OPENAI_BASE_URL...): suspected relays.
+    discovery: crate::intel::discovery::RelayDiscovery,
+    resolve_updates: crate::intel::resolve::NameSetUpdater,
+    /// The lists the suspected hosts were last resolved for (their address, to notice a reload).
+    discovered_for: usize,
+    stdout_failed: bool,
+    malformed: u64,
+}
+
+impl Reporter {
+    fn on_record(&mut self, agent: &mut Agent, bytes: &[u8]) {
+        let record = match ingest::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.malformed += 1;
+                if self.malformed == 1 || self.malformed.is_power_of_two() {
+                    log::warn!(
+                        "ring buffer: refused record ({e}); {} so far",
+                        self.malformed
+                    );
+                }
+                return;
+            }
+        };
+        let now = Instant::now().into_std();
+        match record {
+            Record::Connect(observation) => {
+                let (tgid, ts) = (observation.raw.tgid, observation.raw.ts_boot_ns);
+                // The process table knows programs started since the agent did (even if they
+                // have exited by now); otherwise read /proc now, while the process most likely
+                // still exists.
+                let mut process = match self.processes.lookup(tgid, &observation.comm, ts) {
+                    Some(d) => Some(d.clone()),
+                    None => self
+                        .procs
+                        .details(tgid, observation.raw.tid, &observation.comm, ts),
+                };
+                // Gone before /proc was read: the service or container still follows from the
+                // event's cgroup id.
+                if process.as_ref().is_none_or(|p| p.cgroup.is_none())
+                    && let Some(path) = self.cgroups.path_of(observation.raw.cgroup_id)
+                {
+                    process
+                        .get_or_insert_with(crate::process::ProcessDetails::unknown)
+                        .cgroup = Some(path);
+                }
+                self.correlator.on_connection(observation, process, now);
+                for finished in self.correlator.overflow(now) {
+                    self.finish(agent, finished);
+                }
+            }
+            Record::Process(Lifecycle::Exec {
+                tgid,
+                ts_boot_ns,
+                comm,
+                filename,
+                ppid,
+                args,
+                args_truncated,
+            }) => {
+                let facts = crate::process::table::ExecFacts {
+                    filename,
+                    ppid,
+                    args,
+                    args_truncated,
+                };
+                self.processes
+                    .on_exec(&self.procs, tgid, &comm, &facts, ts_boot_ns);
+                if self.discovery.enabled() {
+                    let exe = self
+                        .processes
+                        .lookup(tgid, &comm, ts_boot_ns)
+                        .and_then(|d| d.executable.clone());
+                    self.discover(tgid, exe.as_deref());
+                }
+            }
+            Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
+                self.processes.on_exit(tgid, ts_boot_ns);
+            }
+            Record::FlowEnd(end) => self.flow_end(&end),
+            Record::Payload(chunk) => {
+                if let Some(finished) = self.correlator.on_payload(&chunk, now) {
+                    self.finish(agent, finished);
+                }
+            }
+        }
+    }
+
+    /// Read a process's base-URL variables; a new suspected relay is also resolved to its
+    /// addresses, so that a connection to it by bare address is named too.
+    fn discover(&mut self, pid: u32, executable: Option<&str>) {
+        let new = self
+            .discovery
+            .on_process(pid, executable, std::time::SystemTime::now());
+        if new.is_empty() {
+            return;
+        }
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else {
+            return;
+        };
+        for host in &new {
+            let status = crate::intel::discovery::RelayDiscovery::status(&lists, host);
+            log::info!(
+                "relay discovery: pid {pid} ({}) is configured with host {host}: {status:?}",
+                executable.unwrap_or("?")
+            );
+        }
+        self.resolve_suspected(&lists);
+    }
+
+    /// Resolve the hosts that are suspected relays under `lists` (alongside the lists' names).
+    fn resolve_suspected(&mut self, lists: &Arc<crate::intel::blocklist::Blocklists>) {
+        self.discovered_for = Arc::as_ptr(lists) as usize;
+        self.resolve_updates
+            .set_discovered(self.discovery.suspected_hosts(lists));
+    }
+
+    /// After a reload a discovered host may have become (or stopped being) a suspected relay.
+    fn refresh_suspected(&mut self) {
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else {
+            return;
+        };
+        if Arc::as_ptr(&lists) as usize != self.discovered_for && self.discovery.enabled() {
+            self.resolve_suspected(&lists);
+        }
+    }
+
+    /// Every running process's base-URL variables (at start: programs started before the agent).
+    fn discover_running(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let pids: Vec<u32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        for pid in pids {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            self.discover(pid, exe.as_deref());
+        }
+    }
+
+    /// Write every record whose wait is over (all of them if `all`).
+    fn finish_due(&mut self, agent: &mut Agent, all: bool) {
+        for finished in self.correlator.due(Instant::now().into_std(), all) {
+            self.finish(agent, finished);
+        }
+    }
+
+    fn finish(&mut self, agent: &mut Agent, f: Finished) {
+        let repeat_count = if f.is_datagram {
+            let count = agent
+                .udp_flows
+                .get(&f.observation.udp_flow_key(), 0)
+                .ok()
+                .and_then(|w| w.count_for(f.observation.raw.ts_boot_ns))
+                // Evicted from the LRU map (or two windows later): at least this datagram.
+                .unwrap_or(1);
+            Some(count)
+        } else {
+            None
+        };
+        let alert = self.emit(&f, repeat_count);
+        if f.is_datagram {
+            return;
+        }
+        // The kernel keeps a stream's entry until told what to do with it: a TCP connection
+        // that raised an alert has its bytes counted until it closes (the entry is updated in
+        // place, so the socket's gate never closes in between); every other stream is done.
+        let cookie = f.observation.raw.cookie;
+        let early_end = self.early_ends.pop(&cookie);
+        match alert.filter(|_| f.observation.transport == crate::kernel::decode::Transport::Tcp) {
+            Some(alert) => {
+                self.watched.put(
+                    cookie,
+                    Watched {
+                        alert,
+                        captured_bytes: f.captured_bytes,
+                        connect_ns: f.observation.raw.ts_boot_ns,
+                    },
+                );
+                match early_end {
+                    Some(end) => self.flow_end(&end),
+                    None => agent.watch(cookie, crate::clock::boot_ns()),
+                }
+            }
+            None => agent.stop_capture(cookie),
+        }
+    }
+
+    /// A watched socket closed: the follow-up record with the flow's volume and duration.
+    fn flow_end(&mut self, end: &monitor_common::FlowEndEvent) {
+        let Some(w) = self.watched.pop(&end.cookie) else {
+            // Its record is still waiting (or raises no alert and the end ages out).
+            self.early_ends.put(end.cookie, *end);
+            return;
+        };
+        let mut doc = w.alert;
+        doc["event"]["type"] = json!(["connection", "end"]);
+        doc["event"]["action"] = json!(format!(
+            "{}-connection-end",
+            doc["rule"]["category"].as_str().unwrap_or("ai")
+        ));
+        doc["event"]["duration"] = json!(end.end_ns.saturating_sub(w.connect_ns));
+        doc["event"]["end"] = json!(crate::clock::rfc3339(crate::clock::wall_time(end.end_ns)));
+        doc["@timestamp"] = doc["event"]["end"].clone();
+        doc["source"]["bytes"] = json!(end.bytes_out + w.captured_bytes);
+        doc["destination"]["bytes"] = json!(end.bytes_in);
+        self.deliver(doc);
+    }
+
+    /// Write the record (and store its summary); returns the alert document if it raised one
+    /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
+    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Value> {
+        let lists = self.lists.read().ok().map(|l| Arc::clone(&l));
+        let user_name = self.users.name(f.observation.raw.uid);
+        // A destination no list knows but some process's base URL names: a suspected relay,
+        // and the name's evidence is that configuration.
+        let domain = f.naming.domain.as_deref();
+        let ip = match &f.naming.proxy {
+            Some(p) => p.host.parse().ok(),
+            None => Some(f.observation.destination),
+        };
+        let class = lists
+            .as_ref()
+            .map(|l| classify::classification(l, domain, ip));
+        // Discovery only speaks where the lists are silent (no alerting match, no allow rule).
+        let relay = match (&lists, &class) {
+            (Some(l), Some(classify::Classification::Quiet)) => self.relay_evidence(l, domain, ip),
+            _ => None,
+        };
+        let relabelled;
+        let naming = match &relay {
+            Some(_) => {
+                relabelled = crate::naming::model::Naming {
+                    source: crate::naming::model::NameSource::RelayConfig,
+                    ..f.naming.clone()
+                };
+                &relabelled
+            }
+            None => &f.naming,
+        };
+        let record = ConnectionRecord {
+            observation: &f.observation,
+            process: f.process.as_ref(),
+            user_name: user_name.as_deref(),
+            repeat_count,
+            naming: Some(naming),
+        };
+        let doc = record.to_ecs();
+        if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
+            self.store.record_connection(update);
+        }
+        if self.config.agent.log_connections {
+            self.write_line(&doc);
+        }
+        let finding = match &relay {
+            Some((evidence, field)) => {
+                // The ai-relay action in force (reloads change it along with the lists).
+                let action = lists
+                    .as_ref()
+                    .and_then(|l| l.category_action(crate::intel::blocklist::Category::AiRelay))
+                    .unwrap_or_else(|| classify::action(self.config.blocklists.actions.ai_relay));
+                Some(classify::relay_config_finding(evidence, action, *field))
+                    .filter(|_| action != crate::intel::blocklist::Action::Ignore)
+            }
+            None => match class {
+                Some(classify::Classification::Alert(f)) => Some(f),
+                _ => None,
+            },
+        }?;
+        let mut alert = crate::report::alert::alert_document(&doc, &finding, &self.host_info);
+        if let Some((evidence, _)) = &relay {
+            let r = &mut alert["relaywatch"];
+            if let Some(m) = r.as_object_mut() {
+                m.remove("blocklist");
+            }
+            r["relay_config"] = json!({
+                "host": evidence.host,
+                "variable": evidence.variable,
+                "pid": evidence.pid,
+                "executable": evidence.executable,
+            });
+        }
+        if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
+            // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
+            let chain = self.procs.ancestors(parent, f.observation.raw.ts_boot_ns);
+            if let Some(exe) = chain.first().and_then(|a| a.executable.clone()) {
+                alert["process"]["parent"]["executable"] = json!(exe);
+            }
+            alert["relaywatch"]["process"]["ancestors"] =
+                serde_json::to_value(&chain).unwrap_or(Value::Null);
+        }
+        if !self.dedupe.admit(&alert, std::time::Instant::now()) {
+            return None; // counted into the window's summary
+        }
+        self.raise(alert.clone());
+        Some(alert)
+    }
+
+    /// The discovery evidence for a connection whose destination no list classifies (and no
+    /// allow rule covers), when a base-URL variable named it; and which field matched.
+    fn relay_evidence(
+        &self,
+        lists: &crate::intel::blocklist::Blocklists,
+        domain: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Option<(
+        crate::intel::discovery::RelayEvidence,
+        classify::MatchedField,
+    )> {
+        if !self.discovery.enabled() {
+            return None;
+        }
+        let evidence = self.discovery.suspected(lists, domain, ip)?;
+        let field = if evidence.by_name {
+            classify::MatchedField::Domain
+        } else {
+            classify::MatchedField::Ip
+        };
+        Some((evidence, field))
+    }
+
+    /// An alert (or a dedupe summary): counted, then delivered.
+    fn raise(&mut self, alert: Value) {
+        self.metrics
+            .add_alert(alert["rule"]["category"].as_str().unwrap_or("unknown"));
+        self.deliver(alert);
+    }
+
+    /// An alert-kind document to every output: stdout (if enabled), the sinks in the configured
+    /// format, and the store (ECS).
+    fn deliver(&mut self, doc: Value) {
+        if self.config.output.stdout {
+            self.write_line(&doc);
+        }
+        self.sinks.send(&crate::report::ocsf::format(
+            &doc,
+            self.config.output.format,
+        ));
+        self.store.submit_alert(doc);
+    }
+
+    fn close_dedupe_windows(&mut self, all: bool) {
+        for summary in self.dedupe.close_due(std::time::Instant::now(), all) {
+            self.raise(summary);
+        }
+    }
+
+    /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
+    /// store keeps ECS, which the API and CLI read.
+    fn write_line(&mut self, doc: &Value) {
+        let line = crate::report::ocsf::format(doc, self.config.output.format).to_string();
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+            && !self.stdout_failed
+        {
+            log::error!("writing records to stdout failed: {e}; further records are dropped");
+            self.stdout_failed = true;
+        }
+    }
+
+    /// Handle every record the ring buffer holds now; how many there were.
+    fn drain(
+        &mut self,
+        agent: &mut Agent,
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ) -> usize {
+        let mut found = 0;
+        while let Some(item) = ring.next() {
+            self.on_record(agent, &item);
+            found += 1;
+        }
+        found
+    }
+}
+
+/// When to look at the ring buffer next: every 10 ms while records keep coming, backing off
+/// (doubling) to 200 ms when a look finds nothing. A quicker idle tick was measurable on the other
+/// CPU of this 2-core VM (pipe writes 1.5-2% slower with a 10 ms tick, none with 1 s).
+#[derive(Debug)]
+struct DrainPacer {
+    interval: Duration,
+}
+
+const DRAIN_BUSY: Duration = Duration::from_millis(10);
+const DRAIN_IDLE: Duration = Duration::from_millis(200);
+
+impl Default for DrainPacer {
+    fn default() -> Self {
+        DrainPacer {
+            interval: DRAIN_BUSY,
+        }
+    }
+}
+
+impl DrainPacer {
+    /// The wait before the next look, after one that found `found` records.
+    fn after_drain(&mut self, found: usize) -> Duration {
+        self.interval = if found > 0 {
+            DRAIN_BUSY
+        } else {
+            (self.interval * 2).min(DRAIN_IDLE)
+        };
+        self.interval
+    }
+}
+
+/// sd_notify failures are worth a warning, never a stop.
+fn notify(what: &str, result: std::io::Result<()>) {
+    if let Err(e) = result {
+        log::warn!("sd_notify {what}: {e}");
+    }
+}
+
+/// Register a map's file descriptor with the runtime for readiness.
+fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>> {
+    // SAFETY: `inner` (a RingBuf or EbpfLogger) owns its map's fd and keeps it open and
+    // unchanged until it is dropped, which only happens through the AsyncFd.
+    unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling {what}: {e}"))
+}
+
+/// What the control API reports; refreshed by the main loop.
+struct DaemonState {
+    started: std::time::Instant,
+    status: Mutex<Value>,
+    store: StoreHandle,
+    lists: SharedLists,
+    list_history: Mutex<ListHistory>,
+    resolve_updates: crate::intel::resolve::NameSetUpdater,
+    flags: Overrides,
+    feeds: crate::intel::feeds::Feeds,
+    /// Held through a reload: reloads (SIGHUP, API, feeds) never interleave.
+    reloading: Mutex<()>,
+    /// The `[blocklists]` settings in force: a feed's update reloads with these, so that an
+    /// edit of the configuration file takes effect only when the operator reloads.
+    applied: Mutex<crate::config::Blocklists>,
+}
+
+impl DaemonState {
+    /// Re-read the configuration file, the lists it names and its feeds' cached lists; swap the
+    /// lists in atomically. On any error the running lists stay and the error is returned
+    /// (`FILE:LINE: reason`).
+    fn reload_lists(&self, reread_config: bool) -> Result<Value, String> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .map_err(|_| "internal: lock poisoned".to_string())?;
+        let settings = if reread_config {
+            Config::for_run(&self.flags)
+                .map(|c| c.blocklists)
+                .map_err(|e| e.to_string())
+        } else {
+            self.applied
+                .lock()
+                .map(|a| a.clone())
+                .map_err(|_| "internal: lock poisoned".to_string())
+        };
+        let result = settings.and_then(|settings| {
+            let feeds = settings.feeds.clone();
+            classify::load_lists(&settings, &self.feeds.lists(&feeds))
+                .map(|lists| (lists, feeds, settings))
+        });
+        let mut history = self
+            .list_history
+            .lock()
+            .map_err(|_| "internal: lock poisoned".to_string())?;
+        let (lists, feeds, settings) = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                history.last_error =
+                    Some(json!({ "at": clock::rfc3339(std::time::SystemTime::now()), "error": e }));
+                return Err(e);
+            }
+        };
+        let summary = lists_status(&lists);
+        self.resolve_updates.replace(lists.resolvable_names());
+        match self.lists.write() {
+            Ok(mut current) => *current = Arc::new(lists),
+            Err(_) => return Err("internal: blocklist lock poisoned".into()),
+        }
+        history.loaded_at = std::time::SystemTime::now();
+        history.active = summary.clone();
+        drop(history);
+        self.feeds.configure(&feeds);
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = settings;
+        }
+        Ok(json!({ "reloaded": true, "lists": summary }))
+    }
+
+    /// A reload the operator asked for (SIGHUP, `relaywatch reload`): the lists, then every
+    /// feed checked now.
+    fn reload_requested(&self) -> Result<Value, String> {
+        let result = self.reload_lists(true);
+        if result.is_ok() {
+            self.feeds.check_all_now();
+        }
+        result
+    }
+
+    /// Active lists for `relaywatch status`: each list's source, rule count, sha256, version,
+    /// when the set was loaded, and the last refused reload.
+    fn lists_report(&self) -> Value {
+        match self.list_history.lock() {
+            Ok(h) => json!({
+                "active": h.active,
+                "loaded_at": clock::rfc3339(h.loaded_at),
+                "last_error": h.last_error.clone().unwrap_or(Value::Null),
+                "feeds": self.feeds.report(&h.active),
+            }),
+            Err(_) => Value::Null,
+        }
+    }
+}
+
+/// The active lists' summary (made once per load, not per status refresh), when they were
+/// loaded, and the last reload that was refused.
+struct ListHistory {
+    active: Value,
+    loaded_at: std::time::SystemTime,
+    last_error: Option<Value>,
+}
+
+fn lists_status(lists: &crate::intel::blocklist::Blocklists) -> Value {
+    serde_json::to_value(lists.lists()).unwrap_or(Value::Null)
+}
+
+impl api::Daemon for DaemonState {
+    fn status(&self) -> Value {
+        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or(Value::Null);
+        s["uptime_seconds"] = json!(self.started.elapsed().as_secs());
+        s
+    }
+
+    fn reload(&self) -> Result<Value, String> {
+        let result = self.reload_requested();
+        match &result {
+            Ok(_) => log::info!("reloaded blocklists (API request)"),
+            Err(e) => log::error!("reload refused, previous lists stay active: {e}"),
+        }
+        result
+    }
+
+    fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.store.subscribe_alerts()
+    }
+
+    fn subscribe_connections(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.store.subscribe_connections()
+    }
+}
+
+/// Counter readings for status and rates.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    events: u64,
+    lost: u64,
+    payload_chunks: u64,
+    payload_lost: u64,
+}
+
+fn read_counters(agent: &Agent) -> Counters {
+    Counters {
+        events: agent.counter(COUNTER_EVENTS),
+        lost: agent.counter(COUNTER_RINGBUF_LOST),
+        payload_chunks: agent.counter(COUNTER_PAYLOAD_CHUNKS),
+        payload_lost: agent.counter(COUNTER_PAYLOAD_LOST),
+    }
+}
+
+async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Result<()> {
+    let window = Duration::from_millis(config.agent.udp_window_ms);
+    let filter = FilterConfig {
+        include_loopback: u32::from(config.agent.include_loopback),
+        // Relay discovery reads each new program's environment: exec events wake the daemon, at
+        // most once per busy tick (a burst keeps it on that tick). Without it they wait for it.
+        exec_wake_gap_ms: if config.discovery.enabled {
+            DRAIN_BUSY.as_millis() as u32
+        } else {
+            0
+        },
+        udp_window_ns: window.as_nanos() as u64,
+    };
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+    // Feeds are checked in the background; their cached lists load with the others.
+    let (feeds, mut feed_updates, feed_task) =
+        crate::intel::feeds::Feeds::start(&config.agent.state_dir, &config.blocklists.feeds);
+    let applied_blocklists = config.blocklists.clone();
+    let lists = classify::load_lists(&config.blocklists, &feeds.lists(&config.blocklists.feeds))
+        .map_err(|e| anyhow::anyhow!("blocklists: {e}"))?;
+    let resolvable = lists.resolvable_names();
+    let active_lists = lists_status(&lists);
+    let lists: SharedLists = Arc::new(std::sync::RwLock::new(Arc::new(lists)));
+    // Resolve the lists' names in the background: addresses -> names, the last naming fallback.
+    let (resolved, resolve_updates, resolve_task) = crate::intel::resolve::spawn(
+        resolvable,
+        config.blocklists.nameserver,
+        Duration::from_secs(config.blocklists.resolve_interval_s),
+    );
+    let store = StoreHandle::open(&config.agent.state_dir)?;
+    let metrics = Metrics::new();
+    let sinks =
+        crate::output::sinks::Sinks::start(&config.sinks, &config.agent.state_dir, metrics.clone())
+            .await?;
+    if config.metrics.enabled {
+        let listener = crate::control::metrics::bind(config.metrics.listen).await?;
+        tokio::spawn(crate::control::metrics::serve_on(listener, metrics.clone()));
+    }
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let socket = config.agent.socket.clone();
+    let socket_group = config.agent.socket_group.clone();
+
+    let mut agent = Agent::load_and_attach(&host, filter)?;
+    let events = agent.events.take().context("ring buffer already taken")?;
+    let mut events = watch(events, "the ring buffer")?;
+    let mut logs = match agent.logger.take() {
+        Some(l) => Some(watch(l, "the eBPF log buffer")?),
+        None => None,
+    };
+    log::info!(
+        "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
+        PROGRAM_COUNT,
+        host.cgroup2.display(),
+        if config.agent.include_loopback {
+            "included"
+        } else {
+            "skipped"
+        },
+        config.agent.udp_window_ms
+    );
+
+    let daemon_state = Arc::new(DaemonState {
+        started: std::time::Instant::now(),
+        status: Mutex::new(json!({})),
+        store: store.clone(),
+        lists: lists.clone(),
+        list_history: Mutex::new(ListHistory {
+            active: active_lists,
+            loaded_at: std::time::SystemTime::now(),
+            last_error: None,
+        }),
+        resolve_updates,
+        flags,
+        feeds,
+        reloading: Mutex::new(()),
+        applied: Mutex::new(applied_blocklists),
+    });
+    let api_task = {
+        let (socket, socket_group, daemon, store) = (
+            socket.clone(),
+            socket_group,
+            daemon_state.clone(),
+            store.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = api::serve(&socket, &socket_group, daemon, store).await {
+                log::error!("control API on {}: {e:#}", socket.display());
+            }
+        })
+    };
+
+    let name_wait = Duration::from_millis(config.agent.name_wait_ms);
+    let discovery_variables = config.discovery.active_variables();
+    let dedupe_window = Duration::from_secs(config.alerts.dedupe_window_s);
+    let mut reporter = Reporter {
+        sinks,
+        watched: lru::LruCache::new(
+            std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero"),
+        ),
+        early_ends: lru::LruCache::new(
+            std::num::NonZeroUsize::new(WATCHED_CONNECTIONS).expect("non-zero"),
+        ),
+        lists: lists.clone(),
+        dedupe: Deduper::new(dedupe_window),
+        host_info: HostInfo::read(),
+        cgroups: crate::process::cgroups::CgroupPaths::new(&host.cgroup2),
+        metrics: metrics.clone(),
+        store: store.clone(),
+        config,
+        procs: ProcReader::new(),
+        processes: ProcessTable::new(PROCESS_TABLE_ENTRIES),
+        users: UserNames::default(),
+        correlator: {
+            let mut c = Correlator::new(name_wait, window + WINDOW_GRACE, DNS_CACHE_ENTRIES);
+            c.resolved = Some(resolved);
+            c
+        },
+        discovery: crate::intel::discovery::RelayDiscovery::new(discovery_variables),
+        resolve_updates: daemon_state.resolve_updates.clone(),
+        discovered_for: 0,
+        stdout_failed: false,
+        malformed: 0,
+    };
+    // Programs started before the agent: their base-URL variables are read once now (exec
+    // events cover every later start).
+    reporter.discover_running();
+    notify("ready", sdnotify::ready());
+    notify(
+        "status",
+        sdnotify::status(&format!("watching: {PROGRAM_COUNT} programs attached")),
+    );
+    let mut watchdog = sdnotify::watchdog_interval().map(|i| tokio::time::interval(i / 2));
+    let mut stats = tokio::time::interval(STATS_INTERVAL);
+    // Retention runs at start and then hourly, on the store's own thread.
+    let mut retention = tokio::time::interval(RETENTION_INTERVAL);
+    let retention_age =
+        Duration::from_secs(reporter.config.store.retention_days.saturating_mul(86_400));
+    let retention_bytes = reporter.config.store.max_bytes;
+    let mut lost_reported = 0u64;
+    let mut previous = (std::time::Instant::now(), Counters::default());
+    // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
+    let mut pacer = DrainPacer::default();
+    let mut next_drain = Instant::now() + pacer.interval;
+
+    loop {
+        let due = reporter.correlator.next_due().map(Instant::from_std);
+        tokio::select! {
+            _ = sigint.recv() => { log::info!("SIGINT: shutting down"); notify("stopping", sdnotify::stopping()); break; }
+            _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); notify("stopping", sdnotify::stopping()); break; }
+            _ = sighup.recv() => {
+                notify("reloading", sdnotify::reloading());
+                // Reading and hashing the lists (feed caches of up to 64 MiB included) happens
+                // off this loop, which keeps draining the ring buffer meanwhile.
+                let state = daemon_state.clone();
+                tokio::spawn(async move {
+                    match tokio::task::spawn_blocking(move || state.reload_requested()).await {
+                        Ok(Ok(_)) => log::info!("SIGHUP: reloaded blocklists"),
+                        Ok(Err(e)) => log::error!("SIGHUP: reload refused, previous lists stay active: {e}"),
+                        Err(e) => log::error!("SIGHUP: the reload task failed: {e}"),
+                    }
+                    notify("ready", sdnotify::ready());
+                });
+            }
+            Some(url) = feed_updates.recv() => {
+                // A feed's cache has a new list: the same reload, off the event loop.
+                let state = daemon_state.clone();
+                tokio::task::spawn_blocking(move || match state.reload_lists(false) {
+                    Ok(_) => log::info!("feed {}: reloaded blocklists", crate::intel::feeds::display_name(&url)),
+                    Err(e) => {
+                        log::error!("feed {}: reload refused, previous lists stay active: {e}", crate::intel::feeds::display_name(&url));
+                        state.feeds.reload_refused(&url, &e);
+                    }
+                });
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notify("watchdog", sdnotify::watchdog());
+            }
+            ready = events.readable_mut() => {
+                let mut guard = ready.context("waiting on the ring buffer")?;
+                let found = reporter.drain(&mut agent, guard.get_inner_mut());
+                guard.clear_ready();
+                next_drain = Instant::now() + pacer.after_drain(found);
+            }
+            _ = sleep_until(next_drain) => {
+                let found = reporter.drain(&mut agent, events.get_mut());
+                next_drain = Instant::now() + pacer.after_drain(found);
+            }
+            ready = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
+                let mut guard = ready.context("waiting on the eBPF log buffer")?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                reporter.finish_due(&mut agent, false);
+            }
+            _ = retention.tick() => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    match store.apply_retention(retention_age, retention_bytes).await {
+                        Ok(r) if r.alerts_deleted + r.connections_deleted > 0 => log::info!(
+                            "store retention: deleted {} alerts and {} connection rows ({} -> {} bytes)",
+                            r.alerts_deleted, r.connections_deleted, r.bytes_before, r.bytes_after
+                        ),
+                        Ok(_) => {}
+                        Err(e) => log::error!("store retention: {e:#}"),
+                    }
+                });
+            }
+            _ = stats.tick() => {
+                reporter.close_dedupe_windows(false);
+                reporter.refresh_suspected();
+                let now = (std::time::Instant::now(), read_counters(&agent));
+                metrics.add_events(now.1.events.saturating_sub(previous.1.events));
+                metrics.set_events_lost(now.1.lost + now.1.payload_lost);
+                let fill = agent.gauge_max(monitor_common::GAUGE_RINGBUF_PENDING) as f64
+                    / f64::from(monitor_common::EVENTS_RINGBUF_BYTES);
+                metrics.set_ringbuf_fill_ratio(fill);
+                let lost = now.1.lost + now.1.payload_lost;
+                if lost > lost_reported {
+                    log::warn!("{} events lost to a full ring buffer ({} in total)", lost - lost_reported, lost);
+                    lost_reported = lost;
+                }
+                let secs = now.0.duration_since(previous.0).as_secs_f64().max(0.001);
+                let rate = (now.1.events.saturating_sub(previous.1.events)) as f64 / secs;
+                if let Ok(mut s) = daemon_state.status.lock() {
+                    *s = json!({
+                        "version": env!("CARGO_PKG_VERSION"),
+                        "programs_attached": PROGRAM_COUNT,
+                        "cgroup": host.cgroup2.display().to_string(),
+                        "events_total": now.1.events,
+                        "events_per_second": (rate * 10.0).round() / 10.0,
+                        "events_lost": now.1.lost,
+                        "ringbuf_fill_ratio": (fill * 1000.0).round() / 1000.0,
+                        "payload_chunks_total": now.1.payload_chunks,
+                        "payload_chunks_lost": now.1.payload_lost,
+                        "records_malformed": reporter.malformed,
+                        "processes_tracked": reporter.processes.len(),
+                        "blocklists": daemon_state.lists_report(),
+                        "relay_discovery": lists.read().map(|l| reporter.discovery.report(&l)).unwrap_or(Value::Null),
+                        "sinks": reporter.sinks.health(),
+                    });
+                }
+                previous = now;
+            }
+        }
+    }
+
+    // Drain what the kernel already wrote, then write every pending record.
+    reporter.drain(&mut agent, events.get_mut());
+    reporter.finish_due(&mut agent, true);
+    reporter.close_dedupe_windows(true);
+    let Reporter { sinks, .. } = reporter;
+    // What cannot be delivered in time stays queued on disk for the next start.
+    for h in sinks.shutdown(Duration::from_secs(5)).await {
+        if h.queued > 0 {
+            log::warn!("sink {}: {} alerts still queued on disk", h.name, h.queued);
+        }
+    }
+    let lost = agent.counter(COUNTER_RINGBUF_LOST);
+    if lost > 0 {
+        log::warn!("{lost} events were lost to a full ring buffer during this run");
+    }
+    drop(events);
+    drop(logs);
+    drop(agent);
+    log::info!("detached; exiting");
+    api_task.abort();
+    let _ = api_task.await;
+    resolve_task.abort();
+    feed_task.abort();
+    if let Err(e) = store.flush().await {
+        log::error!("flushing the store: {e:#}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_pacer_backs_off_when_idle_and_snaps_back_on_records() {
+        let mut p = DrainPacer::default();
+        assert_eq!(p.interval, DRAIN_BUSY);
+        let waits: Vec<u64> = (0..6)
+            .map(|_| p.after_drain(0).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [20, 40, 80, 160, 200, 200]);
+        assert_eq!(p.after_drain(3), DRAIN_BUSY);
+        assert_eq!(p.after_drain(0), DRAIN_BUSY * 2);
+    }
+}

@@ -1,0 +1,9 @@
+//! What the destinations are: the list engine (`blocklist`, depends on nothing else here),
+//! classification of a named connection against the lists (`classify`), relays that processes
+//! are configured with (`discovery`), resolving the lists' names to addresses (`resolve`) and
+//! remote lists (`feeds`).
+pub mod blocklist;
+pub(crate) mod classify;
+pub(crate) mod discovery;
+pub(crate) mod feeds;
+pub(crate) mod resolve;

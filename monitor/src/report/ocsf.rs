@@ -1,0 +1,827 @@
+//! OCSF output: an ECS alert or connection record (from `alert.rs` / `record.rs`) rewritten as an
+//! OCSF 1.8.0 Network Activity event (class_uid 4001).
+//!
+//! The ECS document stays the one source of truth; OCSF is a view of it computed when a record
+//! is written out (`[output] format = "ocsf"`, `relaywatch run --format ocsf`). Nothing is
+//! guessed: an ECS field that is absent leaves its OCSF attribute out, except the attributes the
+//! class requires, which always get a value (`time` falls back to the moment of conversion,
+//! `severity_id` to Informational).
+//!
+//! Profiles declared in `metadata.profiles`:
+//! - `host`: always (`device`, `actor` are filled from `host.*`, `process.*`, `user.*`).
+//! - `security_control`: for alerts (`event.kind: alert`): `action_id`, `disposition_id`,
+//!   `is_alert`, `firewall_rule` (the blocklist rule that matched).
+//! - `container`: when the record names a container (`container.id`).
+//!
+//! Everything relaywatch-specific that OCSF has no attribute for (name evidence, blocklist file
+//! and line, dedupe counts, cgroup, JA4, ALPN, argv) goes under `unmapped`, with the ECS names.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::Format;
+
+/// The OCSF schema version this module writes.
+pub const OCSF_VERSION: &str = "1.8.0";
+
+const CLASS_UID: u64 = 4001;
+const CATEGORY_UID: u64 = 4;
+const ACTIVITY_OPEN: u64 = 1;
+const ACTIVITY_REFUSE: u64 = 5;
+
+/// The record as it is written out: ECS unchanged, or its OCSF rewrite.
+pub fn format(doc: &Value, format: Format) -> Value {
+    match format {
+        Format::Ecs => doc.clone(),
+        Format::Ocsf => from_ecs(doc),
+    }
+}
+
+/// Rewrite an ECS alert or connection record as an OCSF Network Activity event. Any JSON value is
+/// accepted (missing or mistyped fields are left out); the result always has the attributes the
+/// class requires.
+pub fn from_ecs(doc: &Value) -> Value {
+    let is_alert = doc["event"]["kind"] == "alert";
+    let denied = str_array(&doc["event"]["type"]).contains(&"denied");
+    let (activity_id, activity_name) = if denied {
+        (ACTIVITY_REFUSE, "Refuse")
+    } else {
+        (ACTIVITY_OPEN, "Open")
+    };
+    let (severity_id, severity) = severity(doc);
+    let now_ms = epoch_ms(SystemTime::now());
+    let time = doc["@timestamp"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .map(epoch_ms)
+        .unwrap_or(now_ms);
+
+    let mut profiles = vec!["host"];
+    if is_alert {
+        profiles.push("security_control");
+    }
+    let container_id = doc["container"]["id"].as_str();
+    if container_id.is_some() {
+        profiles.push("container");
+    }
+
+    let mut out = Map::new();
+    out.insert("class_uid".into(), json!(CLASS_UID));
+    out.insert("class_name".into(), json!("Network Activity"));
+    out.insert("category_uid".into(), json!(CATEGORY_UID));
+    out.insert("category_name".into(), json!("Network Activity"));
+    out.insert("activity_id".into(), json!(activity_id));
+    out.insert("activity_name".into(), json!(activity_name));
+    out.insert("type_uid".into(), json!(CLASS_UID * 100 + activity_id));
+    out.insert(
+        "type_name".into(),
+        json!(format!("Network Activity: {activity_name}")),
+    );
+    out.insert("time".into(), json!(time));
+    out.insert("severity_id".into(), json!(severity_id));
+    out.insert("severity".into(), json!(severity));
+    let (status_id, status) = status(doc);
+    out.insert("status_id".into(), json!(status_id));
+    out.insert("status".into(), json!(status));
+    out.insert("message".into(), json!(message(doc)));
+    out.insert(
+        "metadata".into(),
+        json!({
+            "version": OCSF_VERSION,
+            "product": {
+                "name": "relaywatch",
+                "vendor_name": "relaywatch",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+            "profiles": profiles,
+            "uid": event_uid(doc),
+            "logged_time": now_ms,
+        }),
+    );
+    if let Some(n) = doc["relaywatch"]["dedupe"]["repeats"]
+        .as_u64()
+        .or(doc["relaywatch"]["repeat_count"].as_u64())
+    {
+        out.insert("count".into(), json!(n));
+    }
+
+    if let Some(src) = non_empty(src_endpoint(doc)) {
+        out.insert("src_endpoint".into(), src);
+    }
+    out.insert("dst_endpoint".into(), dst_endpoint(doc));
+    out.insert("connection_info".into(), connection_info(doc));
+    if let Some(sni) = doc["tls"]["client"]["server_name"].as_str() {
+        out.insert("tls".into(), json!({ "sni": sni }));
+    }
+    out.insert("actor".into(), actor(doc));
+    out.insert("device".into(), device(doc));
+    if let Some(id) = container_id {
+        out.insert("container".into(), json!({ "uid": id }));
+    }
+
+    if is_alert {
+        let (action_id, action, disposition_id, disposition) = if denied {
+            (2, "Denied", 2, "Blocked")
+        } else {
+            (1, "Allowed", 1, "Allowed")
+        };
+        out.insert("is_alert".into(), json!(true));
+        out.insert("action_id".into(), json!(action_id));
+        out.insert("action".into(), json!(action));
+        out.insert("disposition_id".into(), json!(disposition_id));
+        out.insert("disposition".into(), json!(disposition));
+        if let Some(rule) = non_empty(firewall_rule(doc)) {
+            out.insert("firewall_rule".into(), rule);
+        }
+        let enrichments = enrichments(doc);
+        if !enrichments.is_empty() {
+            out.insert("enrichments".into(), Value::Array(enrichments));
+        }
+    }
+    let observables = observables(doc);
+    if !observables.is_empty() {
+        out.insert("observables".into(), Value::Array(observables));
+    }
+    if let Some(unmapped) = non_empty(unmapped(doc)) {
+        out.insert("unmapped".into(), unmapped);
+    }
+    Value::Object(out)
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn str_array(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// `Some(v)` unless `v` is an empty object.
+fn non_empty(v: Value) -> Option<Value> {
+    match &v {
+        Value::Object(m) if m.is_empty() => None,
+        _ => Some(v),
+    }
+}
+
+/// Copy `from[key]` into `to[as_key]` when it is present (not null).
+fn copy(to: &mut Map<String, Value>, as_key: &str, from: &Value) {
+    if !from.is_null() {
+        to.insert(as_key.into(), from.clone());
+    }
+}
+
+/// OCSF severity from the list severity (`relaywatch.severity`), else from ECS `event.severity`
+/// (the numbers `alert::severity_number` writes), else Informational.
+fn severity(doc: &Value) -> (u64, &'static str) {
+    let by_name = match doc["relaywatch"]["severity"].as_str() {
+        Some("high") => Some(4),
+        Some("medium") => Some(3),
+        Some("low") => Some(2),
+        Some("info") => Some(1),
+        _ => None,
+    };
+    let by_number = doc["event"]["severity"].as_u64().map(|n| match n {
+        0..=20 => 1,
+        21..=46 => 2,
+        47..=72 => 3,
+        _ => 4,
+    });
+    match by_name.or(by_number).unwrap_or(1) {
+        4 => (4, "High"),
+        3 => (3, "Medium"),
+        2 => (2, "Low"),
+        _ => (1, "Informational"),
+    }
+}
+
+/// Success when the record shows data went out (a datagram sent, or a name read from the first
+/// bytes of the connection); Unknown otherwise: the connect hook fires before the handshake.
+fn status(doc: &Value) -> (u64, &'static str) {
+    // A relay_config record keeps its TLS evidence: a ClientHello read is data sent too.
+    let payload_named = matches!(
+        doc["relaywatch"]["name_source"].as_str(),
+        Some("sni" | "http_host" | "proxy_target" | "quic_sni")
+    ) || doc["tls"]["client"]["ja4"].is_string();
+    if payload_named || doc["network"]["transport"] == "udp" {
+        (1, "Success")
+    } else {
+        (0, "Unknown")
+    }
+}
+
+fn message(doc: &Value) -> String {
+    if let Some(m) = doc["message"].as_str() {
+        return m.to_owned();
+    }
+    let p = &doc["process"];
+    let who = p["name"].as_str().unwrap_or("unknown process");
+    let pid = p["pid"]
+        .as_u64()
+        .map_or(String::new(), |pid| format!("pid {pid}, "));
+    let uid = doc["user"]["id"].as_str().unwrap_or("?");
+    let d = &doc["destination"];
+    let port = d["port"]
+        .as_u64()
+        .map_or(String::new(), |p| format!(":{p}"));
+    let whom = match (d["domain"].as_str(), d["ip"].as_str()) {
+        (Some(name), Some(ip)) => format!("{name} ({ip}{port})"),
+        (Some(name), None) => format!("{name}{port}"),
+        (None, Some(ip)) => format!("{ip}{port}"),
+        (None, None) => "an unknown destination".into(),
+    };
+    let mut m = format!("{who} ({pid}uid {uid}) connected to {whom}");
+    if let (Some(category), Some(rule)) = (
+        doc["rule"]["category"].as_str(),
+        doc["rule"]["name"].as_str(),
+    ) {
+        m.push_str(&format!("; matched blocklist category {category} ({rule})"));
+    }
+    m
+}
+
+/// A stable id for the event: the same ECS document always gives the same uid, so a record sent
+/// twice (sink retry) can be recognised downstream.
+fn event_uid(doc: &Value) -> String {
+    let digest = Sha256::digest(doc.to_string().as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The initiator is this host: its name, and the source address when the record has one.
+fn src_endpoint(doc: &Value) -> Value {
+    let mut src = Map::new();
+    copy(&mut src, "hostname", &doc["host"]["name"]);
+    copy(&mut src, "ip", &doc["source"]["ip"]);
+    copy(&mut src, "port", &doc["source"]["port"]);
+    Value::Object(src)
+}
+
+fn dst_endpoint(doc: &Value) -> Value {
+    let d = &doc["destination"];
+    let mut dst = Map::new();
+    copy(&mut dst, "ip", &d["ip"]);
+    copy(&mut dst, "port", &d["port"]);
+    copy(&mut dst, "hostname", &d["domain"]);
+    Value::Object(dst)
+}
+
+fn connection_info(doc: &Value) -> Value {
+    let n = &doc["network"];
+    let mut c = Map::new();
+    c.insert("direction_id".into(), json!(2));
+    c.insert("direction".into(), json!("Outbound"));
+    match n["transport"].as_str() {
+        Some("tcp") => {
+            c.insert("protocol_name".into(), json!("tcp"));
+            c.insert("protocol_num".into(), json!(6));
+        }
+        Some("udp") => {
+            c.insert("protocol_name".into(), json!("udp"));
+            c.insert("protocol_num".into(), json!(17));
+        }
+        Some(other) => {
+            c.insert("protocol_name".into(), json!(other));
+        }
+        None => {}
+    }
+    match n["type"].as_str() {
+        Some("ipv4") => {
+            c.insert("protocol_ver_id".into(), json!(4));
+            c.insert(
+                "protocol_ver".into(),
+                json!("Internet Protocol version 4 (IPv4)"),
+            );
+        }
+        Some("ipv6") => {
+            c.insert("protocol_ver_id".into(), json!(6));
+            c.insert(
+                "protocol_ver".into(),
+                json!("Internet Protocol version 6 (IPv6)"),
+            );
+        }
+        _ => {}
+    }
+    Value::Object(c)
+}
+
+fn user(doc: &Value) -> Value {
+    let mut u = Map::new();
+    copy(&mut u, "uid", &doc["user"]["id"]);
+    copy(&mut u, "name", &doc["user"]["name"]);
+    if let Some(gid) = doc["group"]["id"].as_str() {
+        u.insert("groups".into(), json!([{ "uid": gid }]));
+    }
+    Value::Object(u)
+}
+
+fn actor(doc: &Value) -> Value {
+    let p = &doc["process"];
+    let mut process = Map::new();
+    copy(&mut process, "pid", &p["pid"]);
+    copy(&mut process, "tid", &p["thread"]["id"]);
+    copy(&mut process, "name", &p["name"]);
+    copy(&mut process, "cmd_line", &p["command_line"]);
+    if !process.contains_key("cmd_line")
+        && let Some(args) = p["args"].as_array()
+    {
+        let line: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
+        process.insert("cmd_line".into(), json!(line.join(" ")));
+    }
+    if let Some(path) = p["executable"].as_str() {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        // type_id 1: Regular File.
+        process.insert(
+            "file".into(),
+            json!({ "name": name, "path": path, "type_id": 1, "type": "Regular File" }),
+        );
+    }
+    if let Some(ppid) = p["parent"]["pid"].as_u64() {
+        process.insert("parent_process".into(), json!({ "pid": ppid }));
+    }
+    let user = user(doc);
+    if let Some(u) = non_empty(user.clone()) {
+        process.insert("user".into(), u);
+    }
+    let mut actor = Map::new();
+    actor.insert("process".into(), Value::Object(process));
+    if let Some(u) = non_empty(user) {
+        actor.insert("user".into(), u);
+    }
+    Value::Object(actor)
+}
+
+/// The host the agent runs on. Whether it is a server or a workstation is not known here:
+/// type_id 0 (Unknown).
+fn device(doc: &Value) -> Value {
+    let mut d = Map::new();
+    d.insert("type_id".into(), json!(0));
+    d.insert("type".into(), json!("Unknown"));
+    copy(&mut d, "hostname", &doc["host"]["name"]);
+    copy(&mut d, "uid", &doc["host"]["id"]);
+    d.insert(
+        "os".into(),
+        json!({ "name": "Linux", "type_id": 200, "type": "Linux" }),
+    );
+    Value::Object(d)
+}
+
+/// The blocklist rule that matched, located by file and line.
+fn firewall_rule(doc: &Value) -> Value {
+    let r = &doc["rule"];
+    let b = &doc["relaywatch"]["blocklist"];
+    let mut rule = Map::new();
+    copy(&mut rule, "name", &r["name"]);
+    copy(&mut rule, "category", &r["category"]);
+    if let (Some(file), Some(line)) = (b["file"].as_str(), b["line"].as_u64()) {
+        rule.insert("uid".into(), json!(format!("{file}:{line}")));
+    }
+    copy(&mut rule, "version", &b["version"]);
+    if !rule.is_empty() {
+        rule.insert("type".into(), json!("blocklist"));
+    }
+    Value::Object(rule)
+}
+
+/// ECS field that matched -> the OCSF attribute holding the same value.
+fn ocsf_field(ecs: &str) -> &str {
+    match ecs {
+        "destination.domain" | "tls.client.server_name" => "dst_endpoint.hostname",
+        "destination.ip" => "dst_endpoint.ip",
+        other => other,
+    }
+}
+
+fn enrichments(doc: &Value) -> Vec<Value> {
+    let Some(list) = doc["threat"]["enrichments"].as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|e| {
+            let matched = &e["matched"];
+            let value = matched["atomic"].as_str()?;
+            let mut out = Map::new();
+            out.insert(
+                "name".into(),
+                json!(ocsf_field(matched["field"].as_str().unwrap_or(""))),
+            );
+            out.insert("value".into(), json!(value));
+            out.insert("type".into(), json!("blocklist"));
+            copy(&mut out, "provider", &e["indicator"]["provider"]);
+            out.insert(
+                "data".into(),
+                json!({
+                    "indicator": e["indicator"],
+                    "rule": doc["rule"],
+                    "blocklist": doc["relaywatch"]["blocklist"],
+                }),
+            );
+            Some(Value::Object(out))
+        })
+        .collect()
+}
+
+/// Observables: the destination (type 1 Hostname, 2 IP Address), the process (9 Process Name)
+/// and the user (4 User Name).
+fn observables(doc: &Value) -> Vec<Value> {
+    let candidates = [
+        (
+            "dst_endpoint.hostname",
+            1,
+            "Hostname",
+            &doc["destination"]["domain"],
+        ),
+        (
+            "dst_endpoint.ip",
+            2,
+            "IP Address",
+            &doc["destination"]["ip"],
+        ),
+        (
+            "actor.process.name",
+            9,
+            "Process Name",
+            &doc["process"]["name"],
+        ),
+        ("actor.user.name", 4, "User Name", &doc["user"]["name"]),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(name, type_id, type_name, v)| {
+            let value = v.as_str()?;
+            Some(json!({ "name": name, "type_id": type_id, "type": type_name, "value": value }))
+        })
+        .collect()
+}
+
+/// What OCSF has no attribute for, with its ECS name.
+fn unmapped(doc: &Value) -> Value {
+    let mut u = Map::new();
+    copy(&mut u, "relaywatch", &doc["relaywatch"]);
+    let mut event = Map::new();
+    for key in ["action", "dataset", "type"] {
+        copy(&mut event, key, &doc["event"][key]);
+    }
+    if !event.is_empty() {
+        u.insert("event".into(), Value::Object(event));
+    }
+    let client = &doc["tls"]["client"];
+    let mut tls = Map::new();
+    copy(&mut tls, "ja4", &client["ja4"]);
+    copy(&mut tls, "alpn", &client["alpn"]);
+    if !tls.is_empty() {
+        u.insert("tls".into(), json!({ "client": tls }));
+    }
+    copy(&mut u, "process.args", &doc["process"]["args"]);
+    copy(&mut u, "rule.ruleset", &doc["rule"]["ruleset"]);
+    Value::Object(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        intel::{
+            blocklist::{Action, Blocklists},
+            classify::classify,
+        },
+        report::{alert::alert_document, host::HostInfo},
+    };
+
+    /// An ECS connection record as `record.rs` writes it for a curl to api.openai.com.
+    fn record() -> Value {
+        json!({
+            "@timestamp": "2026-09-01T08:15:30.123Z",
+            "event": {"kind": "event", "category": ["network"], "type": ["connection", "start"],
+                      "action": "connect", "module": "relaywatch", "dataset": "relaywatch.connection"},
+            "network": {"transport": "tcp", "type": "ipv4", "direction": "egress"},
+            "destination": {"domain": "api.openai.com", "ip": "203.0.113.7", "port": 443},
+            "process": {"pid": 1234, "thread": {"id": 1234, "name": "curl"}, "name": "curl",
+                        "executable": "/usr/bin/curl", "args": ["curl", "https://api.openai.com/v1/models"],
+                        "args_count": 2, "parent": {"pid": 1200}},
+            "user": {"id": "1000", "name": "alice"},
+            "group": {"id": "1000"},
+            "tls": {"client": {"server_name": "api.openai.com", "ja4": "t13d1516h2_8daaf6152771_e5627efa2ab1", "alpn": ["h2"]}},
+            "container": {"id": "4f5c2e0b9d1a"},
+            "relaywatch": {"socket_cookie": 77, "cgroup_id": 9, "name_source": "sni"},
+        })
+    }
+
+    fn alert(lists: &Blocklists) -> Value {
+        let finding =
+            classify(lists, Some("api.openai.com"), None).expect("openai is on the built-in lists");
+        alert_document(
+            &record(),
+            &finding,
+            &HostInfo {
+                name: "build-01".into(),
+                id: Some("0123abcd".into()),
+            },
+        )
+    }
+
+    /// Dotted paths; `[]` steps into every element of an array.
+    fn has(v: &Value, path: &str) -> bool {
+        let mut cur = vec![v];
+        for step in path.split('.') {
+            let mut next = Vec::new();
+            for c in cur {
+                if let Some(field) = step.strip_suffix("[]") {
+                    match c[field].as_array() {
+                        Some(a) if !a.is_empty() => next.extend(a.iter()),
+                        _ => return false,
+                    }
+                } else if c.get(step).is_some_and(|x| !x.is_null()) {
+                    next.push(&c[step]);
+                } else {
+                    return false;
+                }
+            }
+            cur = next;
+        }
+        true
+    }
+
+    /// OCSF 1.8.0: required by the base event and Network Activity, then by the objects used
+    /// (metadata, product, device, os, file, enrichment, observable), then the attributes the
+    /// host and security_control profiles add (recommended there; relaywatch always writes them
+    /// for an alert), then the recommended ones this agent always knows.
+    const REQUIRED: &[&str] = &[
+        // Base event + class
+        "activity_id",
+        "category_uid",
+        "class_uid",
+        "type_uid",
+        "time",
+        "severity_id",
+        "metadata",
+        // metadata and product
+        "metadata.version",
+        "metadata.product",
+        "metadata.product.vendor_name",
+        "metadata.product.name",
+        // class constraint at_least_one(src_endpoint, dst_endpoint): relaywatch writes both
+        "dst_endpoint",
+        "src_endpoint",
+        // host profile
+        "device",
+        "device.type_id",
+        "device.os.name",
+        "device.os.type_id",
+        "actor",
+        "actor.process",
+        // security_control profile
+        "action_id",
+        "disposition_id",
+        "is_alert",
+        // objects' own required attributes
+        "actor.process.file.name",
+        "actor.process.file.type_id",
+        "enrichments[].name",
+        "enrichments[].value",
+        "enrichments[].data",
+        "observables[].name",
+        "observables[].type_id",
+        // recommended, always known here
+        "activity_name",
+        "category_name",
+        "class_name",
+        "type_name",
+        "severity",
+        "status_id",
+        "message",
+        "metadata.profiles",
+        "metadata.uid",
+        "metadata.logged_time",
+        "connection_info.direction_id",
+        "connection_info.protocol_ver_id",
+        "connection_info.protocol_num",
+        "dst_endpoint.ip",
+        "dst_endpoint.port",
+        "actor.process.pid",
+        "actor.user.uid",
+        "device.hostname",
+    ];
+
+    #[test]
+    fn ocsf_alert_has_every_required_attribute() {
+        let lists = Blocklists::builtin();
+        let o = from_ecs(&alert(&lists));
+        let missing: Vec<&&str> = REQUIRED.iter().filter(|p| !has(&o, p)).collect();
+        assert!(missing.is_empty(), "missing {missing:?} in {o:#}");
+        assert_eq!(
+            o["metadata"]["profiles"],
+            json!(["host", "security_control", "container"])
+        );
+    }
+
+    #[test]
+    fn ocsf_alert_maps_the_ecs_fields() {
+        let lists = Blocklists::builtin();
+        let ecs = alert(&lists);
+        let o = from_ecs(&ecs);
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["category_uid"].as_u64()),
+            (Some(4001), Some(4))
+        );
+        assert_eq!(
+            (o["activity_id"].as_u64(), o["type_uid"].as_u64()),
+            (Some(1), Some(400101))
+        );
+        assert_eq!(o["time"], 1_788_250_530_123u64);
+        assert_eq!(
+            (o["severity_id"].as_u64(), o["severity"].as_str()),
+            (Some(4), Some("High"))
+        );
+        assert_eq!(o["metadata"]["version"], OCSF_VERSION);
+        assert_eq!(o["metadata"]["product"]["name"], "relaywatch");
+        assert_eq!(o["status_id"], 1, "named from the SNI: data went out");
+        assert_eq!(
+            o["dst_endpoint"],
+            json!({"ip": "203.0.113.7", "port": 443, "hostname": "api.openai.com"})
+        );
+        assert_eq!(o["src_endpoint"], json!({"hostname": "build-01"}));
+        assert_eq!(
+            o["connection_info"],
+            json!({"direction_id": 2, "direction": "Outbound", "protocol_name": "tcp", "protocol_num": 6,
+                   "protocol_ver_id": 4, "protocol_ver": "Internet Protocol version 4 (IPv4)"})
+        );
+        assert_eq!(o["tls"], json!({"sni": "api.openai.com"}));
+        let p = &o["actor"]["process"];
+        assert_eq!(p["pid"], 1234);
+        assert_eq!(p["name"], "curl");
+        assert_eq!(p["cmd_line"], "curl https://api.openai.com/v1/models");
+        assert_eq!(p["file"]["path"], "/usr/bin/curl");
+        assert_eq!(p["file"]["name"], "curl");
+        assert_eq!(p["parent_process"], json!({"pid": 1200}));
+        assert_eq!(
+            p["user"],
+            json!({"uid": "1000", "name": "alice", "groups": [{"uid": "1000"}]})
+        );
+        assert_eq!(o["actor"]["user"]["name"], "alice");
+        assert_eq!(o["device"]["hostname"], "build-01");
+        assert_eq!(o["device"]["uid"], "0123abcd");
+        assert_eq!(o["container"], json!({"uid": "4f5c2e0b9d1a"}));
+        assert_eq!(
+            (o["action_id"].as_u64(), o["disposition_id"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(o["is_alert"], true);
+        assert_eq!(o["firewall_rule"]["name"], ecs["rule"]["name"]);
+        assert_eq!(o["firewall_rule"]["category"], "ai-provider");
+        let uid = o["firewall_rule"]["uid"].as_str().unwrap();
+        assert!(
+            uid.starts_with(ecs["relaywatch"]["blocklist"]["file"].as_str().unwrap()),
+            "{uid}"
+        );
+        assert_eq!(o["enrichments"][0]["name"], "dst_endpoint.hostname");
+        assert_eq!(o["enrichments"][0]["value"], "api.openai.com");
+        assert_eq!(
+            o["observables"][0],
+            json!({"name": "dst_endpoint.hostname", "type_id": 1, "type": "Hostname", "value": "api.openai.com"})
+        );
+        assert_eq!(o["observables"][1]["type_id"], 2);
+        let u = &o["unmapped"];
+        assert_eq!(u["relaywatch"]["name_source"], "sni");
+        assert_eq!(u["relaywatch"]["blocklist"], ecs["relaywatch"]["blocklist"]);
+        assert_eq!(
+            u["tls"]["client"]["ja4"],
+            "t13d1516h2_8daaf6152771_e5627efa2ab1"
+        );
+        assert_eq!(
+            u["process.args"],
+            json!(["curl", "https://api.openai.com/v1/models"])
+        );
+        assert_eq!(
+            from_ecs(&ecs)["metadata"]["uid"],
+            o["metadata"]["uid"],
+            "uid is stable"
+        );
+    }
+
+    #[test]
+    fn ocsf_blocked_connection_is_refused_and_denied() {
+        let lists = Blocklists::builtin()
+            .with_action(crate::intel::blocklist::Category::AiProvider, Action::Block);
+        // A block category without enforcement: the connection went through, and says so.
+        let reported = from_ecs(&alert(&lists));
+        assert_eq!(
+            (
+                reported["activity_id"].as_u64(),
+                reported["action_id"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+        // What an enforcing agent writes (event.type "denied") maps to Refuse / Denied / Blocked.
+        let mut denied = alert(&lists);
+        denied["event"]["type"] = json!(["connection", "start", "denied"]);
+        let o = from_ecs(&denied);
+        assert_eq!(
+            (o["activity_id"].as_u64(), o["type_uid"].as_u64()),
+            (Some(5), Some(400105))
+        );
+        assert_eq!(
+            (o["action_id"].as_u64(), o["action"].as_str()),
+            (Some(2), Some("Denied"))
+        );
+        assert_eq!(
+            (o["disposition_id"].as_u64(), o["disposition"].as_str()),
+            (Some(2), Some("Blocked"))
+        );
+    }
+
+    #[test]
+    fn ocsf_dedupe_summary_carries_the_count() {
+        let lists = Blocklists::builtin();
+        let mut a = alert(&lists);
+        a["relaywatch"]["dedupe"] = json!({"repeats": 5, "window_seconds": 600});
+        let o = from_ecs(&a);
+        assert_eq!(o["count"], 5);
+        assert_eq!(o["unmapped"]["relaywatch"]["dedupe"]["repeats"], 5);
+    }
+
+    #[test]
+    fn ocsf_connection_record_has_no_security_control() {
+        let mut r = record();
+        r.as_object_mut().unwrap().remove("container");
+        r["relaywatch"]["name_source"] = json!("relay_config");
+        assert_eq!(
+            from_ecs(&r)["status_id"],
+            1,
+            "a ClientHello was read: data went out"
+        );
+        r.as_object_mut().unwrap().remove("tls");
+        r["relaywatch"]["name_source"] = json!("dns_answer_process");
+        let o = from_ecs(&r);
+        assert_eq!(o["metadata"]["profiles"], json!(["host"]));
+        for absent in [
+            "is_alert",
+            "action_id",
+            "disposition_id",
+            "firewall_rule",
+            "enrichments",
+            "container",
+        ] {
+            assert!(o.get(absent).is_none(), "{absent} in a plain record");
+        }
+        assert_eq!(
+            (o["severity_id"].as_u64(), o["status_id"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(
+            o["message"],
+            "curl (pid 1234, uid 1000) connected to api.openai.com (203.0.113.7:443)"
+        );
+        assert!(
+            o.get("src_endpoint").is_none(),
+            "no host.* in a record: nothing to say about the source"
+        );
+    }
+
+    #[test]
+    fn ocsf_garbage_in_still_gives_the_required_attributes() {
+        for doc in [
+            json!(null),
+            json!({}),
+            json!([1, 2]),
+            json!({"event": 3, "@timestamp": "yesterday", "process": "x"}),
+        ] {
+            let o = from_ecs(&doc);
+            for p in [
+                "activity_id",
+                "category_uid",
+                "class_uid",
+                "type_uid",
+                "time",
+                "severity_id",
+                "metadata.version",
+                "metadata.product.vendor_name",
+                "dst_endpoint",
+            ] {
+                assert!(has(&o, p), "{p} missing for {doc}: {o}");
+            }
+        }
+    }
+
+    #[test]
+    fn ocsf_format_chooses() {
+        let r = record();
+        assert_eq!(format(&r, Format::Ecs), r);
+        assert_eq!(format(&r, Format::Ocsf)["class_uid"], 4001);
+    }
+
+    #[test]
+    fn ocsf_udp_ipv6_record() {
+        let mut r = record();
+        r["network"] = json!({"transport": "udp", "type": "ipv6", "direction": "egress"});
+        r["relaywatch"]["repeat_count"] = json!(3);
+        let o = from_ecs(&r);
+        assert_eq!(o["connection_info"]["protocol_num"], 17);
+        assert_eq!(o["connection_info"]["protocol_ver_id"], 6);
+        assert_eq!(o["status_id"], 1);
+        assert_eq!(o["count"], 3);
+    }
+}
