@@ -33,13 +33,18 @@ use crate::{
     correlate::{Correlator, Finished},
     intel::classify::{self, SharedLists},
     kernel::{
-        decode::{self as ingest, Lifecycle, Record},
+        decode::{self as ingest, Lifecycle},
         loader::{Agent, PROGRAM_COUNT},
         preflight,
     },
     output::store::{ConnectionSummaryUpdate, StoreHandle},
     process::{ProcReader, UserNames, table::ProcessTable},
-    report::{connection::ConnectionRecord, dedupe::Deduper, host::HostInfo},
+    report::{
+        connection::ConnectionRecord,
+        dedupe::Deduper,
+        host::HostInfo,
+        record::{Ancestor, Lineage, Parent, Record, RelayConfig},
+    },
 };
 
 /// Extra wait after a window closes, so that the last datagrams' counts have landed.
@@ -64,7 +69,7 @@ pub fn run(config: Config, flags: Overrides) -> Result<()> {
 
 /// An alerted connection whose bytes the kernel counts until it closes.
 struct Watched {
-    alert: Value,
+    alert: Record,
     captured_bytes: u64,
     connect_ns: u64,
 }
@@ -115,7 +120,7 @@ impl Reporter {
         };
         let now = Instant::now().into_std();
         match record {
-            Record::Connect(observation) => {
+            ingest::Record::Connect(observation) => {
                 let (tgid, ts) = (observation.raw.tgid, observation.raw.ts_boot_ns);
                 // The process table knows programs started since the agent did (even if they
                 // have exited by now); otherwise read /proc now, while the process most likely
@@ -140,7 +145,7 @@ impl Reporter {
                     self.finish(agent, finished);
                 }
             }
-            Record::Process(Lifecycle::Exec {
+            ingest::Record::Process(Lifecycle::Exec {
                 tgid,
                 ts_boot_ns,
                 comm,
@@ -165,11 +170,11 @@ impl Reporter {
                     self.discover(tgid, exe.as_deref());
                 }
             }
-            Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
+            ingest::Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
                 self.processes.on_exit(tgid, ts_boot_ns);
             }
-            Record::FlowEnd(end) => self.flow_end(&end),
-            Record::Payload(chunk) => {
+            ingest::Record::FlowEnd(end) => self.flow_end(&end),
+            ingest::Record::Payload(chunk) => {
                 if let Some(finished) = self.correlator.on_payload(&chunk, now) {
                     self.finish(agent, finished);
                 }
@@ -288,22 +293,20 @@ impl Reporter {
             return;
         };
         let mut doc = w.alert;
-        doc["event"]["type"] = json!(["connection", "end"]);
-        doc["event"]["action"] = json!(format!(
-            "{}-connection-end",
-            doc["rule"]["category"].as_str().unwrap_or("ai")
-        ));
-        doc["event"]["duration"] = json!(end.end_ns.saturating_sub(w.connect_ns));
-        doc["event"]["end"] = json!(crate::clock::rfc3339(crate::clock::wall_time(end.end_ns)));
-        doc["@timestamp"] = doc["event"]["end"].clone();
-        doc["source"]["bytes"] = json!(end.bytes_out + w.captured_bytes);
-        doc["destination"]["bytes"] = json!(end.bytes_in);
+        let ended = crate::clock::rfc3339(crate::clock::wall_time(end.end_ns));
+        doc.event.kind_type = vec!["connection".into(), "end".into()];
+        doc.event.action = format!("{}-connection-end", doc.category().unwrap_or("ai"));
+        doc.event.duration = Some(end.end_ns.saturating_sub(w.connect_ns));
+        doc.event.end = Some(ended.clone());
+        doc.timestamp = ended;
+        doc.source.bytes = Some(end.bytes_out + w.captured_bytes);
+        doc.destination.bytes = Some(end.bytes_in);
         self.deliver(doc);
     }
 
     /// Write the record (and store its summary); returns the alert document if it raised one
     /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
-    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Value> {
+    fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Record> {
         let lists = self.lists.read().ok().map(|l| Arc::clone(&l));
         let user_name = self.users.name(f.observation.raw.uid);
         // A destination no list knows but some process's base URL names: a suspected relay,
@@ -339,8 +342,8 @@ impl Reporter {
             repeat_count,
             naming: Some(naming),
         };
-        let doc = record.to_ecs();
-        if let Some(update) = ConnectionSummaryUpdate::from_ecs(&doc) {
+        let doc = record.to_record();
+        if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
             self.store.record_connection(update);
         }
         if self.config.agent.log_connections {
@@ -363,25 +366,32 @@ impl Reporter {
         }?;
         let mut alert = crate::report::alert::alert_document(&doc, &finding, &self.host_info);
         if let Some((evidence, _)) = &relay {
-            let r = &mut alert["relaywatch"];
-            if let Some(m) = r.as_object_mut() {
-                m.remove("blocklist");
-            }
-            r["relay_config"] = json!({
-                "host": evidence.host,
-                "variable": evidence.variable,
-                "pid": evidence.pid,
-                "executable": evidence.executable,
+            alert.relaywatch.blocklist = None;
+            alert.relaywatch.relay_config = Some(RelayConfig {
+                host: evidence.host.clone(),
+                variable: evidence.variable.clone(),
+                pid: evidence.pid,
+                executable: evidence.executable.clone(),
             });
         }
         if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
             // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
             let chain = self.procs.ancestors(parent, f.observation.raw.ts_boot_ns);
             if let Some(exe) = chain.first().and_then(|a| a.executable.clone()) {
-                alert["process"]["parent"]["executable"] = json!(exe);
+                alert
+                    .process
+                    .parent
+                    .get_or_insert_with(Parent::default)
+                    .executable = Some(exe);
             }
-            alert["relaywatch"]["process"]["ancestors"] =
-                serde_json::to_value(&chain).unwrap_or(Value::Null);
+            let ancestors = chain
+                .into_iter()
+                .map(|a| Ancestor {
+                    pid: a.pid,
+                    executable: a.executable,
+                })
+                .collect();
+            alert.relaywatch.process = Some(Lineage { ancestors });
         }
         if !self.dedupe.admit(&alert, std::time::Instant::now()) {
             return None; // counted into the window's summary
@@ -414,15 +424,15 @@ impl Reporter {
     }
 
     /// An alert (or a dedupe summary): counted, then delivered.
-    fn raise(&mut self, alert: Value) {
+    fn raise(&mut self, alert: Record) {
         self.metrics
-            .add_alert(alert["rule"]["category"].as_str().unwrap_or("unknown"));
+            .add_alert(alert.category().unwrap_or("unknown"));
         self.deliver(alert);
     }
 
     /// An alert-kind document to every output: stdout (if enabled), the sinks in the configured
     /// format, and the store (ECS).
-    fn deliver(&mut self, doc: Value) {
+    fn deliver(&mut self, doc: Record) {
         if self.config.output.stdout {
             self.write_line(&doc);
         }
@@ -430,7 +440,7 @@ impl Reporter {
             &doc,
             self.config.output.format,
         ));
-        self.store.submit_alert(doc);
+        self.store.submit_alert(doc.to_ecs());
     }
 
     fn close_dedupe_windows(&mut self, all: bool) {
@@ -441,7 +451,7 @@ impl Reporter {
 
     /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
     /// store keeps ECS, which the API and CLI read.
-    fn write_line(&mut self, doc: &Value) {
+    fn write_line(&mut self, doc: &Record) {
         let line = crate::report::ocsf::format(doc, self.config.output.format).to_string();
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())

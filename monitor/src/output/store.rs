@@ -37,6 +37,8 @@ use rusqlite::{Connection, OpenFlags, Row, params, types::Value as SqlValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::report::record::Record;
 pub const DB_FILE: &str = "relaywatch.db";
 /// Alert documents are small (names, ids, counters); anything bigger is a bug upstream.
 pub const MAX_ALERT_BYTES: usize = 64 * 1024;
@@ -241,42 +243,29 @@ struct AlertColumns {
     destination_port: Option<u16>,
 }
 
-fn text_at(v: &Value, pointer: &str) -> Option<String> {
-    match v.pointer(pointer)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
-    let field = v.pointer(pointer)?;
-    field.as_u64().or_else(|| field.as_str()?.parse().ok())
-}
-
 /// `@timestamp` as microseconds, or now when it is missing or unreadable.
-fn timestamp_of(v: &Value) -> i64 {
-    v.get("@timestamp")
-        .and_then(Value::as_str)
-        .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
-        .map_or_else(|| to_micros(SystemTime::now()), to_micros)
+fn timestamp_of(record: &Record) -> i64 {
+    humantime::parse_rfc3339_weak(&record.timestamp)
+        .map_or_else(|_| to_micros(SystemTime::now()), to_micros)
 }
 
 impl AlertColumns {
+    /// An alert document's columns; a document that is not a record (the API stores what it is
+    /// given) has none but its time of arrival.
     fn of(alert: &Value) -> AlertColumns {
+        let a = Record::from_ecs(alert).unwrap_or_default();
         AlertColumns {
-            ts: timestamp_of(alert),
-            category: text_at(alert, "/rule/category"),
-            severity: text_at(alert, "/event/severity"),
-            rule: text_at(alert, "/rule/name").or_else(|| text_at(alert, "/rule/id")),
-            process_name: text_at(alert, "/process/name"),
-            executable: text_at(alert, "/process/executable"),
-            pid: u64_at(alert, "/process/pid").and_then(|p| u32::try_from(p).ok()),
-            user_name: text_at(alert, "/user/name"),
-            destination_domain: text_at(alert, "/destination/domain").map(|d| normalise_domain(&d)),
-            destination_ip: text_at(alert, "/destination/ip"),
-            destination_port: u64_at(alert, "/destination/port")
-                .and_then(|p| u16::try_from(p).ok()),
+            ts: timestamp_of(&a),
+            severity: a.event.severity.map(|s| s.to_string()),
+            rule: a.rule.as_ref().map(|r| r.name.clone()),
+            category: a.rule.map(|r| r.category),
+            process_name: Some(a.process.name).filter(|n| !n.is_empty()),
+            executable: a.process.executable,
+            pid: Some(a.process.pid).filter(|&p| p != 0),
+            user_name: a.user.name,
+            destination_domain: a.destination.domain.map(|d| normalise_domain(&d)),
+            destination_ip: a.destination.ip,
+            destination_port: a.destination.port,
         }
     }
 
@@ -315,24 +304,28 @@ pub struct ConnectionSummaryUpdate {
 }
 
 impl ConnectionSummaryUpdate {
-    /// From a connection record as the daemon writes it (ECS, see `record.rs`). Byte counts
-    /// come from `source.bytes` (sent) and `destination.bytes` (received) when present. `None`
-    /// when the record has no destination IP and port.
-    pub fn from_ecs(record: &Value) -> Option<ConnectionSummaryUpdate> {
+    /// From a connection record. Byte counts come from `source.bytes` (sent) and
+    /// `destination.bytes` (received) when present. `None` when the record has no destination
+    /// IP and port (a proxied connection whose target is a name).
+    pub fn from_record(record: &Record) -> Option<ConnectionSummaryUpdate> {
         Some(ConnectionSummaryUpdate {
             ts: from_micros(timestamp_of(record)),
-            executable: text_at(record, "/process/executable"),
-            process_name: text_at(record, "/process/name"),
-            pid: u64_at(record, "/process/pid").and_then(|p| u32::try_from(p).ok()),
-            user_name: text_at(record, "/user/name"),
-            destination_domain: text_at(record, "/destination/domain")
-                .map(|d| normalise_domain(&d)),
-            destination_ip: text_at(record, "/destination/ip")?,
-            destination_port: u64_at(record, "/destination/port")
-                .and_then(|p| u16::try_from(p).ok())?,
-            bytes_sent: u64_at(record, "/source/bytes").unwrap_or(0),
-            bytes_received: u64_at(record, "/destination/bytes").unwrap_or(0),
+            executable: record.process.executable.clone(),
+            process_name: Some(record.process.name.clone()).filter(|n| !n.is_empty()),
+            pid: Some(record.process.pid).filter(|&p| p != 0),
+            user_name: record.user.name.clone(),
+            destination_domain: record.destination.domain.as_deref().map(normalise_domain),
+            destination_ip: record.destination.ip.clone()?,
+            destination_port: record.destination.port?,
+            bytes_sent: record.source.bytes.unwrap_or(0),
+            bytes_received: record.destination.bytes.unwrap_or(0),
         })
+    }
+
+    /// From a connection record's ECS document (see `from_record`).
+    #[cfg(any(test, feature = "diagnostics"))]
+    pub fn from_ecs(record: &Value) -> Option<ConnectionSummaryUpdate> {
+        ConnectionSummaryUpdate::from_record(&Record::from_ecs(record)?)
     }
 }
 

@@ -1,7 +1,10 @@
 //! From a connection record and a finding to an alert document (ECS).
-use serde_json::{Map, Value, json};
-
-use super::host::HostInfo;
+use super::{
+    host::HostInfo,
+    record::{
+        BlocklistSource, Enrichment, Host, Indicator, IndicatorUrl, Matched, Record, Rule, Threat,
+    },
+};
 use crate::intel::{
     blocklist::Severity,
     classify::{Finding, MatchedField},
@@ -17,69 +20,86 @@ pub fn severity_number(s: Severity) -> u64 {
     }
 }
 
-/// Turn a connection record (ECS, from `record.rs`) into an alert document.
-pub fn alert_document(record: &Value, finding: &Finding, host: &HostInfo) -> Value {
-    let mut doc = record.clone();
+/// Turn a connection record into an alert.
+pub fn alert_document(record: &Record, finding: &Finding, host: &HostInfo) -> Record {
+    let mut alert = record.clone();
     let v = &finding.verdict;
     let category = v.category.as_str();
-    doc["event"]["kind"] = json!("alert");
+    alert.event.kind = "alert".into();
     // Enforcement is not built yet: a `block` category is reported (relaywatch.action), but the
     // connection went through, so the record must not claim "denied".
-    doc["event"]["type"] = json!(["connection", "start"]);
-    doc["event"]["action"] = json!(format!("{category}-connection"));
-    doc["event"]["dataset"] = json!("relaywatch.alert");
-    doc["event"]["severity"] = json!(severity_number(v.severity));
-    doc["rule"] = json!({
-        "name": v.rule,
-        "category": category,
-        "ruleset": v.file,
+    alert.event.kind_type = vec!["connection".into(), "start".into()];
+    alert.event.action = format!("{category}-connection");
+    alert.event.dataset = "relaywatch.alert".into();
+    alert.event.severity = Some(severity_number(v.severity));
+    alert.rule = Some(Rule {
+        name: v.rule.clone(),
+        category: category.into(),
+        ruleset: v.file.to_string(),
     });
     let (indicator_type, field) = match finding.field {
         MatchedField::Domain => ("domain-name", "destination.domain"),
         MatchedField::Ip if finding.value.contains(':') => ("ipv6-addr", "destination.ip"),
         MatchedField::Ip => ("ipv4-addr", "destination.ip"),
     };
-    let mut indicator = Map::new();
-    indicator.insert("type".into(), json!(indicator_type));
-    match finding.field {
-        MatchedField::Domain => indicator.insert("url".into(), json!({ "domain": finding.value })),
-        MatchedField::Ip => indicator.insert("ip".into(), json!(finding.value)),
+    let (url, ip) = match finding.field {
+        MatchedField::Domain => (
+            Some(IndicatorUrl {
+                domain: finding.value.clone(),
+            }),
+            None,
+        ),
+        MatchedField::Ip => (None, Some(finding.value.clone())),
     };
-    indicator.insert("provider".into(), json!("relaywatch"));
-    doc["threat"] = json!({
-        "enrichments": [{
-            "indicator": indicator,
-            "matched": { "atomic": finding.value, "field": field, "type": "indicator_match_rule" },
-        }]
+    alert.threat = Some(Threat {
+        enrichments: vec![Enrichment {
+            indicator: Indicator {
+                kind: indicator_type.into(),
+                url,
+                ip,
+                provider: "relaywatch".into(),
+            },
+            matched: Matched {
+                atomic: finding.value.clone(),
+                field: field.into(),
+                kind: "indicator_match_rule".into(),
+            },
+        }],
     });
-    doc["host"] = json!({ "name": host.name });
-    if let Some(id) = &host.id {
-        doc["host"]["id"] = json!(id);
+    alert.host = Some(Host {
+        name: host.name.clone(),
+        id: host.id.clone(),
+    });
+    if let Some(args) = &alert.process.args {
+        alert.process.command_line = Some(args.join(" "));
     }
-    if let Some(args) = doc["process"]["args"].as_array() {
-        let line: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        doc["process"]["command_line"] = json!(line.join(" "));
-    }
-    doc["relaywatch"]["severity"] = json!(v.severity.as_str());
-    doc["relaywatch"]["action"] = json!(v.action.as_str());
-    doc["relaywatch"]["blocklist"] =
-        json!({ "file": v.file, "line": v.line, "version": v.list_version });
-    doc
+    alert.relaywatch.severity = Some(v.severity.as_str().into());
+    alert.relaywatch.action = Some(v.action.as_str().into());
+    alert.relaywatch.blocklist = Some(BlocklistSource {
+        file: v.file.to_string(),
+        line: u64::from(v.line),
+        version: v.list_version.to_string(),
+    });
+    alert
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::intel::{blocklist::Blocklists, classify::classify};
 
-    fn record(exe: &str, domain: &str) -> Value {
-        json!({
+    fn record(exe: &str, domain: &str) -> Record {
+        Record::from_ecs(&json!({
+            "@timestamp": "2026-12-03T12:00:00.000Z",
             "event": {"kind": "event", "type": ["connection", "start"]},
             "destination": {"domain": domain, "ip": "104.18.7.192", "port": 443},
             "process": {"pid": 42, "name": "curl", "executable": exe, "args": ["curl", "-s", "https://x/"]},
             "user": {"id": "1000", "name": "alice"},
             "relaywatch": {"name_source": "sni"},
-        })
+        }))
+        .expect("an ECS record")
     }
 
     #[test]
@@ -90,7 +110,8 @@ mod tests {
             name: "build-7".into(),
             id: Some("abc".into()),
         };
-        let a = alert_document(&record("/usr/bin/curl", "api.openai.com"), &f, &host);
+        let a: Value =
+            alert_document(&record("/usr/bin/curl", "api.openai.com"), &f, &host).to_ecs();
         assert_eq!(a["event"]["kind"], "alert");
         assert_eq!(a["event"]["type"], json!(["connection", "start"]));
         assert_eq!(a["event"]["severity"], 73);

@@ -2,8 +2,13 @@
 //!
 //! Only what is known goes in: process details that failed the identity checks in `process`
 //! are left out, never guessed.
-use serde_json::{Map, Value, json};
+#[cfg(test)]
+use serde_json::Value;
 
+use super::record::{
+    Container, Destination, Endpoint, Event, Group, Network, Parent, Process, Record, Relaywatch,
+    Source, Thread, Tls, TlsClient, User,
+};
 use crate::{
     clock,
     kernel::decode::{Hook, Observation},
@@ -23,134 +28,137 @@ pub struct ConnectionRecord<'a> {
 }
 
 impl ConnectionRecord<'_> {
-    pub fn to_ecs(&self) -> Value {
+    /// The connection record (an `event`, ECS field names when rendered).
+    pub fn to_record(&self) -> Record {
         let o = self.observation;
         let e = &o.raw;
-        let network_type = if o.destination.is_ipv4() {
-            "ipv4"
-        } else {
-            "ipv6"
-        };
-        let action = match o.hook {
-            Hook::Connect => "connect",
-            Hook::Sendmsg => "sendmsg",
-        };
-
-        let mut process = Map::new();
-        process.insert("pid".into(), json!(e.tgid));
-        process.insert("thread".into(), json!({ "id": e.tid, "name": o.comm }));
-        let name = self
-            .process
-            .and_then(|p| p.name.clone())
-            .unwrap_or_else(|| o.comm.clone());
-        process.insert("name".into(), json!(name));
-        if let Some(p) = self.process {
-            if let Some(exe) = &p.executable {
-                process.insert("executable".into(), json!(exe));
-            }
-            if let Some(args) = &p.args {
-                process.insert("args".into(), json!(args));
-                process.insert("args_count".into(), json!(args.len()));
-            }
-            if let Some(ppid) = p.parent_pid {
-                process.insert("parent".into(), json!({ "pid": ppid }));
-            }
-        }
-        let cgroup = self.process.and_then(|p| p.cgroup.as_deref());
-
-        let mut user = Map::new();
-        user.insert("id".into(), json!(e.uid.to_string()));
-        if let Some(n) = self.user_name {
-            user.insert("name".into(), json!(n));
-        }
-
-        let mut relaywatch = Map::new();
-        relaywatch.insert("socket_cookie".into(), json!(e.cookie));
-        relaywatch.insert("cgroup_id".into(), json!(e.cgroup_id));
-        if let Some(path) = cgroup {
-            relaywatch.insert("cgroup".into(), json!(path));
-            if let Some(unit) = crate::process::systemd_unit(path) {
-                relaywatch.insert("systemd_unit".into(), json!(unit));
-            }
-        }
-        if let Some(n) = self.repeat_count {
-            relaywatch.insert("repeat_count".into(), json!(n));
-        }
-        if self.process.is_some_and(|p| p.args_truncated) {
-            // process.args holds only the start of a longer command line (read in the kernel
-            // at exec; the process was gone before /proc could give the rest).
-            relaywatch.insert("args_truncated".into(), json!(true));
-        }
-
-        let mut destination = Map::new();
-        destination.insert("ip".into(), json!(o.destination.to_string()));
-        destination.insert("port".into(), json!(o.port));
-        let source = self.naming.map_or(NameSource::None, |n| n.source);
-        relaywatch.insert("name_source".into(), json!(source.as_str()));
-        let mut tls = None;
-        if let Some(n) = self.naming {
-            if let Some(p) = &n.proxy {
-                // Through a proxy, the destination is the proxy's target; the proxy is kept apart.
-                relaywatch.insert(
-                    "proxy".into(),
-                    json!({ "ip": o.destination.to_string(), "port": o.port }),
-                );
-                destination.clear();
-                if let Ok(ip) = p.host.parse::<std::net::IpAddr>() {
-                    destination.insert("ip".into(), json!(ip.to_string()));
-                }
-                destination.insert("port".into(), json!(p.port));
-            }
-            if let Some(d) = &n.domain
-                && d.parse::<std::net::IpAddr>().is_err()
-            {
-                destination.insert("domain".into(), json!(d));
-            }
-            if let Some(t) = &n.tls {
-                let mut client = Map::new();
-                if let Some(sn) = &t.server_name {
-                    client.insert("server_name".into(), json!(sn));
-                }
-                client.insert("ja4".into(), json!(t.ja4));
-                client.insert("alpn".into(), json!(t.alpn));
-                tls = Some(json!({ "client": client }));
-            }
-        }
-
-        let mut doc = json!({
-            "@timestamp": clock::rfc3339(clock::wall_time(e.ts_boot_ns)),
-            "event": {
-                "kind": "event",
-                "category": ["network"],
-                "type": ["connection", "start"],
-                "action": action,
-                "module": "relaywatch",
-                "dataset": "relaywatch.connection",
+        let details = self.process;
+        let cgroup = details.and_then(|p| p.cgroup.clone());
+        let naming = self.naming;
+        let proxy = naming.and_then(|n| n.proxy.as_ref());
+        // Through a proxy, the destination is the proxy's target; the proxy is kept apart.
+        let mut destination = match proxy {
+            Some(p) => Destination {
+                ip: p
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| ip.to_string()),
+                port: Some(p.port),
+                ..Destination::default()
             },
-            "network": {
-                "transport": o.transport.as_str(),
-                "type": network_type,
-                "direction": "egress",
+            None => Destination {
+                ip: Some(o.destination.to_string()),
+                port: Some(o.port),
+                ..Destination::default()
             },
-            "destination": destination,
-            "process": process,
-            "user": user,
-            "group": { "id": e.gid.to_string() },
-            "relaywatch": relaywatch,
+        };
+        destination.domain = naming
+            .and_then(|n| n.domain.clone())
+            .filter(|d| d.parse::<std::net::IpAddr>().is_err());
+        let tls = naming.and_then(|n| n.tls.as_ref()).map(|t| Tls {
+            client: TlsClient {
+                server_name: t.server_name.clone(),
+                ja4: t.ja4.clone(),
+                alpn: t.alpn.clone(),
+            },
         });
-        if let Some(tls) = tls {
-            doc["tls"] = tls;
+        Record {
+            timestamp: clock::rfc3339(clock::wall_time(e.ts_boot_ns)),
+            event: Event {
+                kind: "event".into(),
+                category: vec!["network".into()],
+                kind_type: vec!["connection".into(), "start".into()],
+                action: match o.hook {
+                    Hook::Connect => "connect",
+                    Hook::Sendmsg => "sendmsg",
+                }
+                .into(),
+                module: "relaywatch".into(),
+                dataset: "relaywatch.connection".into(),
+                ..Event::default()
+            },
+            network: Network {
+                transport: o.transport.as_str().into(),
+                ip_version: if o.destination.is_ipv4() {
+                    "ipv4"
+                } else {
+                    "ipv6"
+                }
+                .into(),
+                direction: "egress".into(),
+            },
+            destination,
+            source: Source::default(),
+            process: Process {
+                pid: e.tgid,
+                thread: Thread {
+                    id: e.tid,
+                    name: o.comm.clone(),
+                },
+                name: details
+                    .and_then(|p| p.name.clone())
+                    .unwrap_or_else(|| o.comm.clone()),
+                executable: details.and_then(|p| p.executable.clone()),
+                args_count: details.and_then(|p| p.args.as_ref()).map(Vec::len),
+                args: details.and_then(|p| p.args.clone()),
+                parent: details.and_then(|p| p.parent_pid).map(|pid| Parent {
+                    pid: Some(pid),
+                    executable: None,
+                }),
+                command_line: None,
+            },
+            user: User {
+                id: e.uid.to_string(),
+                name: self.user_name.map(str::to_owned),
+            },
+            group: Group {
+                id: e.gid.to_string(),
+            },
+            tls,
+            container: cgroup
+                .as_deref()
+                .and_then(crate::process::container_id)
+                .map(|id| Container { id: id.to_owned() }),
+            rule: None,
+            threat: None,
+            host: None,
+            relaywatch: Relaywatch {
+                socket_cookie: e.cookie,
+                cgroup_id: e.cgroup_id,
+                systemd_unit: cgroup
+                    .as_deref()
+                    .and_then(crate::process::systemd_unit)
+                    .map(str::to_owned),
+                cgroup,
+                repeat_count: self.repeat_count,
+                // process.args holds only the start of a longer command line (read in the
+                // kernel at exec; the process was gone before /proc could give the rest).
+                args_truncated: details.is_some_and(|p| p.args_truncated),
+                name_source: naming
+                    .map_or(NameSource::None, |n| n.source)
+                    .as_str()
+                    .into(),
+                proxy: proxy.map(|_| Endpoint {
+                    ip: o.destination.to_string(),
+                    port: o.port,
+                }),
+                ..Relaywatch::default()
+            },
         }
-        if let Some(id) = cgroup.and_then(crate::process::container_id) {
-            doc["container"] = json!({ "id": id });
-        }
-        doc
+    }
+
+    #[cfg(test)]
+    fn to_ecs(&self) -> Value {
+        self.to_record().to_ecs()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_SENDMSG, PROTO_UDP};
+
+    use serde_json::json;
 
     use super::*;
     use crate::kernel::decode::decode;

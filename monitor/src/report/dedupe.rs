@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
+use super::record::{Dedupe, Record};
 
 /// Dedupe key: (executable or name, user, destination name, rule).
 type Key = (String, String, String, String);
@@ -15,7 +15,7 @@ type Key = (String, String, String, String);
 struct Window {
     opened: Instant,
     repeats: u64,
-    last: Value,
+    last: Record,
 }
 
 pub struct Deduper {
@@ -31,28 +31,21 @@ impl Deduper {
         }
     }
 
-    fn key(alert: &Value) -> Key {
-        let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
-        let process = if alert["process"]["executable"].is_string() {
-            &alert["process"]["executable"]
-        } else {
-            &alert["process"]["name"]
-        };
-        let destination = if alert["destination"]["domain"].is_string() {
-            &alert["destination"]["domain"]
-        } else {
-            &alert["destination"]["ip"]
-        };
+    fn key(alert: &Record) -> Key {
         (
-            s(process),
-            s(&alert["user"]["id"]),
-            s(destination),
-            s(&alert["rule"]["name"]),
+            alert.process_identity().to_owned(),
+            alert.user.id.clone(),
+            alert.destination_name().unwrap_or_default().to_owned(),
+            alert
+                .rule
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
         )
     }
 
     /// Whether this alert is the first of its window (to be written now); repeats are counted.
-    pub fn admit(&mut self, alert: &Value, now: Instant) -> bool {
+    pub fn admit(&mut self, alert: &Record, now: Instant) -> bool {
         if self.window.is_zero() {
             return true;
         }
@@ -79,7 +72,7 @@ impl Deduper {
 
     /// Close windows that are over (all of them if `all`); returns one summary per window that
     /// had repeats.
-    pub fn close_due(&mut self, now: Instant, all: bool) -> Vec<Value> {
+    pub fn close_due(&mut self, now: Instant, all: bool) -> Vec<Record> {
         let window = self.window;
         let due: Vec<Key> = self
             .open
@@ -96,14 +89,11 @@ impl Deduper {
                 continue;
             }
             let mut summary = w.last;
-            summary["event"]["type"] = json!(["connection", "info"]);
-            summary["event"]["action"] = json!(format!(
-                "{}-repeated",
-                summary["rule"]["category"].as_str().unwrap_or("alert")
-            ));
-            summary["relaywatch"]["dedupe"] = json!({
-                "repeats": w.repeats,
-                "window_seconds": window.as_secs(),
+            summary.event.kind_type = vec!["connection".into(), "info".into()];
+            summary.event.action = format!("{}-repeated", summary.category().unwrap_or("alert"));
+            summary.relaywatch.dedupe = Some(Dedupe {
+                repeats: w.repeats,
+                window_seconds: window.as_secs(),
             });
             out.push(summary);
         }
@@ -113,29 +103,33 @@ impl Deduper {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn record(exe: &str, domain: &str) -> Value {
-        json!({
+    fn record(exe: &str, domain: &str) -> Record {
+        Record::from_ecs(&json!({
+            "@timestamp": "2026-12-03T12:00:00.000Z",
             "event": {"kind": "event", "type": ["connection", "start"]},
             "destination": {"domain": domain, "ip": "104.18.7.192", "port": 443},
             "process": {"pid": 42, "name": "curl", "executable": exe, "args": ["curl", "-s", "https://x/"]},
             "user": {"id": "1000", "name": "alice"},
             "relaywatch": {"name_source": "sni"},
-        })
+            "rule": {"name": "domain:openai.com", "category": "ai-provider", "ruleset": "builtin"},
+        }))
+        .expect("an ECS record")
     }
 
     #[test]
     fn dedupe_counts_repeats_and_summarises_once() {
         let mut d = Deduper::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        let mut a = record("/usr/bin/curl", "api.openai.com");
-        a["rule"] = json!({"name": "domain:openai.com", "category": "ai-provider"});
+        let a = record("/usr/bin/curl", "api.openai.com");
         assert!(d.admit(&a, t0));
         assert!(!d.admit(&a, t0 + Duration::from_secs(1)));
         assert!(!d.admit(&a, t0 + Duration::from_secs(2)));
         let mut other = a.clone();
-        other["process"]["executable"] = json!("/usr/bin/python3.11");
+        other.process.executable = Some("/usr/bin/python3.11".into());
         assert!(
             d.admit(&other, t0 + Duration::from_secs(2)),
             "another executable alerts on its own"
@@ -147,8 +141,10 @@ mod tests {
             1,
             "only the window with repeats: {summaries:?}"
         );
-        assert_eq!(summaries[0]["relaywatch"]["dedupe"]["repeats"], 2);
-        assert_eq!(summaries[0]["event"]["type"], json!(["connection", "info"]));
+        let summary = summaries[0].to_ecs();
+        assert_eq!(summary["relaywatch"]["dedupe"]["repeats"], 2);
+        assert_eq!(summary["event"]["type"], json!(["connection", "info"]));
+        assert_eq!(summary["event"]["action"], "ai-provider-repeated");
         assert!(
             d.admit(&a, t0 + Duration::from_secs(12)),
             "a new window alerts again"

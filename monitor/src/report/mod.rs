@@ -6,3 +6,4 @@ pub(crate) mod connection;
 pub(crate) mod dedupe;
 pub(crate) mod host;
 pub(crate) mod ocsf;
+pub(crate) mod record;

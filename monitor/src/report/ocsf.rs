@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::record::Record;
 use crate::config::Format;
 
 /// The OCSF schema version this module writes.
@@ -30,11 +31,12 @@ const CATEGORY_UID: u64 = 4;
 const ACTIVITY_OPEN: u64 = 1;
 const ACTIVITY_REFUSE: u64 = 5;
 
-/// The record as it is written out: ECS unchanged, or its OCSF rewrite.
-pub fn format(doc: &Value, format: Format) -> Value {
+/// The record as it is written out: ECS, or its OCSF rewrite.
+pub fn format(record: &Record, format: Format) -> Value {
+    let ecs = record.to_ecs();
     match format {
-        Format::Ecs => doc.clone(),
-        Format::Ocsf => from_ecs(doc),
+        Format::Ecs => ecs,
+        Format::Ocsf => from_ecs(&ecs),
     }
 }
 
@@ -514,13 +516,14 @@ mod tests {
         let finding =
             classify(lists, Some("api.openai.com"), None).expect("openai is on the built-in lists");
         alert_document(
-            &record(),
+            &Record::from_ecs(&record()).expect("an ECS record"),
             &finding,
             &HostInfo {
                 name: "build-01".into(),
                 id: Some("0123abcd".into()),
             },
         )
+        .to_ecs()
     }
 
     /// Dotted paths; `[]` steps into every element of an array.
@@ -809,8 +812,13 @@ mod tests {
     #[test]
     fn ocsf_format_chooses() {
         let r = record();
-        assert_eq!(format(&r, Format::Ecs), r);
-        assert_eq!(format(&r, Format::Ocsf)["class_uid"], 4001);
+        let typed = Record::from_ecs(&r).expect("an ECS record");
+        assert_eq!(
+            format(&typed, Format::Ecs),
+            r,
+            "the typed record renders the same ECS"
+        );
+        assert_eq!(format(&typed, Format::Ocsf)["class_uid"], 4001);
     }
 
     #[test]

@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn an_ocsf_alert_gets_the_same_header_and_structured_data() {
         let ecs = sample();
-        let ocsf = crate::report::ocsf::format(&ecs, crate::config::Format::Ocsf);
+        let ocsf = crate::report::ocsf::from_ecs(&ecs);
         let head = |m: String| m.split_once("] ").map(|(h, _)| h.to_owned()).unwrap();
         let from_ecs = head(format_message(&ecs, "fallback", 4242));
         let from_ocsf = head(format_message(&ocsf, "fallback", 4242));

@@ -1,0 +1,377 @@
+//! The one typed model of everything relaywatch writes: a connection record, an alert (a
+//! record with a finding and the host), a dedupe summary (an alert with `relaywatch.dedupe`) and
+//! a flow end (an alert with bytes, duration and end time).
+//!
+//! The structs mirror Elastic Common Schema's nesting, with relaywatch's own facts under
+//! `relaywatch.*`, so that `to_ecs()` is serde's rendering of the struct and nothing else: a field
+//! that is not here cannot be written, and a typo in a field name does not compile. Everything
+//! that reads a record back (the store's columns, dedupe keys, OCSF, syslog structured data, the
+//! CLI's tables) deserializes it into these structs and reads typed fields. Optional parts are
+//! left out when unknown, never guessed. Reading back is lenient: a missing field takes its
+//! default and an unknown one is ignored, so a document from another writer (the API stores
+//! what it is given) still reads; only a field of the wrong type makes it unreadable.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    #[serde(default, rename = "@timestamp")]
+    pub timestamp: String,
+    #[serde(default)]
+    pub event: Event,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub destination: Destination,
+    #[serde(default, skip_serializing_if = "Source::is_empty")]
+    pub source: Source,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default)]
+    pub user: User,
+    #[serde(default)]
+    pub group: Group,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<Threat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
+    #[serde(default)]
+    pub relaywatch: Relaywatch,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    /// `event` (a connection record) or `alert`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub category: Vec<String>,
+    /// `["connection", "start"]`, `["connection", "end"]` (flow end) or
+    /// `["connection", "info"]` (dedupe summary).
+    #[serde(default, rename = "type")]
+    pub kind_type: Vec<String>,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub module: String,
+    #[serde(default)]
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u64>,
+    /// Flow end: nanoseconds from connect to close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// Flow end: when the socket closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Network {
+    #[serde(default)]
+    pub transport: String,
+    #[serde(default, rename = "type")]
+    pub ip_version: String,
+    #[serde(default)]
+    pub direction: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Destination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Flow end: bytes received from the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Source {
+    /// Flow end: bytes sent to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl Source {
+    fn is_empty(&self) -> bool {
+        self.bytes.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Process {
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub thread: Thread,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+    /// Alerts: the (redacted) arguments joined with spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Thread {
+    #[serde(default)]
+    pub id: u32,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Parent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct User {
+    /// The numeric uid, as text (ECS keyword).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Group {
+    #[serde(default)]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tls {
+    pub client: TlsClient,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsClient {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub ja4: String,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rule {
+    pub name: String,
+    /// The list category (`ai-provider`, `ai-relay`...).
+    pub category: String,
+    /// The list file (or `relay-discovery`).
+    pub ruleset: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Threat {
+    pub enrichments: Vec<Enrichment>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Enrichment {
+    pub indicator: Indicator,
+    pub matched: Matched,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Indicator {
+    /// `domain-name`, `ipv4-addr` or `ipv6-addr`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<IndicatorUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IndicatorUrl {
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Matched {
+    pub atomic: String,
+    /// `destination.domain` or `destination.ip`.
+    pub field: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Host {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// relaywatch's own namespace: evidence and facts ECS has no field for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Relaywatch {
+    #[serde(default)]
+    pub socket_cookie: u64,
+    #[serde(default)]
+    pub cgroup_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    /// Unconnected UDP: datagrams in the repeat window this record stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_count: Option<u64>,
+    /// `process.args` holds only the start of a longer command line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args_truncated: bool,
+    /// Where the destination's name came from (`sni`, `http_host`, ..., `none`).
+    #[serde(default)]
+    pub name_source: String,
+    /// Through a proxy: the proxy itself (the destination is the proxy's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Endpoint>,
+    /// Alerts: the list severity as a word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Alerts: the configured action (`alert`, `block`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocklist: Option<BlocklistSource>,
+    /// Relay-discovery alerts: the base-URL variable that named the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_config: Option<RelayConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Lineage>,
+    /// Dedupe summaries: repeats counted in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe: Option<Dedupe>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlocklistSource {
+    pub file: String,
+    pub line: u64,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayConfig {
+    pub host: String,
+    pub variable: String,
+    pub pid: u32,
+    /// Written as null when unknown (the process was gone).
+    pub executable: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lineage {
+    /// Who started the process, nearest first, up to pid 1.
+    #[serde(default)]
+    pub ancestors: Vec<Ancestor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dedupe {
+    pub repeats: u64,
+    pub window_seconds: u64,
+}
+
+impl Record {
+    /// The ECS document (nested objects, as Elastic ingests them).
+    pub fn to_ecs(&self) -> Value {
+        serde_json::to_value(self).expect("a record always serializes")
+    }
+
+    /// A stored or queued ECS document read back; `None` when it is not one.
+    pub fn from_ecs(doc: &Value) -> Option<Record> {
+        Record::deserialize(doc).ok()
+    }
+
+    /// The rule category of an alert (`ai-provider`...).
+    pub fn category(&self) -> Option<&str> {
+        self.rule.as_ref().map(|r| r.category.as_str())
+    }
+
+    /// What the process reached: the destination's name, else its address.
+    pub fn destination_name(&self) -> Option<&str> {
+        self.destination
+            .domain
+            .as_deref()
+            .or(self.destination.ip.as_deref())
+    }
+
+    /// Who made it: the executable, else the process name.
+    pub fn process_identity(&self) -> &str {
+        self.process
+            .executable
+            .as_deref()
+            .unwrap_or(&self.process.name)
+    }
+}
