@@ -324,7 +324,7 @@ impl RelayDiscovery {
         new
     }
 
-    fn note(
+    pub(crate) fn note(
         &mut self,
         host: String,
         variable: &str,

@@ -1,0 +1,665 @@
+//! The pipeline from a decoded kernel record to what is written: attribution to a process,
+//! correlation (waiting for first bytes), the verdict of the lists and of relay discovery, the
+//! typed record and alert, dedupe, flow volume, and delivery to stdout, sinks and store.
+//!
+//! What it asks of the kernel's maps is the small `KernelMaps` trait (the loader's `Agent` in the
+//! daemon), and the verdict is the pure `judge`, so both are unit-tested without a kernel.
+use std::{io::Write as _, net::IpAddr, sync::Arc};
+
+use monitor_common::{UdpFlowKey, UdpFlowWindow};
+use tokio::time::Instant;
+
+use crate::{
+    config::Config,
+    control::metrics::Metrics,
+    correlate::{Correlator, Finished},
+    intel::{
+        blocklist::{Action, Blocklists, Category},
+        classify::{self, Classification, Finding, MatchedField, SharedLists},
+        discovery::{RelayDiscovery, RelayEvidence},
+    },
+    kernel::{
+        decode::{self as ingest, Lifecycle},
+        loader::Agent,
+    },
+    naming::model::{NameSource, Naming},
+    output::store::{ConnectionSummaryUpdate, StoreHandle},
+    process::{ProcReader, UserNames, table::ProcessTable},
+    report::{
+        connection::ConnectionRecord,
+        dedupe::Deduper,
+        host::HostInfo,
+        record::{Ancestor, Lineage, Parent, Record, RelayConfig},
+    },
+};
+
+/// What the pipeline asks of the kernel's maps.
+pub(crate) trait KernelMaps {
+    /// Datagrams counted in the repeat window that `ts_boot_ns` fell in, if the window is known.
+    fn udp_window_count(&self, key: &UdpFlowKey, ts_boot_ns: u64) -> Option<u64>;
+    /// Keep counting a stream's bytes until it closes (an alerted TCP connection).
+    fn watch(&mut self, cookie: u64, now_ns: u64);
+    /// Nothing more is wanted from this socket.
+    fn stop_capture(&mut self, cookie: u64);
+}
+
+impl KernelMaps for Agent {
+    fn udp_window_count(&self, key: &UdpFlowKey, ts_boot_ns: u64) -> Option<u64> {
+        let window: UdpFlowWindow = self.udp_flows.get(key, 0).ok()?;
+        window.count_for(ts_boot_ns)
+    }
+
+    fn watch(&mut self, cookie: u64, now_ns: u64) {
+        Agent::watch(self, cookie, now_ns);
+    }
+
+    fn stop_capture(&mut self, cookie: u64) {
+        Agent::stop_capture(self, cookie);
+    }
+}
+
+/// What the lists and relay discovery say about one finished connection.
+#[derive(Debug)]
+pub(crate) struct Judgement {
+    /// The naming to report: its source becomes `relay_config` when the destination is a host
+    /// some process's base-URL setting names (that setting is the evidence of its name).
+    pub naming: Naming,
+    /// The finding that calls for an alert, if any.
+    pub finding: Option<Finding>,
+    /// The discovery evidence, when the destination is a suspected relay.
+    pub relay: Option<RelayEvidence>,
+}
+
+/// The verdict on a connection to `destination` named `naming`: the lists first (an alerting
+/// match alerts, an allow rule silences everything); only where they are silent, relay
+/// discovery, with the `ai-relay` action in force (`relay_action` when the lists have none).
+pub(crate) fn judge(
+    lists: Option<&Blocklists>,
+    discovery: &RelayDiscovery,
+    naming: &Naming,
+    destination: IpAddr,
+    relay_action: Action,
+) -> Judgement {
+    let quiet = || Judgement {
+        naming: naming.clone(),
+        finding: None,
+        relay: None,
+    };
+    let Some(lists) = lists else { return quiet() };
+    let domain = naming.domain.as_deref();
+    // Through a proxy, the address that matters is the proxy's target.
+    let ip = match &naming.proxy {
+        Some(p) => p.host.parse().ok(),
+        None => Some(destination),
+    };
+    match classify::classification(lists, domain, ip) {
+        Classification::Alert(finding) => Judgement {
+            finding: Some(finding),
+            ..quiet()
+        },
+        Classification::Allowed => quiet(),
+        Classification::Quiet => {
+            let evidence = match discovery.enabled() {
+                true => discovery.suspected(lists, domain, ip),
+                false => None,
+            };
+            let Some(evidence) = evidence else {
+                return quiet();
+            };
+            let field = if evidence.by_name {
+                MatchedField::Domain
+            } else {
+                MatchedField::Ip
+            };
+            // The ai-relay action in force (reloads change it along with the lists).
+            let action = lists
+                .category_action(Category::AiRelay)
+                .unwrap_or(relay_action);
+            let finding = (action != Action::Ignore)
+                .then(|| classify::relay_config_finding(&evidence, action, field));
+            Judgement {
+                naming: Naming {
+                    source: NameSource::RelayConfig,
+                    ..naming.clone()
+                },
+                finding,
+                relay: Some(evidence),
+            }
+        }
+    }
+}
+
+/// An alerted connection whose bytes the kernel counts until it closes.
+pub(super) struct Watched {
+    pub(super) alert: Record,
+    pub(super) captured_bytes: u64,
+    pub(super) connect_ns: u64,
+}
+
+/// Alerted connections watched at once at most (the kernel map bounds them too).
+pub(super) const WATCHED_CONNECTIONS: usize = 8_192;
+
+pub(super) struct Reporter {
+    pub(super) config: Config,
+    pub(super) sinks: crate::output::sinks::Sinks,
+    pub(super) watched: lru::LruCache<u64, Watched>,
+    /// Ends of reported streams that closed before their record was finished (short
+    /// connections): used when the record then raises an alert.
+    pub(super) early_ends: lru::LruCache<u64, monitor_common::FlowEndEvent>,
+    pub(super) store: StoreHandle,
+    pub(super) lists: SharedLists,
+    pub(super) dedupe: Deduper,
+    pub(super) host_info: HostInfo,
+    pub(super) cgroups: crate::process::cgroups::CgroupPaths,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) procs: ProcReader,
+    pub(super) processes: ProcessTable,
+    pub(super) users: UserNames,
+    pub(super) correlator: Correlator,
+    /// Hosts named in base-URL variables (OPENAI_BASE_URL...): suspected relays.
+    pub(super) discovery: crate::intel::discovery::RelayDiscovery,
+    pub(super) resolve_updates: crate::intel::resolve::NameSetUpdater,
+    /// The lists the suspected hosts were last resolved for (their address, to notice a reload).
+    pub(super) discovered_for: usize,
+    pub(super) stdout_failed: bool,
+    pub(super) malformed: u64,
+}
+
+impl Reporter {
+    pub(super) fn on_record(&mut self, kernel: &mut impl KernelMaps, bytes: &[u8]) {
+        let record = match ingest::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.malformed += 1;
+                if self.malformed == 1 || self.malformed.is_power_of_two() {
+                    log::warn!(
+                        "ring buffer: refused record ({e}); {} so far",
+                        self.malformed
+                    );
+                }
+                return;
+            }
+        };
+        let now = Instant::now().into_std();
+        match record {
+            ingest::Record::Connect(observation) => {
+                let (tgid, ts) = (observation.raw.tgid, observation.raw.ts_boot_ns);
+                // The process table knows programs started since the agent did (even if they
+                // have exited by now); otherwise read /proc now, while the process most likely
+                // still exists.
+                let mut process = match self.processes.lookup(tgid, &observation.comm, ts) {
+                    Some(d) => Some(d.clone()),
+                    None => self
+                        .procs
+                        .details(tgid, observation.raw.tid, &observation.comm, ts),
+                };
+                // Gone before /proc was read: the service or container still follows from the
+                // event's cgroup id.
+                if process.as_ref().is_none_or(|p| p.cgroup.is_none())
+                    && let Some(path) = self.cgroups.path_of(observation.raw.cgroup_id)
+                {
+                    process
+                        .get_or_insert_with(crate::process::ProcessDetails::unknown)
+                        .cgroup = Some(path);
+                }
+                self.correlator.on_connection(observation, process, now);
+                for finished in self.correlator.overflow(now) {
+                    self.finish(kernel, finished);
+                }
+            }
+            ingest::Record::Process(Lifecycle::Exec {
+                tgid,
+                ts_boot_ns,
+                comm,
+                filename,
+                ppid,
+                args,
+                args_truncated,
+            }) => {
+                let facts = crate::process::table::ExecFacts {
+                    filename,
+                    ppid,
+                    args,
+                    args_truncated,
+                };
+                self.processes
+                    .on_exec(&self.procs, tgid, &comm, &facts, ts_boot_ns);
+                if self.discovery.enabled() {
+                    let exe = self
+                        .processes
+                        .lookup(tgid, &comm, ts_boot_ns)
+                        .and_then(|d| d.executable.clone());
+                    self.discover(tgid, exe.as_deref());
+                }
+            }
+            ingest::Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
+                self.processes.on_exit(tgid, ts_boot_ns);
+            }
+            ingest::Record::FlowEnd(end) => self.flow_end(&end),
+            ingest::Record::Payload(chunk) => {
+                if let Some(finished) = self.correlator.on_payload(&chunk, now) {
+                    self.finish(kernel, finished);
+                }
+            }
+        }
+    }
+
+    /// Read a process's base-URL variables; a new suspected relay is also resolved to its
+    /// addresses, so that a connection to it by bare address is named too.
+    pub(super) fn discover(&mut self, pid: u32, executable: Option<&str>) {
+        let new = self
+            .discovery
+            .on_process(pid, executable, std::time::SystemTime::now());
+        if new.is_empty() {
+            return;
+        }
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else {
+            return;
+        };
+        for host in &new {
+            let status = crate::intel::discovery::RelayDiscovery::status(&lists, host);
+            log::info!(
+                "relay discovery: pid {pid} ({}) is configured with host {host}: {status:?}",
+                executable.unwrap_or("?")
+            );
+        }
+        self.resolve_suspected(&lists);
+    }
+
+    /// Resolve the hosts that are suspected relays under `lists` (alongside the lists' names).
+    pub(super) fn resolve_suspected(&mut self, lists: &Arc<crate::intel::blocklist::Blocklists>) {
+        self.discovered_for = Arc::as_ptr(lists) as usize;
+        self.resolve_updates
+            .set_discovered(self.discovery.suspected_hosts(lists));
+    }
+
+    /// After a reload a discovered host may have become (or stopped being) a suspected relay.
+    pub(super) fn refresh_suspected(&mut self) {
+        let Ok(lists) = self.lists.read().map(|l| Arc::clone(&l)) else {
+            return;
+        };
+        if Arc::as_ptr(&lists) as usize != self.discovered_for && self.discovery.enabled() {
+            self.resolve_suspected(&lists);
+        }
+    }
+
+    /// Every running process's base-URL variables (at start: programs started before the agent).
+    pub(super) fn discover_running(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let pids: Vec<u32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        for pid in pids {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            self.discover(pid, exe.as_deref());
+        }
+    }
+
+    /// Write every record whose wait is over (all of them if `all`).
+    pub(super) fn finish_due(&mut self, kernel: &mut impl KernelMaps, all: bool) {
+        for finished in self.correlator.due(Instant::now().into_std(), all) {
+            self.finish(kernel, finished);
+        }
+    }
+
+    pub(super) fn finish(&mut self, kernel: &mut impl KernelMaps, f: Finished) {
+        // The agent's own traffic (its resolver queries, feed fetches, sink deliveries) is not
+        // something the host did: no record, and the kernel stops looking at the socket.
+        if f.observation.raw.tgid == std::process::id() {
+            if !f.is_datagram {
+                kernel.stop_capture(f.observation.raw.cookie);
+            }
+            return;
+        }
+        let repeat_count = if f.is_datagram {
+            let count = kernel
+                .udp_window_count(&f.observation.udp_flow_key(), f.observation.raw.ts_boot_ns)
+                // Evicted from the LRU map (or two windows later): at least this datagram.
+                .unwrap_or(1);
+            Some(count)
+        } else {
+            None
+        };
+        let alert = self.emit(&f, repeat_count);
+        if f.is_datagram {
+            return;
+        }
+        // The kernel keeps a stream's entry until told what to do with it: a TCP connection
+        // that raised an alert has its bytes counted until it closes (the entry is updated in
+        // place, so the socket's gate never closes in between); every other stream is done.
+        let cookie = f.observation.raw.cookie;
+        let early_end = self.early_ends.pop(&cookie);
+        match alert.filter(|_| f.observation.transport == crate::kernel::decode::Transport::Tcp) {
+            Some(alert) => {
+                self.watched.put(
+                    cookie,
+                    Watched {
+                        alert,
+                        captured_bytes: f.captured_bytes,
+                        connect_ns: f.observation.raw.ts_boot_ns,
+                    },
+                );
+                match early_end {
+                    Some(end) => self.flow_end(&end),
+                    None => kernel.watch(cookie, crate::clock::boot_ns()),
+                }
+            }
+            None => kernel.stop_capture(cookie),
+        }
+    }
+
+    /// A watched socket closed: the follow-up record with the flow's volume and duration.
+    pub(super) fn flow_end(&mut self, end: &monitor_common::FlowEndEvent) {
+        let Some(w) = self.watched.pop(&end.cookie) else {
+            // Its record is still waiting (or raises no alert and the end ages out).
+            self.early_ends.put(end.cookie, *end);
+            return;
+        };
+        let mut doc = w.alert;
+        let ended = crate::clock::rfc3339(crate::clock::wall_time(end.end_ns));
+        doc.event.kind_type = vec!["connection".into(), "end".into()];
+        doc.event.action = format!("{}-connection-end", doc.category().unwrap_or("ai"));
+        doc.event.duration = Some(end.end_ns.saturating_sub(w.connect_ns));
+        doc.event.end = Some(ended.clone());
+        doc.timestamp = ended;
+        doc.source.bytes = Some(end.bytes_out + w.captured_bytes);
+        doc.destination.bytes = Some(end.bytes_in);
+        self.deliver(doc);
+    }
+
+    /// Write the record (and store its summary); returns the alert document if it raised one
+    /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
+    pub(super) fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Record> {
+        let lists = self.lists.read().ok().map(|l| Arc::clone(&l));
+        let user_name = self.users.name(f.observation.raw.uid);
+        let judgement = judge(
+            lists.as_deref(),
+            &self.discovery,
+            &f.naming,
+            f.observation.destination,
+            classify::action(self.config.blocklists.actions.ai_relay),
+        );
+        let record = ConnectionRecord {
+            observation: &f.observation,
+            process: f.process.as_ref(),
+            user_name: user_name.as_deref(),
+            repeat_count,
+            naming: Some(&judgement.naming),
+        };
+        let doc = record.to_record();
+        if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
+            self.store.record_connection(update);
+        }
+        if self.config.agent.log_connections {
+            self.write_line(&doc);
+        }
+        let finding = judgement.finding?;
+        let mut alert = crate::report::alert::alert_document(&doc, &finding, &self.host_info);
+        if let Some(evidence) = &judgement.relay {
+            alert.relaywatch.blocklist = None;
+            alert.relaywatch.relay_config = Some(RelayConfig {
+                host: evidence.host.clone(),
+                variable: evidence.variable.clone(),
+                pid: evidence.pid,
+                executable: evidence.executable.clone(),
+            });
+        }
+        if let Some(parent) = f.process.as_ref().and_then(|p| p.parent_pid) {
+            // Who started it, up to pid 1: a script run by cron, by a CI runner, by an IDE...
+            let chain = self.procs.ancestors(parent, f.observation.raw.ts_boot_ns);
+            if let Some(exe) = chain.first().and_then(|a| a.executable.clone()) {
+                alert
+                    .process
+                    .parent
+                    .get_or_insert_with(Parent::default)
+                    .executable = Some(exe);
+            }
+            let ancestors = chain
+                .into_iter()
+                .map(|a| Ancestor {
+                    pid: a.pid,
+                    executable: a.executable,
+                })
+                .collect();
+            alert.relaywatch.process = Some(Lineage { ancestors });
+        }
+        if !self.dedupe.admit(&alert, std::time::Instant::now()) {
+            return None; // counted into the window's summary
+        }
+        self.raise(alert.clone());
+        Some(alert)
+    }
+
+    /// An alert (or a dedupe summary): counted, then delivered.
+    pub(super) fn raise(&mut self, alert: Record) {
+        self.metrics
+            .add_alert(alert.category().unwrap_or("unknown"));
+        self.deliver(alert);
+    }
+
+    /// An alert-kind document to every output: stdout (if enabled), the sinks in the configured
+    /// format, and the store (ECS).
+    pub(super) fn deliver(&mut self, doc: Record) {
+        if self.config.output.stdout {
+            self.write_line(&doc);
+        }
+        self.sinks.send(&crate::report::ocsf::format(
+            &doc,
+            self.config.output.format,
+        ));
+        self.store.submit_alert(doc.to_ecs());
+    }
+
+    pub(super) fn close_dedupe_windows(&mut self, all: bool) {
+        for summary in self.dedupe.close_due(std::time::Instant::now(), all) {
+            self.raise(summary);
+        }
+    }
+
+    /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
+    /// store keeps ECS, which the API and CLI read.
+    pub(super) fn write_line(&mut self, doc: &Record) {
+        let line = crate::report::ocsf::format(doc, self.config.output.format).to_string();
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+            && !self.stdout_failed
+        {
+            log::error!("writing records to stdout failed: {e}; further records are dropped");
+            self.stdout_failed = true;
+        }
+    }
+
+    /// Handle every record the ring buffer holds now; how many there were.
+    pub(super) fn drain(
+        &mut self,
+        kernel: &mut impl KernelMaps,
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ) -> usize {
+        let mut found = 0;
+        while let Some(item) = ring.next() {
+            self.on_record(kernel, &item);
+            found += 1;
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::naming::model::ProxyTarget;
+
+    fn named(domain: &str) -> Naming {
+        Naming {
+            domain: Some(domain.into()),
+            source: NameSource::Sni,
+            tls: None,
+            proxy: None,
+        }
+    }
+
+    fn discovery_of(host: &str) -> RelayDiscovery {
+        let mut d = RelayDiscovery::new(vec!["OPENAI_BASE_URL".into()]);
+        let mut new = Vec::new();
+        d.note(
+            host.into(),
+            "OPENAI_BASE_URL",
+            (42, 1000),
+            Some("/usr/bin/python3"),
+            SystemTime::now(),
+            &mut new,
+        );
+        assert_eq!(new, [host]);
+        d
+    }
+
+    const ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
+
+    #[test]
+    fn a_listed_name_alerts_and_keeps_its_evidence() {
+        let lists = Blocklists::builtin();
+        let j = judge(
+            Some(&lists),
+            &discovery_of("relay.example"),
+            &named("api.openai.com"),
+            ADDR,
+            Action::Alert,
+        );
+        let f = j.finding.expect("api.openai.com is an AI provider");
+        assert_eq!(f.verdict.category, Category::AiProvider);
+        assert_eq!(f.field, MatchedField::Domain);
+        assert_eq!(
+            j.naming.source,
+            NameSource::Sni,
+            "a list match does not relabel the name"
+        );
+        assert!(j.relay.is_none());
+    }
+
+    #[test]
+    fn an_unlisted_name_is_quiet_unless_a_base_url_names_it() {
+        let lists = Blocklists::builtin();
+        let none = RelayDiscovery::new(vec!["OPENAI_BASE_URL".into()]);
+        let j = judge(
+            Some(&lists),
+            &none,
+            &named("relay.example"),
+            ADDR,
+            Action::Alert,
+        );
+        assert!(j.finding.is_none() && j.relay.is_none());
+        assert_eq!(j.naming.source, NameSource::Sni);
+
+        // The relay override: the host a process is configured with alerts as ai-relay, and its
+        // name's evidence becomes that configuration.
+        let j = judge(
+            Some(&lists),
+            &discovery_of("relay.example"),
+            &named("relay.example"),
+            ADDR,
+            Action::Alert,
+        );
+        let f = j.finding.expect("a suspected relay alerts");
+        assert_eq!(f.verdict.category, Category::AiRelay);
+        assert_eq!(f.verdict.file.as_ref(), classify::RELAY_CONFIG_RULESET);
+        assert_eq!(j.naming.source, NameSource::RelayConfig);
+        assert_eq!(j.relay.expect("evidence").variable, "OPENAI_BASE_URL");
+    }
+
+    #[test]
+    fn the_relay_override_follows_the_ai_relay_action_and_yields_to_allow_rules() {
+        let ignoring = Blocklists::builtin().with_action(Category::AiRelay, Action::Ignore);
+        let j = judge(
+            Some(&ignoring),
+            &discovery_of("relay.example"),
+            &named("relay.example"),
+            ADDR,
+            Action::Alert,
+        );
+        assert!(j.finding.is_none(), "ai-relay ignored: no alert");
+        assert_eq!(
+            j.naming.source,
+            NameSource::RelayConfig,
+            "the evidence is still reported"
+        );
+
+        let lists = Blocklists::load_all(
+            &[],
+            &[crate::intel::blocklist::ListText {
+                name: "allow.list".into(),
+                text: "# relaywatch: category=allow\nfull:relay.example\n".into(),
+                category: Some(Category::Allow),
+            }],
+            true,
+        )
+        .expect("an allow list");
+        let j = judge(
+            Some(&lists),
+            &discovery_of("relay.example"),
+            &named("relay.example"),
+            ADDR,
+            Action::Alert,
+        );
+        assert!(
+            j.finding.is_none() && j.relay.is_none(),
+            "an allow rule silences discovery"
+        );
+        assert_eq!(j.naming.source, NameSource::Sni);
+    }
+
+    #[test]
+    fn through_a_proxy_the_target_address_is_judged() {
+        let lists = Blocklists::builtin();
+        let d = discovery_of("198.51.100.9");
+        let naming = Naming {
+            domain: Some("198.51.100.9".into()),
+            source: NameSource::ProxyTarget,
+            tls: None,
+            proxy: Some(ProxyTarget {
+                host: "198.51.100.9".into(),
+                port: 443,
+            }),
+        };
+        let j = judge(
+            Some(&lists),
+            &d,
+            &naming,
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            Action::Alert,
+        );
+        let f = j.finding.expect("the proxy target is the suspected relay");
+        assert_eq!(
+            (f.verdict.category, f.value.as_str()),
+            (Category::AiRelay, "198.51.100.9")
+        );
+        let direct = judge(
+            Some(&lists),
+            &d,
+            &named("example.org"),
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            Action::Alert,
+        );
+        assert!(
+            direct.finding.is_none(),
+            "the proxy's own address is not the target"
+        );
+    }
+
+    #[test]
+    fn without_lists_nothing_is_judged() {
+        let j = judge(
+            None,
+            &discovery_of("relay.example"),
+            &named("api.openai.com"),
+            ADDR,
+            Action::Alert,
+        );
+        assert!(j.finding.is_none() && j.relay.is_none());
+    }
+}
