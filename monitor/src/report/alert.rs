@@ -88,19 +88,10 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::intel::{blocklist::Blocklists, classify::classify};
-
-    fn record(exe: &str, domain: &str) -> Record {
-        Record::from_ecs(&json!({
-            "@timestamp": "2026-12-03T12:00:00.000Z",
-            "event": {"kind": "event", "type": ["connection", "start"]},
-            "destination": {"domain": domain, "ip": "104.18.7.192", "port": 443},
-            "process": {"pid": 42, "name": "curl", "executable": exe, "args": ["curl", "-s", "https://x/"]},
-            "user": {"id": "1000", "name": "alice"},
-            "relaywatch": {"name_source": "sni"},
-        }))
-        .expect("an ECS record")
-    }
+    use crate::{
+        intel::{blocklist::Blocklists, classify::classify},
+        report::record::sample_record as record,
+    };
 
     #[test]
     fn alert_document_has_the_ecs_alert_fields() {

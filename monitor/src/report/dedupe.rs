@@ -107,17 +107,15 @@ mod tests {
 
     use super::*;
 
+    /// A curl alert for `domain` by rule `domain:openai.com`.
     fn record(exe: &str, domain: &str) -> Record {
-        Record::from_ecs(&json!({
-            "@timestamp": "2026-12-03T12:00:00.000Z",
-            "event": {"kind": "event", "type": ["connection", "start"]},
-            "destination": {"domain": domain, "ip": "104.18.7.192", "port": 443},
-            "process": {"pid": 42, "name": "curl", "executable": exe, "args": ["curl", "-s", "https://x/"]},
-            "user": {"id": "1000", "name": "alice"},
-            "relaywatch": {"name_source": "sni"},
-            "rule": {"name": "domain:openai.com", "category": "ai-provider", "ruleset": "builtin"},
-        }))
-        .expect("an ECS record")
+        let mut r = super::super::record::sample_record(exe, domain);
+        r.rule = Some(super::super::record::Rule {
+            name: "domain:openai.com".into(),
+            category: "ai-provider".into(),
+            ruleset: "builtin".into(),
+        });
+        r
     }
 
     #[test]

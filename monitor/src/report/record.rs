@@ -375,3 +375,17 @@ impl Record {
             .unwrap_or(&self.process.name)
     }
 }
+
+/// A connection record of a curl to `domain` (for unit tests of what builds on records).
+#[cfg(test)]
+pub(crate) fn sample_record(exe: &str, domain: &str) -> Record {
+    Record::from_ecs(&serde_json::json!({
+        "@timestamp": "2026-12-03T12:00:00.000Z",
+        "event": {"kind": "event", "type": ["connection", "start"]},
+        "destination": {"domain": domain, "ip": "104.18.7.192", "port": 443},
+        "process": {"pid": 42, "name": "curl", "executable": exe, "args": ["curl", "-s", "https://x/"]},
+        "user": {"id": "1000", "name": "alice"},
+        "relaywatch": {"name_source": "sni"},
+    }))
+    .expect("an ECS record")
+}
