@@ -258,7 +258,34 @@ fn status_and_reload_over_curl_and_cli() {
     assert!(out.status.success(), "{}", stderr(&out));
     let via_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(via_cli["daemon"], status["daemon"]);
+    // The summary: state, version and uptime first, then what the daemon sent (the harness
+    // sends no counters, lists or sinks: those lines are left out).
     let out = server.cli(&["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    let version = status["version"].as_str().unwrap();
+    assert!(
+        first.starts_with(&format!("relaywatch {version}: running, up ")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("store ")
+            && l.contains(" 0 alerts, 0 connection rows, ")
+            && l.ends_with(&format!(
+                " in {}",
+                status["store"]["path"].as_str().unwrap()
+            ))),
+        "{text}"
+    );
+    assert!(!text.contains("daemon:"), "no key dump by default: {text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+    // The dotted key dump is behind --raw.
+    let out = server.cli(&["status", "--raw"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.lines().any(|l| l.starts_with("daemon:") && l.ends_with("relaywatch api-serve (test harness)")), "{text}");
     assert!(
@@ -269,6 +296,11 @@ fn status_and_reload_over_curl_and_cli() {
     assert!(
         !text.contains('\x1b'),
         "no colour when stdout is not a terminal"
+    );
+    assert_eq!(
+        server.cli(&["status", "--raw", "--json"]).status.code(),
+        Some(2),
+        "--raw and --json exclude each other"
     );
 
     let out = server.cli(&["reload"]);
@@ -349,7 +381,10 @@ fn alert_and_connection_queries() {
             "PID",
             "USER",
             "DESTINATION",
-            "PORT"
+            "PORT",
+            "SENT",
+            "/",
+            "RECEIVED"
         ]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
@@ -358,13 +393,14 @@ fn alert_and_connection_queries() {
         [
             "10m",
             "ago",
-            "73",
+            "high",
             "ai_relay",
             "python3",
             "200",
             "bob",
             "relay.example.net",
-            "443"
+            "443",
+            "-"
         ]
     );
     assert!(lines[2].starts_with("1m ago"), "{text}");

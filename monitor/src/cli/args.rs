@@ -53,9 +53,9 @@ pub enum Command {
     /// Write bash, zsh and fish completions into DIR. Used by packaging.
     #[command(hide = true)]
     GenerateCompletions { dir: PathBuf },
-    /// Show the running agent's status.
+    /// Show the running agent's status: uptime, events and losses, lists, feeds, sinks, store.
     #[command(after_help = EXIT_CODES)]
-    Status(ConnectArgs),
+    Status(StatusArgs),
     /// List stored alerts (most recent last), optionally following new ones.
     #[command(after_help = EXIT_CODES)]
     Alerts(AlertsArgs),
@@ -80,6 +80,17 @@ pub struct ConnectArgs {
     /// Print JSON instead of a table: the status object, or one object per line for lists.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `relaywatch status`.
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Print every status field as a `key.sub: value` line instead of the summary.
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
 }
 
 /// Filters of `alerts` and `connections`.

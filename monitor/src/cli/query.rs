@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use super::{
-    args::{AlertsArgs, ConnectArgs, ListArgs},
+    args::{AlertsArgs, ConnectArgs, ListArgs, StatusArgs},
     render::{self, Cell},
 };
 use crate::{
@@ -187,8 +187,16 @@ fn show_object(
     })
 }
 
-pub fn status(args: ConnectArgs) -> ExitCode {
-    finish(show_object(&args, Method::GET, "/v1/status", None))
+/// `relaywatch status`: a summary, every field with `--raw`, the object with `--json`.
+pub fn status(args: StatusArgs) -> ExitCode {
+    // `--json` and `--raw` both print the object as the daemon sent it (as JSON, as lines).
+    if args.connect.json || args.raw {
+        return finish(show_object(&args.connect, Method::GET, "/v1/status", None));
+    }
+    finish(block_on(async {
+        let v = read_json(request(&args.connect.socket, Method::GET, "/v1/status").await?).await?;
+        print(&render::status_summary(&v, SystemTime::now()))
+    }))
 }
 
 /// `relaywatch blocklist list`: the active lists from the daemon's status, as a table.
@@ -286,10 +294,14 @@ fn list(kind: ListKind, args: &ListArgs, category: Option<&str>) -> Result<(), F
             return print(&format!("no {} match\n", kind.name()));
         }
         let now = SystemTime::now();
-        let rows = items
-            .iter()
-            .map(|i| cells(kind, i, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = match kind {
+            // A flow end joins its alert's row.
+            ListKind::Alerts => render::alert_rows(items, now),
+            ListKind::Connections => items
+                .iter()
+                .map(|i| cells(kind, i, now))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         print(&render::table(columns(kind).0, &rows, color))
     })
 }
