@@ -634,7 +634,12 @@ fn lists_summary(out: &mut String, lists: &Value) {
         c.1 += 1;
         c.2 += list["rules"].as_u64().unwrap_or(0);
         if let Some(version) = list["version"].as_str().filter(|s| !s.is_empty()) {
-            let version: String = version.chars().take(24).collect();
+            // Whole when it fits (a cut "v2fly/domain-list-commun" names nothing), else cut
+            // visibly.
+            let version: String = match version.chars().count() {
+                0..=64 => version.to_owned(),
+                _ => version.chars().take(63).chain(['…']).collect(),
+            };
             if !c.3.contains(&version) {
                 c.3.push(version);
             }

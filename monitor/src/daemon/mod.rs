@@ -382,6 +382,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         discovered_for: 0,
         stdout_failed: false,
         malformed: 0,
+        last_alert: None,
     };
     // Programs started before the agent: their base-URL variables are read once now (exec
     // events cover every later start).
@@ -500,6 +501,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
                         "blocklists": daemon_state.lists_report(),
                         "relay_discovery": lists.read().map(|l| reporter.discovery.report(&l)).unwrap_or(Value::Null),
                         "sinks": reporter.sinks.health(),
+                        "last_alert": reporter.last_alert.clone().unwrap_or(Value::Null),
                     });
                 }
                 previous = now;

@@ -163,6 +163,8 @@ pub(super) struct Reporter {
     pub(super) discovered_for: usize,
     pub(super) stdout_failed: bool,
     pub(super) malformed: u64,
+    /// The last alert raised (ECS), for `relaywatch status`.
+    pub(super) last_alert: Option<serde_json::Value>,
 }
 
 impl Reporter {
@@ -368,6 +370,10 @@ impl Reporter {
         doc.timestamp = ended;
         doc.source.bytes = Some(end.bytes_out + w.captured_bytes);
         doc.destination.bytes = Some(end.bytes_in);
+        // The connection's row in the store learns its volume (`relaywatch connections`).
+        if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
+            self.store.record_connection(update);
+        }
         self.deliver(doc);
     }
 
@@ -438,6 +444,7 @@ impl Reporter {
     pub(super) fn raise(&mut self, alert: Record) {
         self.metrics
             .add_alert(alert.category().unwrap_or("unknown"));
+        self.last_alert = Some(alert.to_ecs());
         self.deliver(alert);
     }
 

@@ -301,6 +301,9 @@ pub struct ConnectionSummaryUpdate {
     pub destination_port: u16,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// 1 for a new connection; 0 for a flow end, which only adds the bytes of one already
+    /// counted.
+    pub connections: u64,
 }
 
 impl ConnectionSummaryUpdate {
@@ -319,6 +322,8 @@ impl ConnectionSummaryUpdate {
             destination_port: record.destination.port?,
             bytes_sent: record.source.bytes.unwrap_or(0),
             bytes_received: record.destination.bytes.unwrap_or(0),
+            // A flow end reports the volume of a connection its start already counted.
+            connections: u64::from(!record.event.kind_type.iter().any(|t| t == "end")),
         })
     }
 
@@ -713,13 +718,13 @@ fn record_connection_in(conn: &Connection, u: &ConnectionSummaryUpdate) -> Resul
     let sql = format!(
         "INSERT INTO connections (executable, user_name, destination_domain, destination_ip, destination_port, \
          process_name, last_pid, first_seen, last_seen, count, bytes_sent, bytes_received) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?11, ?9, ?10) \
          ON CONFLICT (executable, user_name, destination_domain, destination_ip, destination_port) DO UPDATE SET \
            process_name = CASE WHEN excluded.process_name = '' THEN process_name ELSE excluded.process_name END, \
            last_pid = coalesce(excluded.last_pid, last_pid), \
            first_seen = min(first_seen, excluded.first_seen), \
            last_seen = max(last_seen, excluded.last_seen), \
-           count = count + 1, \
+           count = count + excluded.count, \
            bytes_sent = bytes_sent + excluded.bytes_sent, \
            bytes_received = bytes_received + excluded.bytes_received \
          RETURNING {CONNECTION_COLUMNS}"
@@ -741,6 +746,7 @@ fn record_connection_in(conn: &Connection, u: &ConnectionSummaryUpdate) -> Resul
             to_micros(u.ts),
             clamp(u.bytes_sent),
             clamp(u.bytes_received),
+            clamp(u.connections),
         ],
         ConnectionRow::from_row,
     )?;
@@ -1255,6 +1261,7 @@ mod tests {
             destination_port: 443,
             bytes_sent: sent,
             bytes_received: 2 * sent,
+            connections: 1,
         }
     }
 
@@ -1269,6 +1276,16 @@ mod tests {
             .unwrap();
         assert_eq!((row.count, row.bytes_sent, row.bytes_received), (2, 15, 30));
         assert!(row.first_seen < row.last_seen);
+        // A flow end adds its bytes to the row without counting another connection.
+        let end = ConnectionSummaryUpdate {
+            connections: 0,
+            ..update(90, "/usr/bin/curl", Some("api.openai.com"), 100)
+        };
+        let row = s.record_connection(&end).unwrap();
+        assert_eq!(
+            (row.count, row.bytes_sent, row.bytes_received),
+            (2, 115, 230)
+        );
         s.record_connection(&update(50, "/usr/bin/curl", None, 1))
             .unwrap();
         s.record_connection(&update(10, "/usr/bin/wget", Some("api.openai.com"), 1))
