@@ -448,8 +448,16 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
         },
     );
 
-    // The status table shows the feed, one line per field.
-    let out = relaywatch(&daemon, &["status"]);
+    // The status summary names the feed and its state on its feeds line...
+    let summary = String::from_utf8_lossy(&relaywatch(&daemon, &["status"]).stdout).into_owned();
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains(&format!("{url}: fresh, 1 rule"))),
+        "{summary}"
+    );
+    // ...and the raw dump has it one line per field.
+    let out = relaywatch(&daemon, &["status", "--raw"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = |key: &str| {
         text.lines()
@@ -658,7 +666,8 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
         "{q:#}"
     );
     // The status table shows the reason with the URL and line.
-    let text = String::from_utf8_lossy(&relaywatch(&daemon, &["status"]).stdout).into_owned();
+    let text =
+        String::from_utf8_lossy(&relaywatch(&daemon, &["status", "--raw"]).stdout).into_owned();
     assert!(text.lines().any(|l| l.starts_with("blocklists.feeds[1].last_error.error:") && l.ends_with(&format!("{plain}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"))), "{text}");
     // Each failure is logged once.
     let stderr = daemon.stderr();
