@@ -1,8 +1,8 @@
-//! OCSF output: an ECS alert or connection record (from `alert.rs` / `record.rs`) rewritten as an
-//! OCSF 1.8.0 Network Activity event (class_uid 4001).
+//! OCSF output: a record (`record.rs`: connection, alert, summary, flow end) rendered as an OCSF
+//! 1.8.0 Network Activity event (class_uid 4001).
 //!
-//! The ECS document stays the one source of truth; OCSF is a view of it computed when a record
-//! is written out (`[output] format = "ocsf"`, `relaywatch run --format ocsf`). Nothing is
+//! The typed record is the one source of truth; OCSF is a view of it computed when a record is
+//! written out (`[output] format = "ocsf"`, `relaywatch run --format ocsf`). Nothing is
 //! guessed: an ECS field that is absent leaves its OCSF attribute out, except the attributes the
 //! class requires, which always get a value (`time` falls back to the moment of conversion,
 //! `severity_id` to Informational).
@@ -31,39 +31,40 @@ const CATEGORY_UID: u64 = 4;
 const ACTIVITY_OPEN: u64 = 1;
 const ACTIVITY_REFUSE: u64 = 5;
 
-/// The record as it is written out: ECS, or its OCSF rewrite.
+/// The record as it is written out: ECS, or its OCSF rendering.
 pub fn format(record: &Record, format: Format) -> Value {
-    let ecs = record.to_ecs();
     match format {
-        Format::Ecs => ecs,
-        Format::Ocsf => from_ecs(&ecs),
+        Format::Ecs => record.to_ecs(),
+        Format::Ocsf => from_record(record),
     }
 }
 
-/// Rewrite an ECS alert or connection record as an OCSF Network Activity event. Any JSON value is
-/// accepted (missing or mistyped fields are left out); the result always has the attributes the
-/// class requires.
+/// An ECS document read into the model, then rendered as OCSF (a document that is not a record
+/// gives an event with only the attributes the class requires).
+#[cfg(test)]
 pub fn from_ecs(doc: &Value) -> Value {
-    let is_alert = doc["event"]["kind"] == "alert";
-    let denied = str_array(&doc["event"]["type"]).contains(&"denied");
+    from_record(&Record::from_ecs(doc).unwrap_or_default())
+}
+
+/// A record as an OCSF Network Activity event; the result always has the attributes the class
+/// requires.
+pub fn from_record(r: &Record) -> Value {
+    let is_alert = r.event.kind == "alert";
+    let denied = r.event.kind_type.iter().any(|t| t == "denied");
     let (activity_id, activity_name) = if denied {
         (ACTIVITY_REFUSE, "Refuse")
     } else {
         (ACTIVITY_OPEN, "Open")
     };
-    let (severity_id, severity) = severity(doc);
+    let (severity_id, severity) = severity(r);
     let now_ms = epoch_ms(SystemTime::now());
-    let time = doc["@timestamp"]
-        .as_str()
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-        .map(epoch_ms)
-        .unwrap_or(now_ms);
+    let time = humantime::parse_rfc3339_weak(&r.timestamp).map_or(now_ms, epoch_ms);
 
     let mut profiles = vec!["host"];
     if is_alert {
         profiles.push("security_control");
     }
-    let container_id = doc["container"]["id"].as_str();
+    let container_id = r.container.as_ref().map(|c| c.id.as_str());
     if container_id.is_some() {
         profiles.push("container");
     }
@@ -83,10 +84,10 @@ pub fn from_ecs(doc: &Value) -> Value {
     out.insert("time".into(), json!(time));
     out.insert("severity_id".into(), json!(severity_id));
     out.insert("severity".into(), json!(severity));
-    let (status_id, status) = status(doc);
+    let (status_id, status) = status(r);
     out.insert("status_id".into(), json!(status_id));
     out.insert("status".into(), json!(status));
-    out.insert("message".into(), json!(message(doc)));
+    out.insert("message".into(), json!(message(r)));
     out.insert(
         "metadata".into(),
         json!({
@@ -97,27 +98,30 @@ pub fn from_ecs(doc: &Value) -> Value {
                 "version": env!("CARGO_PKG_VERSION"),
             },
             "profiles": profiles,
-            "uid": event_uid(doc),
+            "uid": event_uid(r),
             "logged_time": now_ms,
         }),
     );
-    if let Some(n) = doc["relaywatch"]["dedupe"]["repeats"]
-        .as_u64()
-        .or(doc["relaywatch"]["repeat_count"].as_u64())
+    if let Some(n) = r
+        .relaywatch
+        .dedupe
+        .as_ref()
+        .map(|d| d.repeats)
+        .or(r.relaywatch.repeat_count)
     {
         out.insert("count".into(), json!(n));
     }
 
-    if let Some(src) = non_empty(src_endpoint(doc)) {
-        out.insert("src_endpoint".into(), src);
+    if let Some(host) = &r.host {
+        out.insert("src_endpoint".into(), json!({ "hostname": host.name }));
     }
-    out.insert("dst_endpoint".into(), dst_endpoint(doc));
-    out.insert("connection_info".into(), connection_info(doc));
-    if let Some(sni) = doc["tls"]["client"]["server_name"].as_str() {
+    out.insert("dst_endpoint".into(), dst_endpoint(r));
+    out.insert("connection_info".into(), connection_info(r));
+    if let Some(sni) = r.tls.as_ref().and_then(|t| t.client.server_name.as_deref()) {
         out.insert("tls".into(), json!({ "sni": sni }));
     }
-    out.insert("actor".into(), actor(doc));
-    out.insert("device".into(), device(doc));
+    out.insert("actor".into(), actor(r));
+    out.insert("device".into(), device(r));
     if let Some(id) = container_id {
         out.insert("container".into(), json!({ "uid": id }));
     }
@@ -133,21 +137,19 @@ pub fn from_ecs(doc: &Value) -> Value {
         out.insert("action".into(), json!(action));
         out.insert("disposition_id".into(), json!(disposition_id));
         out.insert("disposition".into(), json!(disposition));
-        if let Some(rule) = non_empty(firewall_rule(doc)) {
+        if let Some(rule) = firewall_rule(r) {
             out.insert("firewall_rule".into(), rule);
         }
-        let enrichments = enrichments(doc);
+        let enrichments = enrichments(r);
         if !enrichments.is_empty() {
             out.insert("enrichments".into(), Value::Array(enrichments));
         }
     }
-    let observables = observables(doc);
+    let observables = observables(r);
     if !observables.is_empty() {
         out.insert("observables".into(), Value::Array(observables));
     }
-    if let Some(unmapped) = non_empty(unmapped(doc)) {
-        out.insert("unmapped".into(), unmapped);
-    }
+    out.insert("unmapped".into(), unmapped(r));
     Value::Object(out)
 }
 
@@ -156,38 +158,17 @@ fn epoch_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn str_array(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
-}
-
-/// `Some(v)` unless `v` is an empty object.
-fn non_empty(v: Value) -> Option<Value> {
-    match &v {
-        Value::Object(m) if m.is_empty() => None,
-        _ => Some(v),
-    }
-}
-
-/// Copy `from[key]` into `to[as_key]` when it is present (not null).
-fn copy(to: &mut Map<String, Value>, as_key: &str, from: &Value) {
-    if !from.is_null() {
-        to.insert(as_key.into(), from.clone());
-    }
-}
-
 /// OCSF severity from the list severity (`relaywatch.severity`), else from ECS `event.severity`
 /// (the numbers `alert::severity_number` writes), else Informational.
-fn severity(doc: &Value) -> (u64, &'static str) {
-    let by_name = match doc["relaywatch"]["severity"].as_str() {
+fn severity(r: &Record) -> (u64, &'static str) {
+    let by_name = match r.relaywatch.severity.as_deref() {
         Some("high") => Some(4),
         Some("medium") => Some(3),
         Some("low") => Some(2),
         Some("info") => Some(1),
         _ => None,
     };
-    let by_number = doc["event"]["severity"].as_u64().map(|n| match n {
+    let by_number = r.event.severity.map(|n| match n {
         0..=20 => 1,
         21..=46 => 2,
         47..=72 => 3,
@@ -203,102 +184,103 @@ fn severity(doc: &Value) -> (u64, &'static str) {
 
 /// Success when the record shows data went out (a datagram sent, or a name read from the first
 /// bytes of the connection); Unknown otherwise: the connect hook fires before the handshake.
-fn status(doc: &Value) -> (u64, &'static str) {
+fn status(r: &Record) -> (u64, &'static str) {
     // A relay_config record keeps its TLS evidence: a ClientHello read is data sent too.
     let payload_named = matches!(
-        doc["relaywatch"]["name_source"].as_str(),
-        Some("sni" | "http_host" | "proxy_target" | "quic_sni")
-    ) || doc["tls"]["client"]["ja4"].is_string();
-    if payload_named || doc["network"]["transport"] == "udp" {
+        r.relaywatch.name_source.as_str(),
+        "sni" | "http_host" | "proxy_target" | "quic_sni"
+    ) || r.tls.is_some();
+    if payload_named || r.network.transport == "udp" {
         (1, "Success")
     } else {
         (0, "Unknown")
     }
 }
 
-fn message(doc: &Value) -> String {
-    if let Some(m) = doc["message"].as_str() {
-        return m.to_owned();
-    }
-    let p = &doc["process"];
-    let who = p["name"].as_str().unwrap_or("unknown process");
-    let pid = p["pid"]
-        .as_u64()
-        .map_or(String::new(), |pid| format!("pid {pid}, "));
-    let uid = doc["user"]["id"].as_str().unwrap_or("?");
-    let d = &doc["destination"];
-    let port = d["port"]
-        .as_u64()
-        .map_or(String::new(), |p| format!(":{p}"));
-    let whom = match (d["domain"].as_str(), d["ip"].as_str()) {
+fn message(r: &Record) -> String {
+    let p = &r.process;
+    let who = if p.name.is_empty() {
+        "unknown process"
+    } else {
+        p.name.as_str()
+    };
+    let pid = if p.pid == 0 {
+        String::new()
+    } else {
+        format!("pid {}, ", p.pid)
+    };
+    let uid = if r.user.id.is_empty() {
+        "?"
+    } else {
+        r.user.id.as_str()
+    };
+    let d = &r.destination;
+    let port = d.port.map_or(String::new(), |p| format!(":{p}"));
+    let whom = match (d.domain.as_deref(), d.ip.as_deref()) {
         (Some(name), Some(ip)) => format!("{name} ({ip}{port})"),
         (Some(name), None) => format!("{name}{port}"),
         (None, Some(ip)) => format!("{ip}{port}"),
         (None, None) => "an unknown destination".into(),
     };
     let mut m = format!("{who} ({pid}uid {uid}) connected to {whom}");
-    if let (Some(category), Some(rule)) = (
-        doc["rule"]["category"].as_str(),
-        doc["rule"]["name"].as_str(),
-    ) {
-        m.push_str(&format!("; matched blocklist category {category} ({rule})"));
+    if let Some(rule) = &r.rule {
+        m.push_str(&format!(
+            "; matched blocklist category {} ({})",
+            rule.category, rule.name
+        ));
     }
     m
 }
 
-/// A stable id for the event: the same ECS document always gives the same uid, so a record sent
-/// twice (sink retry) can be recognised downstream.
-fn event_uid(doc: &Value) -> String {
-    let digest = Sha256::digest(doc.to_string().as_bytes());
+/// A stable id for the event: the same record always gives the same uid, so a record sent twice
+/// (sink retry) can be recognised downstream.
+fn event_uid(r: &Record) -> String {
+    let digest = Sha256::digest(r.to_ecs().to_string().as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The initiator is this host: its name, and the source address when the record has one.
-fn src_endpoint(doc: &Value) -> Value {
-    let mut src = Map::new();
-    copy(&mut src, "hostname", &doc["host"]["name"]);
-    copy(&mut src, "ip", &doc["source"]["ip"]);
-    copy(&mut src, "port", &doc["source"]["port"]);
-    Value::Object(src)
-}
-
-fn dst_endpoint(doc: &Value) -> Value {
-    let d = &doc["destination"];
+fn dst_endpoint(r: &Record) -> Value {
+    let d = &r.destination;
     let mut dst = Map::new();
-    copy(&mut dst, "ip", &d["ip"]);
-    copy(&mut dst, "port", &d["port"]);
-    copy(&mut dst, "hostname", &d["domain"]);
+    if let Some(ip) = &d.ip {
+        dst.insert("ip".into(), json!(ip));
+    }
+    if let Some(port) = d.port {
+        dst.insert("port".into(), json!(port));
+    }
+    if let Some(domain) = &d.domain {
+        dst.insert("hostname".into(), json!(domain));
+    }
     Value::Object(dst)
 }
 
-fn connection_info(doc: &Value) -> Value {
-    let n = &doc["network"];
+fn connection_info(r: &Record) -> Value {
     let mut c = Map::new();
     c.insert("direction_id".into(), json!(2));
     c.insert("direction".into(), json!("Outbound"));
-    match n["transport"].as_str() {
-        Some("tcp") => {
+    match r.network.transport.as_str() {
+        "" => {}
+        "tcp" => {
             c.insert("protocol_name".into(), json!("tcp"));
             c.insert("protocol_num".into(), json!(6));
         }
-        Some("udp") => {
+        "udp" => {
             c.insert("protocol_name".into(), json!("udp"));
             c.insert("protocol_num".into(), json!(17));
         }
-        Some(other) => {
+        other => {
             c.insert("protocol_name".into(), json!(other));
         }
-        None => {}
     }
-    match n["type"].as_str() {
-        Some("ipv4") => {
+    match r.network.ip_version.as_str() {
+        "ipv4" => {
             c.insert("protocol_ver_id".into(), json!(4));
             c.insert(
                 "protocol_ver".into(),
                 json!("Internet Protocol version 4 (IPv4)"),
             );
         }
-        Some("ipv6") => {
+        "ipv6" => {
             c.insert("protocol_ver_id".into(), json!(6));
             c.insert(
                 "protocol_ver".into(),
@@ -310,30 +292,40 @@ fn connection_info(doc: &Value) -> Value {
     Value::Object(c)
 }
 
-fn user(doc: &Value) -> Value {
+fn user(r: &Record) -> Option<Value> {
     let mut u = Map::new();
-    copy(&mut u, "uid", &doc["user"]["id"]);
-    copy(&mut u, "name", &doc["user"]["name"]);
-    if let Some(gid) = doc["group"]["id"].as_str() {
-        u.insert("groups".into(), json!([{ "uid": gid }]));
+    if !r.user.id.is_empty() {
+        u.insert("uid".into(), json!(r.user.id));
     }
-    Value::Object(u)
+    if let Some(name) = &r.user.name {
+        u.insert("name".into(), json!(name));
+    }
+    if !r.group.id.is_empty() {
+        u.insert("groups".into(), json!([{ "uid": r.group.id }]));
+    }
+    (!u.is_empty()).then_some(Value::Object(u))
 }
 
-fn actor(doc: &Value) -> Value {
-    let p = &doc["process"];
+fn actor(r: &Record) -> Value {
+    let p = &r.process;
     let mut process = Map::new();
-    copy(&mut process, "pid", &p["pid"]);
-    copy(&mut process, "tid", &p["thread"]["id"]);
-    copy(&mut process, "name", &p["name"]);
-    copy(&mut process, "cmd_line", &p["command_line"]);
-    if !process.contains_key("cmd_line")
-        && let Some(args) = p["args"].as_array()
-    {
-        let line: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        process.insert("cmd_line".into(), json!(line.join(" ")));
+    if p.pid != 0 {
+        process.insert("pid".into(), json!(p.pid));
     }
-    if let Some(path) = p["executable"].as_str() {
+    if p.thread.id != 0 {
+        process.insert("tid".into(), json!(p.thread.id));
+    }
+    if !p.name.is_empty() {
+        process.insert("name".into(), json!(p.name));
+    }
+    let cmd_line = p
+        .command_line
+        .clone()
+        .or_else(|| p.args.as_ref().map(|a| a.join(" ")));
+    if let Some(line) = cmd_line {
+        process.insert("cmd_line".into(), json!(line));
+    }
+    if let Some(path) = &p.executable {
         let name = path.rsplit('/').next().unwrap_or(path);
         // type_id 1: Regular File.
         process.insert(
@@ -341,16 +333,16 @@ fn actor(doc: &Value) -> Value {
             json!({ "name": name, "path": path, "type_id": 1, "type": "Regular File" }),
         );
     }
-    if let Some(ppid) = p["parent"]["pid"].as_u64() {
+    if let Some(ppid) = p.parent.as_ref().and_then(|p| p.pid) {
         process.insert("parent_process".into(), json!({ "pid": ppid }));
     }
-    let user = user(doc);
-    if let Some(u) = non_empty(user.clone()) {
-        process.insert("user".into(), u);
+    let user = user(r);
+    if let Some(u) = &user {
+        process.insert("user".into(), u.clone());
     }
     let mut actor = Map::new();
     actor.insert("process".into(), Value::Object(process));
-    if let Some(u) = non_empty(user) {
+    if let Some(u) = user {
         actor.insert("user".into(), u);
     }
     Value::Object(actor)
@@ -358,12 +350,16 @@ fn actor(doc: &Value) -> Value {
 
 /// The host the agent runs on. Whether it is a server or a workstation is not known here:
 /// type_id 0 (Unknown).
-fn device(doc: &Value) -> Value {
+fn device(r: &Record) -> Value {
     let mut d = Map::new();
     d.insert("type_id".into(), json!(0));
     d.insert("type".into(), json!("Unknown"));
-    copy(&mut d, "hostname", &doc["host"]["name"]);
-    copy(&mut d, "uid", &doc["host"]["id"]);
+    if let Some(host) = &r.host {
+        d.insert("hostname".into(), json!(host.name));
+        if let Some(id) = &host.id {
+            d.insert("uid".into(), json!(id));
+        }
+    }
     d.insert(
         "os".into(),
         json!({ "name": "Linux", "type_id": 200, "type": "Linux" }),
@@ -372,20 +368,23 @@ fn device(doc: &Value) -> Value {
 }
 
 /// The blocklist rule that matched, located by file and line.
-fn firewall_rule(doc: &Value) -> Value {
-    let r = &doc["rule"];
-    let b = &doc["relaywatch"]["blocklist"];
-    let mut rule = Map::new();
-    copy(&mut rule, "name", &r["name"]);
-    copy(&mut rule, "category", &r["category"]);
-    if let (Some(file), Some(line)) = (b["file"].as_str(), b["line"].as_u64()) {
-        rule.insert("uid".into(), json!(format!("{file}:{line}")));
+fn firewall_rule(r: &Record) -> Option<Value> {
+    let rule = r.rule.as_ref();
+    let list = r.relaywatch.blocklist.as_ref();
+    if rule.is_none() && list.is_none() {
+        return None;
     }
-    copy(&mut rule, "version", &b["version"]);
-    if !rule.is_empty() {
-        rule.insert("type".into(), json!("blocklist"));
+    let mut out = Map::new();
+    if let Some(rule) = rule {
+        out.insert("name".into(), json!(rule.name));
+        out.insert("category".into(), json!(rule.category));
     }
-    Value::Object(rule)
+    if let Some(list) = list {
+        out.insert("uid".into(), json!(format!("{}:{}", list.file, list.line)));
+        out.insert("version".into(), json!(list.version));
+    }
+    out.insert("type".into(), json!("blocklist"));
+    Some(Value::Object(out))
 }
 
 /// ECS field that matched -> the OCSF attribute holding the same value.
@@ -397,88 +396,80 @@ fn ocsf_field(ecs: &str) -> &str {
     }
 }
 
-fn enrichments(doc: &Value) -> Vec<Value> {
-    let Some(list) = doc["threat"]["enrichments"].as_array() else {
+fn enrichments(r: &Record) -> Vec<Value> {
+    let Some(threat) = &r.threat else {
         return Vec::new();
     };
-    list.iter()
-        .filter_map(|e| {
-            let matched = &e["matched"];
-            let value = matched["atomic"].as_str()?;
-            let mut out = Map::new();
-            out.insert(
-                "name".into(),
-                json!(ocsf_field(matched["field"].as_str().unwrap_or(""))),
-            );
-            out.insert("value".into(), json!(value));
-            out.insert("type".into(), json!("blocklist"));
-            copy(&mut out, "provider", &e["indicator"]["provider"]);
-            out.insert(
-                "data".into(),
-                json!({
-                    "indicator": e["indicator"],
-                    "rule": doc["rule"],
-                    "blocklist": doc["relaywatch"]["blocklist"],
-                }),
-            );
-            Some(Value::Object(out))
+    threat
+        .enrichments
+        .iter()
+        .map(|e| {
+            json!({
+                "name": ocsf_field(&e.matched.field),
+                "value": e.matched.atomic,
+                "type": "blocklist",
+                "provider": e.indicator.provider,
+                "data": {
+                    "indicator": e.indicator,
+                    "rule": r.rule,
+                    "blocklist": r.relaywatch.blocklist,
+                },
+            })
         })
         .collect()
 }
 
 /// Observables: the destination (type 1 Hostname, 2 IP Address), the process (9 Process Name)
 /// and the user (4 User Name).
-fn observables(doc: &Value) -> Vec<Value> {
+fn observables(r: &Record) -> Vec<Value> {
+    let process_name = Some(r.process.name.as_str()).filter(|n| !n.is_empty());
     let candidates = [
         (
             "dst_endpoint.hostname",
             1,
             "Hostname",
-            &doc["destination"]["domain"],
+            r.destination.domain.as_deref(),
         ),
         (
             "dst_endpoint.ip",
             2,
             "IP Address",
-            &doc["destination"]["ip"],
+            r.destination.ip.as_deref(),
         ),
-        (
-            "actor.process.name",
-            9,
-            "Process Name",
-            &doc["process"]["name"],
-        ),
-        ("actor.user.name", 4, "User Name", &doc["user"]["name"]),
+        ("actor.process.name", 9, "Process Name", process_name),
+        ("actor.user.name", 4, "User Name", r.user.name.as_deref()),
     ];
     candidates
         .into_iter()
-        .filter_map(|(name, type_id, type_name, v)| {
-            let value = v.as_str()?;
-            Some(json!({ "name": name, "type_id": type_id, "type": type_name, "value": value }))
+        .filter_map(|(name, type_id, type_name, value)| {
+            Some(json!({ "name": name, "type_id": type_id, "type": type_name, "value": value? }))
         })
         .collect()
 }
 
 /// What OCSF has no attribute for, with its ECS name.
-fn unmapped(doc: &Value) -> Value {
+fn unmapped(r: &Record) -> Value {
     let mut u = Map::new();
-    copy(&mut u, "relaywatch", &doc["relaywatch"]);
-    let mut event = Map::new();
-    for key in ["action", "dataset", "type"] {
-        copy(&mut event, key, &doc["event"][key]);
+    u.insert(
+        "relaywatch".into(),
+        serde_json::to_value(&r.relaywatch).unwrap_or(Value::Null),
+    );
+    u.insert(
+        "event".into(),
+        json!({ "action": r.event.action, "dataset": r.event.dataset, "type": r.event.kind_type }),
+    );
+    if let Some(tls) = &r.tls {
+        u.insert(
+            "tls".into(),
+            json!({ "client": { "ja4": tls.client.ja4, "alpn": tls.client.alpn } }),
+        );
     }
-    if !event.is_empty() {
-        u.insert("event".into(), Value::Object(event));
+    if let Some(args) = &r.process.args {
+        u.insert("process.args".into(), json!(args));
     }
-    let client = &doc["tls"]["client"];
-    let mut tls = Map::new();
-    copy(&mut tls, "ja4", &client["ja4"]);
-    copy(&mut tls, "alpn", &client["alpn"]);
-    if !tls.is_empty() {
-        u.insert("tls".into(), json!({ "client": tls }));
+    if let Some(rule) = &r.rule {
+        u.insert("rule.ruleset".into(), json!(rule.ruleset));
     }
-    copy(&mut u, "process.args", &doc["process"]["args"]);
-    copy(&mut u, "rule.ruleset", &doc["rule"]["ruleset"]);
     Value::Object(u)
 }
 
