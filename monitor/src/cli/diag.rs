@@ -134,10 +134,11 @@ fn sink_send(args: SinkSendArgs) -> Result<()> {
             &config.sinks,
             &args.state_dir,
             crate::control::metrics::Metrics::new(),
+            config.output.format,
         )
         .await?;
         for alert in &alerts {
-            sinks.send(alert);
+            sinks.send_line(&alert.to_string());
         }
         anyhow::Ok(
             sinks

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::output::store::ConnectionRow;
+use crate::{output::store::ConnectionRow, report::record::Record};
 
 const BOLD: &str = "\x1b[1m";
 const RED: &str = "\x1b[31m";
@@ -332,14 +332,6 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-fn text(v: &Value, pointer: &str) -> Option<String> {
-    match v.pointer(pointer)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn or_dash(s: Option<String>) -> Cell {
     Cell::plain(s.unwrap_or_else(|| "-".into()))
 }
@@ -353,29 +345,23 @@ fn when(t: Option<SystemTime>, now: SystemTime) -> Cell {
 
 /// The alert's severity as a word: the list's (`relaywatch.severity`), else ECS
 /// `event.severity` read back through the numbers `report::alert` writes (73 high, 47 medium,
-/// 21 low, 1 info), else `event.severity` as written.
-pub fn severity_word(alert: &Value) -> Option<String> {
+/// 21 low, 1 info).
+pub fn severity_word(alert: &Record) -> Option<String> {
     if let Some(word) = alert
-        .pointer("/relaywatch/severity")
-        .and_then(Value::as_str)
+        .relaywatch
+        .severity
+        .as_deref()
         .filter(|s| !s.is_empty())
     {
         return Some(word.to_ascii_lowercase());
     }
-    match alert.pointer("/event/severity")? {
-        Value::Number(n) => Some(
-            match n.as_u64() {
-                Some(0..=20) => "info",
-                Some(21..=46) => "low",
-                Some(47..=72) => "medium",
-                Some(_) => "high",
-                None => return Some(n.to_string()),
-            }
-            .into(),
-        ),
-        Value::String(s) if !s.is_empty() => Some(s.to_ascii_lowercase()),
-        _ => None,
-    }
+    let word = match alert.event.severity? {
+        0..=20 => "info",
+        21..=46 => "low",
+        47..=72 => "medium",
+        _ => "high",
+    };
+    Some(word.into())
 }
 
 fn severity_style(severity: &str) -> Option<&'static str> {
@@ -388,27 +374,18 @@ fn severity_style(severity: &str) -> Option<&'static str> {
 
 /// A flow-end record (`event.type` includes "end"): the alert's connection closed, with the
 /// bytes it carried.
-fn is_flow_end(alert: &Value) -> bool {
-    match alert.pointer("/event/type") {
-        Some(Value::Array(types)) => types.iter().any(|t| t == "end"),
-        Some(Value::String(t)) => t == "end",
-        _ => false,
-    }
+fn is_flow_end(alert: &Record) -> bool {
+    alert.event.kind_type.iter().any(|t| t == "end")
 }
 
 /// The socket an alert or a flow end is about (`relaywatch.socket_cookie`).
-fn socket_cookie(alert: &Value) -> Option<String> {
-    match alert.pointer("/relaywatch/socket_cookie")? {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
+fn socket_cookie(alert: &Record) -> Option<u64> {
+    Some(alert.relaywatch.socket_cookie).filter(|&c| c != 0)
 }
 
 /// "1.2 KiB / 340 B" from `source.bytes` (sent) and `destination.bytes` (received).
-fn flow_bytes(alert: &Value) -> Option<String> {
-    let sent = alert.pointer("/source/bytes").and_then(Value::as_u64);
-    let received = alert.pointer("/destination/bytes").and_then(Value::as_u64);
+fn flow_bytes(alert: &Record) -> Option<String> {
+    let (sent, received) = (alert.source.bytes, alert.destination.bytes);
     if sent.is_none() && received.is_none() {
         return None;
     }
@@ -416,26 +393,38 @@ fn flow_bytes(alert: &Value) -> Option<String> {
     Some(format!("{} / {}", b(sent), b(received)))
 }
 
-/// One alert (or a flow end standing alone) as a table row.
+/// Non-empty text, for a cell.
+fn some(s: &str) -> Option<String> {
+    Some(s.to_owned()).filter(|s| !s.is_empty())
+}
+
+/// One alert (or a flow end standing alone) as a table row. A stored document that is not a
+/// record shows as a row of dashes.
 pub fn alert_cells(alert: &Value, now: SystemTime) -> Vec<Cell> {
-    let at = alert
-        .get("@timestamp")
-        .and_then(Value::as_str)
-        .and_then(|s| humantime::parse_rfc3339_weak(s).ok());
-    let severity = severity_word(alert);
+    record_cells(&Record::from_ecs(alert).unwrap_or_default(), now)
+}
+
+fn record_cells(a: &Record, now: SystemTime) -> Vec<Cell> {
+    let at = humantime::parse_rfc3339_weak(&a.timestamp).ok();
+    let severity = severity_word(a);
+    let p = &a.process;
     vec![
         when(at, now),
         Cell {
             style: severity.as_deref().and_then(severity_style),
             ..or_dash(severity)
         },
-        or_dash(text(alert, "/rule/category")),
-        or_dash(text(alert, "/process/name").or_else(|| text(alert, "/process/executable"))),
-        or_dash(text(alert, "/process/pid")),
-        or_dash(text(alert, "/user/name").or_else(|| text(alert, "/user/id"))),
-        or_dash(text(alert, "/destination/domain").or_else(|| text(alert, "/destination/ip"))),
-        or_dash(text(alert, "/destination/port")),
-        or_dash(flow_bytes(alert)),
+        or_dash(a.category().and_then(some)),
+        or_dash(some(&p.name).or_else(|| p.executable.clone())),
+        or_dash(
+            Some(p.pid)
+                .filter(|&pid| pid != 0)
+                .map(|pid| pid.to_string()),
+        ),
+        or_dash(a.user.name.clone().or_else(|| some(&a.user.id))),
+        or_dash(a.destination_name().and_then(some)),
+        or_dash(a.destination.port.map(|p| p.to_string())),
+        or_dash(flow_bytes(a)),
     ]
 }
 
@@ -445,18 +434,19 @@ pub fn alert_cells(alert: &Value, now: SystemTime) -> Vec<Cell> {
 pub fn alert_rows(alerts: &[Value], now: SystemTime) -> Vec<Vec<Cell>> {
     let mut rows: Vec<Vec<Cell>> = Vec::with_capacity(alerts.len());
     // Socket cookie -> the row of its alert, while that row still waits for its end.
-    let mut open: HashMap<String, usize> = HashMap::new();
+    let mut open: HashMap<u64, usize> = HashMap::new();
     for alert in alerts {
-        let cookie = socket_cookie(alert);
-        if is_flow_end(alert) {
-            if let Some(row) = cookie.as_ref().and_then(|c| open.remove(c)) {
-                rows[row][ALERT_BYTES] = or_dash(flow_bytes(alert));
+        let alert = Record::from_ecs(alert).unwrap_or_default();
+        let cookie = socket_cookie(&alert);
+        if is_flow_end(&alert) {
+            if let Some(row) = cookie.and_then(|c| open.remove(&c)) {
+                rows[row][ALERT_BYTES] = or_dash(flow_bytes(&alert));
                 continue;
             }
         } else if let Some(c) = cookie {
             open.insert(c, rows.len());
         }
-        rows.push(alert_cells(alert, now));
+        rows.push(record_cells(&alert, now));
     }
     rows
 }
@@ -970,7 +960,7 @@ mod tests {
 
     #[test]
     fn severity_is_a_word() {
-        let sev = |v: Value| severity_word(&v);
+        let sev = |v: Value| severity_word(&Record::from_ecs(&v).expect("a record"));
         // The list's word first, whatever the number says.
         assert_eq!(
             sev(json!({ "relaywatch": { "severity": "medium" }, "event": { "severity": 73 } })),
@@ -990,12 +980,11 @@ mod tests {
                 "{n}"
             );
         }
-        assert_eq!(
-            sev(json!({ "event": { "severity": "High" } })),
-            Some("high".into())
-        );
-        assert_eq!(sev(json!({})), None);
+        // A document whose fields have the wrong types is not a record: a row of dashes.
         let now = SystemTime::now();
+        let junk = alert_cells(&json!({ "event": { "severity": "High" } }), now);
+        assert!(junk.iter().all(|c| c.text == "-"), "{junk:?}");
+        assert_eq!(sev(json!({})), None);
         let cell = |v: Value| alert_cells(&v, now)[1].clone();
         assert_eq!(
             cell(json!({ "event": { "severity": 47 } })).style,

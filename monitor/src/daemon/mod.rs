@@ -291,9 +291,13 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     );
     let store = StoreHandle::open(&config.agent.state_dir)?;
     let metrics = Metrics::new();
-    let sinks =
-        crate::output::sinks::Sinks::start(&config.sinks, &config.agent.state_dir, metrics.clone())
-            .await?;
+    let sinks = crate::output::sinks::Sinks::start(
+        &config.sinks,
+        &config.agent.state_dir,
+        metrics.clone(),
+        config.output.format,
+    )
+    .await?;
     if config.metrics.enabled {
         let listener = crate::control::metrics::bind(config.metrics.listen).await?;
         tokio::spawn(crate::control::metrics::serve_on(listener, metrics.clone()));

@@ -454,10 +454,7 @@ impl Reporter {
         if self.config.output.stdout {
             self.write_line(&doc);
         }
-        self.sinks.send(&crate::report::ocsf::format(
-            &doc,
-            self.config.output.format,
-        ));
+        self.sinks.send(&doc);
         self.store.submit_alert(doc.to_ecs());
     }
 

@@ -145,6 +145,7 @@ impl ConnectionRecord<'_> {
                 }),
                 ..Relaywatch::default()
             },
+            message: None,
         }
     }
 

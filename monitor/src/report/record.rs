@@ -44,6 +44,9 @@ pub struct Record {
     pub host: Option<Host>,
     #[serde(default)]
     pub relaywatch: Relaywatch,
+    /// Records that are not about a connection (a sink's drop report) say what they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -293,6 +296,19 @@ pub struct Relaywatch {
     /// Dedupe summaries: repeats counted in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe: Option<Dedupe>,
+    /// A sink's drop report: which sink, how many alerts it dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkDrops>,
+    /// The syslog sink left bulky fields out to fit the collector's message size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SinkDrops {
+    pub name: String,
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

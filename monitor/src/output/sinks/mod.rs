@@ -33,14 +33,19 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::{
     sync::{Notify, mpsc},
     task::JoinHandle,
 };
 
-use crate::{config::Sink as SinkConfig, control::metrics::Metrics, transport::net::Connector};
+use crate::{
+    config::{Format, Sink as SinkConfig},
+    control::metrics::Metrics,
+    report::record::{Event, Host, Record, Relaywatch, SinkDrops},
+    transport::net::Connector,
+};
 
 pub mod file;
 pub mod http;
@@ -111,6 +116,8 @@ struct Shared {
     counters: Counters,
     metrics: Arc<Metrics>,
     local_host: String,
+    /// What the collector is sent: ECS or OCSF (the queue always holds ECS records).
+    format: Format,
 }
 
 impl Shared {
@@ -182,22 +189,36 @@ impl Shared {
     }
 
     /// The record that tells the collector about drops.
-    fn drop_report(&self, dropped: u64) -> Value {
-        json!({
-            "@timestamp": crate::clock::rfc3339(SystemTime::now()),
-            "message": format!("relaywatch dropped {dropped} alerts bound for sink {} (queue full)", self.name),
-            "event": {
-                "kind": "event",
-                "category": ["host"],
-                "type": ["info"],
-                "action": "sink-dropped",
-                "module": "relaywatch",
-                "dataset": "relaywatch.sink",
-                "severity": 47,
+    fn drop_report(&self, dropped: u64) -> Record {
+        Record {
+            timestamp: crate::clock::rfc3339(SystemTime::now()),
+            message: Some(format!(
+                "relaywatch dropped {dropped} alerts bound for sink {} (queue full)",
+                self.name
+            )),
+            event: Event {
+                kind: "event".into(),
+                category: vec!["host".into()],
+                kind_type: vec!["info".into()],
+                action: "sink-dropped".into(),
+                module: "relaywatch".into(),
+                dataset: DROP_DATASET.into(),
+                severity: Some(47),
+                ..Event::default()
             },
-            "host": { "name": self.local_host },
-            "relaywatch": { "sink": { "name": self.name, "dropped": dropped } },
-        })
+            host: Some(Host {
+                name: self.local_host.clone(),
+                id: None,
+            }),
+            relaywatch: Relaywatch {
+                sink: Some(SinkDrops {
+                    name: self.name.clone(),
+                    dropped,
+                }),
+                ..Relaywatch::default()
+            },
+            ..Record::default()
+        }
     }
 }
 
@@ -221,12 +242,58 @@ enum Transport {
 }
 
 impl Transport {
-    async fn deliver(&mut self, batch: &[&str]) -> Outcome {
+    async fn deliver(&mut self, batch: &[&Rendered]) -> Outcome {
+        let bodies = || batch.iter().map(|r| r.body.as_str()).collect::<Vec<_>>();
         match self {
             Transport::Syslog(t) => t.deliver(batch).await,
-            Transport::Hec(t) => t.deliver(batch).await,
-            Transport::Elasticsearch(t) => t.deliver(batch).await,
+            Transport::Hec(t) => t.deliver(&bodies()).await,
+            Transport::Elasticsearch(t) => t.deliver(&bodies()).await,
         }
+    }
+}
+
+/// `event.dataset` of a sink's own drop reports: always written as ECS (they are not network
+/// activity, so they have no OCSF rendering here).
+const DROP_DATASET: &str = "relaywatch.sink";
+
+/// A queued line as the collector gets it.
+pub(crate) struct Rendered {
+    /// The record, when the line is one (lines queued by an older version may not be).
+    pub record: Option<Record>,
+    /// What is sent: the record in the sink's format, else the line as queued.
+    pub body: String,
+    /// The line is JSON at all (what is not is refused by every transport).
+    pub is_json: bool,
+}
+
+/// A record's body in `format` (drop reports stay ECS).
+pub(crate) fn body_of(record: &Record, format: Format) -> String {
+    if record.event.dataset == DROP_DATASET {
+        record.to_ecs().to_string()
+    } else {
+        crate::report::ocsf::format(record, format).to_string()
+    }
+}
+
+/// Read a queued line back into the model and render it for the collector. The queue holds
+/// ECS, so an ECS sink sends the line as queued.
+fn render(line: &str, format: Format) -> Rendered {
+    let Ok(value) = serde_json::from_str::<Value>(line) else {
+        return Rendered {
+            record: None,
+            body: line.to_owned(),
+            is_json: false,
+        };
+    };
+    let record = Record::from_ecs(&value).filter(|r| !r.event.kind.is_empty());
+    let body = match (&record, format) {
+        (Some(record), Format::Ocsf) => body_of(record, format),
+        _ => line.to_owned(),
+    };
+    Rendered {
+        record,
+        body,
+        is_json: true,
     }
 }
 
@@ -273,6 +340,7 @@ impl Sinks {
         configs: &[SinkConfig],
         state_dir: &Path,
         metrics: Arc<Metrics>,
+        format: Format,
     ) -> Result<Sinks> {
         let local_host = crate::report::host::HostInfo::read().name;
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -286,9 +354,16 @@ impl Sinks {
             if let Some(first) = seen.insert(key, i) {
                 bail!("sink[{i}] ({name}): same destination as sink[{first}]");
             }
-            let sink = Sinks::start_one(config, &name, state_dir, metrics.clone(), &local_host)
-                .await
-                .with_context(|| format!("sink[{i}] ({name})"))?;
+            let sink = Sinks::start_one(
+                config,
+                &name,
+                state_dir,
+                metrics.clone(),
+                &local_host,
+                format,
+            )
+            .await
+            .with_context(|| format!("sink[{i}] ({name})"))?;
             log::info!("sink {name}: started");
             running.push(sink);
         }
@@ -301,6 +376,7 @@ impl Sinks {
         state_dir: &Path,
         metrics: Arc<Metrics>,
         local_host: &str,
+        format: Format,
     ) -> Result<Running> {
         metrics.register_sink(name);
         let shared = Arc::new(Shared {
@@ -308,6 +384,7 @@ impl Sinks {
             counters: Counters::default(),
             metrics,
             local_host: local_host.to_owned(),
+            format,
         });
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let tasks = match config {
@@ -331,6 +408,7 @@ impl Sinks {
                 let transport = Transport::Syslog(syslog::SyslogTransport::new(
                     connector,
                     local_host.to_owned(),
+                    format,
                 ));
                 start_remote(config, transport, *queue_max_bytes, state_dir, rx, &shared).await?
             }
@@ -378,11 +456,17 @@ impl Sinks {
     }
 
     /// Hand `alert` to every sink. Never blocks: a sink whose channel is full drops it (counted).
-    pub fn send(&self, alert: &Value) {
+    pub fn send(&self, alert: &Record) {
+        // Queued as ECS, the model's own form; each sink renders it in its format on delivery.
+        self.send_line(&alert.to_ecs().to_string());
+    }
+
+    /// Hand one JSON line to every sink as it is (the diagnostics' sink-send, tests).
+    pub fn send_line(&self, line: &str) {
         if self.running.is_empty() {
             return;
         }
-        let line: Arc<str> = Arc::from(alert.to_string());
+        let line: Arc<str> = Arc::from(line);
         for sink in &self.running {
             if sink.tx.try_send(line.clone()).is_err() {
                 sink.shared
@@ -563,7 +647,7 @@ async fn run_delivery(
                 q.commit()?;
                 let unreported = q.take_unreported_drops();
                 if unreported > 0 {
-                    let report = shared.drop_report(unreported).to_string();
+                    let report = shared.drop_report(unreported).to_ecs().to_string();
                     q.append(&[report])?;
                 }
                 Ok((q.queued_records(), q.queued_bytes()))
@@ -583,10 +667,11 @@ async fn run_delivery(
 
 /// Send one batch until every record is delivered or refused for good.
 async fn deliver_batch(transport: &mut Transport, records: &[String], shared: &Shared) {
+    let rendered: Vec<Rendered> = records.iter().map(|l| render(l, shared.format)).collect();
     let mut pending: Vec<usize> = (0..records.len()).collect();
     let mut attempt = 0u32;
     loop {
-        let subset: Vec<&str> = pending.iter().map(|&i| records[i].as_str()).collect();
+        let subset: Vec<&Rendered> = pending.iter().map(|&i| &rendered[i]).collect();
         let outcome = transport.deliver(&subset).await;
         let retry: Vec<usize> = outcome
             .retry
@@ -641,8 +726,12 @@ async fn run_file(file: RotatingFile, mut rx: mpsc::Receiver<Arc<str>>, shared: 
         let mut lines: Vec<Arc<str>> = std::mem::take(&mut buf);
         let dropped = shared.counters.channel_drops.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            lines.push(Arc::from(shared.drop_report(dropped).to_string()));
+            lines.push(Arc::from(shared.drop_report(dropped).to_ecs().to_string()));
         }
+        let lines: Vec<String> = lines
+            .iter()
+            .map(|l| render(l, shared.format).body)
+            .collect();
         let n = lines.len() as u64;
         let f = file.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -672,6 +761,8 @@ async fn run_file(file: RotatingFile, mut rx: mpsc::Receiver<Arc<str>>, shared: 
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::config::Sink;
 
@@ -725,7 +816,7 @@ mod tests {
             ca_file: None,
             queue_max_bytes: 1000,
         };
-        let e = Sinks::start(&[hec], &state, Metrics::new())
+        let e = Sinks::start(&[hec], &state, Metrics::new(), Format::Ecs)
             .await
             .err()
             .unwrap();
@@ -738,10 +829,15 @@ mod tests {
             ca_file: None,
             queue_max_bytes: 1000,
         };
-        let e = Sinks::start(&[syslog.clone(), syslog], &state, Metrics::new())
-            .await
-            .err()
-            .unwrap();
+        let e = Sinks::start(
+            &[syslog.clone(), syslog],
+            &state,
+            Metrics::new(),
+            Format::Ecs,
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(
             e.to_string(),
             "sink[1] (syslog tcp://127.0.0.1:1): same destination as sink[0]"
@@ -751,7 +847,7 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             queue_max_bytes: 1000,
         };
-        let e = Sinks::start(&[tls], &state, Metrics::new())
+        let e = Sinks::start(&[tls], &state, Metrics::new(), Format::Ecs)
             .await
             .err()
             .unwrap();
@@ -776,11 +872,12 @@ mod tests {
             }],
             &dir,
             metrics.clone(),
+            Format::Ecs,
         )
         .await
         .unwrap();
         for i in 0..3 {
-            sinks.send(&json!({"n": i}));
+            sinks.send_line(&json!({"n": i}).to_string());
         }
         sinks.shutdown(Duration::from_secs(10)).await;
         assert_eq!(
@@ -807,9 +904,11 @@ mod tests {
             ca_file: None,
             queue_max_bytes: 1 << 20,
         }];
-        let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
+        let sinks = Sinks::start(&config, &state, Metrics::new(), Format::Ecs)
+            .await
+            .unwrap();
         for i in 0..4 {
-            sinks.send(&json!({"n": i}));
+            sinks.send_line(&json!({"n": i}).to_string());
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while sinks.health()[0].errors == 0 && std::time::Instant::now() < deadline {
@@ -834,7 +933,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
+        let sinks = Sinks::start(&config, &state, Metrics::new(), Format::Ecs)
+            .await
+            .unwrap();
         assert_eq!(sinks.health()[0].queued, 4);
         let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
             .await
@@ -852,7 +953,9 @@ mod tests {
             .collect();
         assert_eq!(numbers, [0, 1, 2, 3], "{text}");
         // Nothing left for a third start.
-        let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
+        let sinks = Sinks::start(&config, &state, Metrics::new(), Format::Ecs)
+            .await
+            .unwrap();
         assert_eq!(sinks.health()[0].queued, 0);
     }
 
@@ -873,11 +976,11 @@ mod tests {
         let record = |i: u64| json!({"n": i, "pad": "x".repeat(200 - 17)});
         assert_eq!(record(0).to_string().len() + 1, 200);
         let metrics = Metrics::new();
-        let sinks = Sinks::start(&config, &state, metrics.clone())
+        let sinks = Sinks::start(&config, &state, metrics.clone(), Format::Ecs)
             .await
             .unwrap();
         for i in 0..10 {
-            sinks.send(&record(i));
+            sinks.send_line(&record(i).to_string());
         }
         let h = sinks.shutdown(Duration::from_millis(300)).await;
         assert_eq!(
@@ -896,7 +999,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        let sinks = Sinks::start(&config, &state, Metrics::new()).await.unwrap();
+        let sinks = Sinks::start(&config, &state, Metrics::new(), Format::Ecs)
+            .await
+            .unwrap();
         let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
             .await
             .unwrap()

@@ -4,7 +4,7 @@
 //! Message: `<PRI>1 TIMESTAMP HOSTNAME relaywatch PROCID MSGID [relaywatch@32473 ...] JSON`.
 //! - PRI: facility authpriv (10): the alerts name users, commands and destinations, and
 //!   standard syslog configurations keep authpriv out of world-readable files. Severity from
-//!   ECS `event.severity`: >= 73 error (3), >= 47 warning (4), >= 21 notice (5), else
+//!   the record's `event.severity`: >= 73 error (3), >= 47 warning (4), >= 21 notice (5), else
 //!   informational (6); none: notice.
 //! - TIMESTAMP: the alert's `@timestamp` (RFC 3339, at most microseconds), else now.
 //! - HOSTNAME: the alert's `host.name`, else this host's name; printable ASCII only.
@@ -14,8 +14,9 @@
 //!   filter on: category, severity, rule, pid, exe, user, dst, dport, domain, name_source.
 //!   Values escape `"`, `\` and `]` with a backslash (RFC 5424 6.3.3); control characters (a
 //!   process can put a newline in its executable name) become U+FFFD.
-//! - MSG: the alert document as JSON, without a BOM (MSG-ANY), so collectors can parse it as
-//!   JSON directly.
+//! - MSG: the record as JSON in the configured format (ECS or OCSF), without a BOM (MSG-ANY), so
+//!   collectors can parse it as JSON directly. The header and structured data are read from the
+//!   typed record (the queue holds ECS), so they are the same in either format.
 //!
 //! Size: receivers commonly cut messages at 8 KiB (rsyslog's default maxMessageSize), which would
 //! break the JSON. A longer message first loses the bulky fields (process.args,
@@ -31,14 +32,17 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, Result, anyhow};
-use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::UdpSocket,
 };
 
-use super::Outcome;
-use crate::transport::net::{Connector, Io};
+use super::{Outcome, Rendered};
+use crate::{
+    config::Format,
+    report::record::Record,
+    transport::net::{Connector, Io},
+};
 
 pub const SD_ID: &str = "relaywatch@32473";
 pub const APP_NAME: &str = "relaywatch";
@@ -48,23 +52,14 @@ const FACILITY_AUTHPRIV: u8 = 10;
 /// Longest message sent (see the module comment).
 pub const MAX_MESSAGE: usize = 8192;
 
-/// RFC 5424 severity for an ECS `event.severity`, or for an OCSF `severity_id` (alerts are
-/// forwarded in the configured format; the header and structured data read either).
-fn severity(alert: &Value) -> u8 {
-    match (
-        alert["event"]["severity"].as_u64(),
-        alert["severity_id"].as_u64(),
-    ) {
-        (Some(s), _) if s >= 73 => 3,
-        (Some(s), _) if s >= 47 => 4,
-        (Some(s), _) if s >= 21 => 5,
-        (Some(_), _) => 6,
-        // OCSF: 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical, 6 Fatal.
-        (None, Some(id)) if id >= 4 => 3,
-        (None, Some(3)) => 4,
-        (None, Some(2)) => 5,
-        (None, Some(1)) => 6,
-        _ => 5,
+/// RFC 5424 severity for the record's ECS `event.severity`; none: notice.
+fn severity(record: Option<&Record>) -> u8 {
+    match record.and_then(|r| r.event.severity) {
+        Some(s) if s >= 73 => 3,
+        Some(s) if s >= 47 => 4,
+        Some(s) if s >= 21 => 5,
+        Some(_) => 6,
+        None => 5,
     }
 }
 
@@ -98,155 +93,112 @@ fn header_field(value: &str, max: usize) -> String {
     }
 }
 
-/// The alert's `@timestamp` if RFC 5424 accepts it as is (RFC 3339, at most 6 fraction digits),
-/// else an OCSF alert's `time` (ms since the epoch), else now.
-fn timestamp(alert: &Value) -> String {
-    let given = alert["@timestamp"].as_str().filter(|t| {
+/// The record's `@timestamp` if RFC 5424 accepts it as is (RFC 3339, at most 6 fraction
+/// digits), else now.
+fn timestamp(record: Option<&Record>) -> String {
+    let given = record.map(|r| r.timestamp.as_str()).filter(|t| {
         let fraction = t.split_once('.').map_or(0, |(_, f)| {
             f.chars().take_while(char::is_ascii_digit).count()
         });
         humantime::parse_rfc3339(t).is_ok() && fraction <= 6
     });
-    let ocsf = || {
-        alert["time"]
-            .as_u64()
-            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-    };
     match given {
         Some(t) => t.to_owned(),
-        None => crate::clock::rfc3339(ocsf().unwrap_or_else(std::time::SystemTime::now)),
+        None => crate::clock::rfc3339(std::time::SystemTime::now()),
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The structured-data element.
-fn structured_data(alert: &Value) -> String {
-    let first = |candidates: &[&Value]| candidates.iter().find_map(|v| text(v));
-    // ECS names first, then where the OCSF form (ocsf.rs) keeps the same value.
-    let (rule, process, user, dst) = (
-        &alert["firewall_rule"],
-        &alert["actor"]["process"],
-        &alert["actor"]["user"],
-        &alert["dst_endpoint"],
-    );
-    let relaywatch = &alert["unmapped"]["relaywatch"];
-    let params = [
-        (
-            "category",
-            first(&[&alert["rule"]["category"], &rule["category"]]),
-        ),
-        (
-            "severity",
-            first(&[
-                &alert["relaywatch"]["severity"],
-                &alert["event"]["severity"],
-                &relaywatch["severity"],
-            ]),
-        ),
-        ("rule", first(&[&alert["rule"]["name"], &rule["name"]])),
-        ("pid", first(&[&alert["process"]["pid"], &process["pid"]])),
-        (
-            "exe",
-            first(&[
-                &alert["process"]["executable"],
-                &alert["process"]["name"],
-                &process["file"]["path"],
-                &process["name"],
-            ]),
-        ),
-        (
-            "user",
-            first(&[
-                &alert["user"]["name"],
-                &alert["user"]["id"],
-                &user["name"],
-                &user["uid"],
-            ]),
-        ),
-        ("dst", first(&[&alert["destination"]["ip"], &dst["ip"]])),
-        (
-            "dport",
-            first(&[&alert["destination"]["port"], &dst["port"]]),
-        ),
-        (
-            "domain",
-            first(&[&alert["destination"]["domain"], &dst["hostname"]]),
-        ),
-        (
-            "name_source",
-            first(&[
-                &alert["relaywatch"]["name_source"],
-                &relaywatch["name_source"],
-            ]),
-        ),
-    ];
+/// The structured-data element: the fields SIEM rules filter on, from the record.
+fn structured_data(record: Option<&Record>) -> String {
     let mut sd = format!("[{SD_ID}");
-    for (name, value) in params {
-        if let Some(v) = value {
-            sd.push_str(&format!(" {name}=\"{}\"", escape_param(&v)));
+    if let Some(r) = record {
+        let nonempty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+        let params = [
+            ("category", r.category().and_then(nonempty)),
+            (
+                "severity",
+                r.relaywatch
+                    .severity
+                    .clone()
+                    .or(r.event.severity.map(|n| n.to_string())),
+            ),
+            (
+                "rule",
+                r.rule.as_ref().and_then(|rule| nonempty(&rule.name)),
+            ),
+            (
+                "pid",
+                Some(r.process.pid)
+                    .filter(|&p| p != 0)
+                    .map(|p| p.to_string()),
+            ),
+            (
+                "exe",
+                r.process
+                    .executable
+                    .clone()
+                    .or_else(|| nonempty(&r.process.name)),
+            ),
+            ("user", r.user.name.clone().or_else(|| nonempty(&r.user.id))),
+            ("dst", r.destination.ip.clone()),
+            ("dport", r.destination.port.map(|p| p.to_string())),
+            ("domain", r.destination.domain.clone()),
+            ("name_source", nonempty(&r.relaywatch.name_source)),
+        ];
+        for (name, value) in params {
+            if let Some(v) = value {
+                sd.push_str(&format!(" {name}=\"{}\"", escape_param(&v)));
+            }
         }
     }
     sd.push(']');
     sd
 }
 
-/// The alert without its bulky fields, marked as such.
-fn slimmed(alert: &Value) -> Value {
-    let mut slim = alert.clone();
-    if let Some(p) = slim.get_mut("process").and_then(Value::as_object_mut) {
-        p.remove("args");
-        p.remove("command_line");
-    }
-    if let Some(o) = slim.as_object_mut() {
-        o.remove("threat");
-    }
-    if slim.get("relaywatch").is_some_and(Value::is_object) {
-        slim["relaywatch"]["truncated"] = Value::Bool(true);
-    } else if let Some(o) = slim.as_object_mut() {
-        o.insert(
-            "relaywatch".into(),
-            serde_json::json!({ "truncated": true }),
-        );
-    }
+/// The record without its bulky fields, marked as such.
+fn slimmed(record: &Record) -> Record {
+    let mut slim = record.clone();
+    slim.process.args = None;
+    slim.process.command_line = None;
+    slim.threat = None;
+    slim.relaywatch.truncated = true;
     slim
 }
 
-/// One RFC 5424 message for `alert`. `local_host` stands in for a missing `host.name`.
-pub fn format_message(alert: &Value, local_host: &str, procid: u32) -> String {
-    let pri = FACILITY_AUTHPRIV * 8 + severity(alert);
+/// One RFC 5424 message for a queued line rendered as `body` (the record, when it is one, in
+/// `format`). `local_host` stands in for a missing `host.name`.
+pub fn format_message(
+    record: Option<&Record>,
+    body: &str,
+    format: Format,
+    local_host: &str,
+    procid: u32,
+) -> String {
+    let pri = FACILITY_AUTHPRIV * 8 + severity(record);
     let host = header_field(
-        alert["host"]["name"]
-            .as_str()
-            .or(alert["device"]["hostname"].as_str())
-            .unwrap_or(local_host),
+        record
+            .and_then(|r| r.host.as_ref())
+            .map_or(local_host, |h| h.name.as_str()),
         255,
     );
-    let msgid = if alert["event"]["action"] == "sink-dropped" {
+    let msgid = if record.is_some_and(|r| r.event.action == "sink-dropped") {
         MSGID_DROPPED
     } else {
         MSGID_ALERT
     };
     let head = format!(
         "<{pri}>1 {} {host} {APP_NAME} {procid} {msgid} {}",
-        timestamp(alert),
-        structured_data(alert)
+        timestamp(record),
+        structured_data(record)
     );
-    let full = format!("{head} {alert}");
+    let full = format!("{head} {body}");
     if full.len() <= MAX_MESSAGE {
         return full;
     }
-    let slim = format!("{head} {}", slimmed(alert));
-    if slim.len() <= MAX_MESSAGE {
-        slim
-    } else {
-        head
+    let slim = record.map(|r| format!("{head} {}", super::body_of(&slimmed(r), format)));
+    match slim {
+        Some(slim) if slim.len() <= MAX_MESSAGE => slim,
+        _ => head,
     }
 }
 
@@ -274,10 +226,11 @@ pub struct SyslogTransport {
     port: u16,
     local_host: String,
     procid: u32,
+    format: Format,
 }
 
 impl SyslogTransport {
-    pub fn new(connector: Connector, local_host: String) -> SyslogTransport {
+    pub fn new(connector: Connector, local_host: String, format: Format) -> SyslogTransport {
         let e = connector.endpoint().clone();
         let link = if e.scheme == "udp" {
             Link::Udp { socket: None }
@@ -293,6 +246,7 @@ impl SyslogTransport {
             port: e.port,
             local_host,
             procid: std::process::id(),
+            format,
         }
     }
 
@@ -318,18 +272,21 @@ impl SyslogTransport {
     }
 
     /// Send `batch` (alert documents as JSON text), in order.
-    pub async fn deliver(&mut self, batch: &[&str]) -> Outcome {
+    pub async fn deliver(&mut self, batch: &[&Rendered]) -> Outcome {
         let mut messages = Vec::with_capacity(batch.len());
         let mut rejected = 0;
-        for record in batch {
-            match serde_json::from_str::<Value>(record) {
-                Ok(alert) => {
-                    messages.push(Some(format_message(&alert, &self.local_host, self.procid)))
-                }
-                Err(_) => {
-                    rejected += 1;
-                    messages.push(None);
-                }
+        for line in batch {
+            if line.is_json {
+                messages.push(Some(format_message(
+                    line.record.as_ref(),
+                    &line.body,
+                    self.format,
+                    &self.local_host,
+                    self.procid,
+                )));
+            } else {
+                rejected += 1;
+                messages.push(None);
             }
         }
         let mut outcome = Outcome {
@@ -424,9 +381,19 @@ async fn peer_closed(conn: &mut Box<dyn Io>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+
+    /// The message for an ECS document read into the model and sent in `format`.
+    fn message_in(doc: &Value, format: Format, local_host: &str, procid: u32) -> String {
+        let line = super::super::render(&doc.to_string(), format);
+        format_message(line.record.as_ref(), &line.body, format, local_host, procid)
+    }
+
+    fn message(doc: &Value, local_host: &str, procid: u32) -> String {
+        message_in(doc, Format::Ecs, local_host, procid)
+    }
 
     fn sample() -> Value {
         json!({
@@ -444,7 +411,7 @@ mod tests {
     #[test]
     fn alert_becomes_an_exact_rfc5424_message() {
         let alert = sample();
-        let m = format_message(&alert, "fallback", 4242);
+        let m = message(&alert, "fallback", 4242);
         let expected = format!(
             "<84>1 2026-09-01T08:15:30.123456Z build-01 relaywatch 4242 AI_EGRESS \
              [relaywatch@32473 category=\"ai-provider\" severity=\"medium\" rule=\"openai.com\" pid=\"1234\" \
@@ -457,15 +424,14 @@ mod tests {
     #[test]
     fn an_ocsf_alert_gets_the_same_header_and_structured_data() {
         let ecs = sample();
-        let ocsf = crate::report::ocsf::from_ecs(&ecs);
-        let head = |m: String| m.split_once("] ").map(|(h, _)| h.to_owned()).unwrap();
-        let from_ecs = head(format_message(&ecs, "fallback", 4242));
-        let from_ocsf = head(format_message(&ocsf, "fallback", 4242));
-        // The timestamp is carried to the millisecond in OCSF.
+        let head = |m: &str| m.split_once("] ").map(|(h, _)| h.to_owned()).unwrap();
+        let from_ecs = message(&ecs, "fallback", 4242);
+        let from_ocsf = message_in(&ecs, Format::Ocsf, "fallback", 4242);
+        assert_eq!(head(&from_ocsf), head(&from_ecs));
+        let body: Value = serde_json::from_str(from_ocsf.split_once("] ").unwrap().1).unwrap();
         assert_eq!(
-            from_ocsf.replace("08:15:30.123000Z", "08:15:30.123456Z"),
-            from_ecs,
-            "{ocsf:#}"
+            body["class_uid"], 4001,
+            "the message body is the OCSF event"
         );
     }
 
@@ -474,7 +440,7 @@ mod tests {
         let pri = |s: Value| {
             let mut a = sample();
             a["event"]["severity"] = s;
-            format_message(&a, "h", 1)
+            message(&a, "h", 1)
                 .split('>')
                 .next()
                 .unwrap()
@@ -497,14 +463,14 @@ mod tests {
         a["process"]["executable"] = json!("/tmp/evil\"] [x@1 a=\"b");
         a["host"]["name"] = json!("bad host\n");
         a["@timestamp"] = json!("yesterday");
-        let m = format_message(&a, "h", 1);
+        let m = message(&a, "h", 1);
         assert!(m.contains(r#" exe="/tmp/evil\"\] [x@1 a=\"b" "#), "{m}");
         assert!(m.contains(" badhost relaywatch "), "{m}");
         let ts = m.split(' ').nth(1).unwrap();
         assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
         // Missing host name: the local one; missing fields: no params.
-        let m = format_message(
-            &json!({"event": {"action": "sink-dropped", "severity": 47}}),
+        let m = message(
+            &json!({"event": {"kind": "event", "action": "sink-dropped", "severity": 47}}),
             "local-1",
             1,
         );
@@ -518,13 +484,13 @@ mod tests {
     fn long_alerts_are_slimmed_then_cut_to_structured_data() {
         let mut a = sample();
         a["process"]["args"] = json!(vec!["x".repeat(100); 100]);
-        let m = format_message(&a, "h", 1);
+        let m = message(&a, "h", 1);
         assert!(m.len() <= MAX_MESSAGE);
         let json_part: Value = serde_json::from_str(&m[m.find("] {").unwrap() + 2..]).unwrap();
         assert_eq!(json_part["relaywatch"]["truncated"], true);
         assert!(json_part["process"].get("args").is_none());
         a["message"] = json!("y".repeat(MAX_MESSAGE));
-        let m = format_message(&a, "h", 1);
+        let m = message(&a, "h", 1);
         assert!(m.ends_with("name_source=\"sni\"]"), "{m}");
     }
 
