@@ -6,45 +6,31 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{Daemon, Fixture, real_executable, relaywatch_bin, run_client};
+use integration_tests::{
+    Daemon, Fixture, free_port, fresh_dir, poll, real_executable, run_client, text,
+};
 use serde_json::{Value, json};
 
-/// Alerts and dedupe summaries of `pid` (not the follow-up "connection end" records).
+/// An alert or a dedupe summary (not a follow-up "connection end" record).
+fn is_alert(r: &Value) -> bool {
+    r["event"]["kind"] == "alert" && r["event"]["type"] != json!(["connection", "end"])
+}
+
+/// Alerts and dedupe summaries of `pid`.
 fn alerts_for(daemon: &Daemon, pid: u32) -> Vec<Value> {
     daemon
         .everything_for(pid)
         .into_iter()
-        .filter(|r| {
-            r["event"]["kind"] == "alert" && r["event"]["type"] != json!(["connection", "end"])
-        })
+        .filter(is_alert)
         .collect()
 }
 
 fn wait_alerts(daemon: &Daemon, pid: u32, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = alerts_for(daemon, pid);
-        if a.len() >= n || Instant::now() > deadline {
-            return a;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    daemon.wait_matching(pid, n, Duration::from_secs(10), is_alert)
 }
 
 fn curl_tls(name: &str, port: u16) -> u32 {
-    let url = format!("https://{name}:{port}/v1/models");
-    let resolve = format!("{name}:{port}:127.0.0.1");
-    run_client(Command::new("curl").args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &resolve,
-        &url,
-    ]))
+    integration_tests::curl_tls(name, port, "/v1/models")
 }
 
 /// A config file in its own directory, with a blocklist.d beside it.
@@ -54,9 +40,7 @@ struct Setup {
 
 impl Setup {
     fn new(tag: &str, extra: &str) -> Setup {
-        let dir =
-            std::env::temp_dir().join(format!("relaywatch-alerts-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir(&format!("alerts-{tag}"));
         std::fs::create_dir_all(dir.join("blocklist.d")).unwrap();
         let config = format!(
             "[blocklists]\nfiles = [\"{}/blocklist.d/*.list\"]\n\n[alerts]\ndedupe_window_s = 3\n{extra}",
@@ -162,16 +146,8 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     assert!(daemon.everything_for(pid2).is_empty());
 
     // The store has the alert, its end record and the summary, for `relaywatch alerts`.
-    let out = Command::new(relaywatch_bin())
-        .args(["alerts", "--json", "--category", "ai-provider", "--socket"])
-        .arg(&daemon.socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = daemon.cli(&["alerts", "--json", "--category", "ai-provider"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // Only this test's name: the daemon also sees concurrent tests' loopback connections.
     let stored: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -214,11 +190,18 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !daemon.stderr().contains("SIGHUP: reloaded") {
-        assert!(Instant::now() < deadline, "{}", daemon.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let stderr = daemon.stderr();
+            if stderr.contains("SIGHUP: reloaded") {
+                Ok(())
+            } else {
+                Err(stderr)
+            }
+        },
+    );
     let pid = curl_tls("chat.relay-test.example", server.port);
     let a = wait_alerts(&daemon, pid, 1);
     assert_eq!(a.len(), 1, "{}", daemon.stderr());
@@ -231,32 +214,27 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
         "broken.list",
         "# relaywatch: category=ai-relay\nregexp:([unclosed\n",
     );
-    let out = Command::new(relaywatch_bin())
-        .args(["reload", "--socket"])
-        .arg(&daemon.socket)
-        .output()
-        .unwrap();
+    let out = daemon.cli(&["reload"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.list:2:"), "{err}");
     // `relaywatch status` shows the refusal and the lists still active (refreshed every second).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        let out = Command::new(relaywatch_bin())
-            .args(["status", "--json", "--socket"])
-            .arg(&daemon.socket)
-            .output()
-            .unwrap();
-        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if status["blocklists"]["last_error"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("broken.list:2:"))
-        {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{status:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = poll(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(200),
+        || {
+            let out = daemon.cli(&["status", "--json"]);
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if status["blocklists"]["last_error"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("broken.list:2:"))
+            {
+                Ok(status)
+            } else {
+                Err(format!("{status:#}"))
+            }
+        },
+    );
     let active = status["blocklists"]["active"].as_array().unwrap();
     let relays = active
         .iter()
@@ -285,16 +263,8 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
         "more.list",
         "# relaywatch: category=ai-aggregator\ndomain:gateway-test.example\n",
     );
-    let out = Command::new(relaywatch_bin())
-        .args(["reload", "--socket"])
-        .arg(&daemon.socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = daemon.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let pid = curl_tls("api.gateway-test.example", server.port);
     let a = wait_alerts(&daemon, pid, 1);
     assert_eq!(a.len(), 1);
@@ -327,24 +297,23 @@ fn a_closed_alerted_connection_reports_its_volume() {
         script,
         &server.port.to_string(),
     ]));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let end = loop {
-        let ends: Vec<Value> = daemon
-            .everything_for(pid)
-            .into_iter()
-            .filter(|a| a["event"]["type"] == json!(["connection", "end"]))
-            .collect();
-        if let Some(e) = ends.into_iter().next() {
-            break e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no end record: {:#?}\n{}",
-            daemon.everything_for(pid),
-            daemon.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let end = poll(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            daemon
+                .everything_for(pid)
+                .into_iter()
+                .find(|a| a["event"]["type"] == json!(["connection", "end"]))
+                .ok_or_else(|| {
+                    format!(
+                        "no end record: {:#?}\n{}",
+                        daemon.everything_for(pid),
+                        daemon.stderr()
+                    )
+                })
+        },
+    );
     assert_eq!(end["rule"]["category"], "ai-provider");
     assert_eq!(end["destination"]["domain"], "api.anthropic.com");
     assert_eq!(end["relaywatch"]["name_source"], "http_host");
@@ -368,10 +337,7 @@ fn a_closed_alerted_connection_reports_its_volume() {
 /// alert's facts in the structured data; the same run also writes a file sink.
 #[test]
 fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let setup = Setup::new(
         "syslog",
         &format!(
@@ -448,22 +414,17 @@ fn ocsf_format_writes_network_activity_alerts() {
     ]);
     let server = Fixture::tls();
     let pid = curl_tls("api.anthropic.com", server.port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let alert = loop {
-        let all = daemon.all_lines();
-        if let Some(a) = all
-            .into_iter()
-            .find(|r| r["actor"]["process"]["pid"] == pid)
-        {
-            break a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no OCSF alert for {pid}: {}",
-            daemon.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let alert = poll(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            daemon
+                .all_lines()
+                .into_iter()
+                .find(|r| r["actor"]["process"]["pid"] == pid)
+                .ok_or_else(|| format!("no OCSF alert for {pid}: {}", daemon.stderr()))
+        },
+    );
     assert_eq!(alert["class_uid"], 4001, "{alert:#}");
     assert_eq!(alert["category_uid"], 4);
     assert_eq!(alert["type_uid"], 400101);
@@ -496,10 +457,7 @@ fn ocsf_format_writes_network_activity_alerts() {
 /// and the alerts raised by category.
 #[test]
 fn prometheus_metrics_count_events_and_alerts() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let setup = Setup::new(
         "metrics",
         &format!("\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
@@ -524,15 +482,18 @@ fn prometheus_metrics_count_events_and_alerts() {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     };
     // Counters are refreshed every second.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = scrape();
-        if value(&text, "relaywatch_events_total").is_some_and(|v| v >= 1.0) {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let text = poll(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(200),
+        || {
+            let text = scrape();
+            if value(&text, "relaywatch_events_total").is_some_and(|v| v >= 1.0) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // At least this test's alert (concurrent tests may add theirs).
     assert!(

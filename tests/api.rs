@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use integration_tests::{diag_bin, relaywatch_bin, require_root};
+use integration_tests::{diag_bin, poll, relaywatch_bin, require_root};
 use serde_json::{Value, json};
 
 const GROUP: &str = "relaywatch";
@@ -92,15 +92,14 @@ impl Server {
             dir,
             socket,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&server.socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "api-serve did not start: {}",
-                server.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        poll(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                UnixStream::connect(&server.socket)
+                    .map_err(|_| format!("api-serve did not start: {}", server.log()))
+            },
+        );
         server
     }
 
@@ -520,18 +519,18 @@ fn only_root_and_the_group_are_served() {
         stderr(&out),
         "relaywatch: the daemon refused: permission denied: only root and members of group relaywatch may use this API\n"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !server
-        .log()
-        .contains(&format!("refused uid {NOBODY} gid {NOBODY} pid "))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "refusal not logged: {}",
-            server.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let log = server.log();
+            if log.contains(&format!("refused uid {NOBODY} gid {NOBODY} pid ")) {
+                Ok(())
+            } else {
+                Err(format!("refusal not logged: {log}"))
+            }
+        },
+    );
     std::fs::set_permissions(&server.socket, std::fs::Permissions::from_mode(0o660)).unwrap();
 
     // Members of the group, by primary or by supplementary group, are served.

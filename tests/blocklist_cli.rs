@@ -1,47 +1,18 @@
 //! `relaywatch blocklist check` and `relaywatch blocklist test`, run as the real binary.
 //! No root needed: these commands only read list files.
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
-use integration_tests::relaywatch_bin;
+use integration_tests::{TempDir, relaywatch_bin, text};
 use serde_json::Value;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("relaywatch-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn relaywatch(args: &[&str]) -> Output {
     Command::new(relaywatch_bin())
         .args(args)
         .output()
         .expect("run relaywatch")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn s(p: &Path) -> &str {
@@ -59,7 +30,7 @@ fn test_json(args: &[&str]) -> (i32, Value) {
 
 #[test]
 fn check_accepts_a_valid_list() {
-    let dir = TempDir::new("check-ok");
+    let dir = TempDir::new("cli-check-ok");
     let good = dir.write(
         "relays.list",
         "# relaywatch: category=ai-relay severity=high\n\
@@ -88,7 +59,7 @@ fn check_accepts_a_valid_list() {
 
 #[test]
 fn check_reports_every_error_with_file_and_line() {
-    let dir = TempDir::new("check-bad");
+    let dir = TempDir::new("cli-check-bad");
     let good = dir.write(
         "good.list",
         "# relaywatch: category=allow\nfull:gw.corp.example\n",
@@ -107,7 +78,7 @@ fn check_reports_every_error_with_file_and_line() {
     let out = relaywatch(&["blocklist", "check", s(&good), s(&bad)]);
     assert_eq!(out.status.code(), Some(1));
     let b = s(&bad);
-    let d = s(&dir.0);
+    let d = s(&dir);
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 6, "{stderr}");
@@ -146,7 +117,7 @@ fn check_reports_every_error_with_file_and_line() {
 
 #[test]
 fn check_requires_a_category() {
-    let dir = TempDir::new("check-nocat");
+    let dir = TempDir::new("cli-check-nocat");
     let upstream = dir.write("upstream", "example.com\n");
     let out = relaywatch(&["blocklist", "check", s(&upstream)]);
     assert_eq!(out.status.code(), Some(1));
@@ -156,11 +127,11 @@ fn check_requires_a_category() {
     )));
     let out = relaywatch(&["blocklist", "check", "--category", "ai-tool", s(&upstream)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = relaywatch(&["blocklist", "check", s(&dir.0.join("absent"))]);
+    let out = relaywatch(&["blocklist", "check", s(&dir.join("absent"))]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        format!("{}/absent: cannot read: no such file\n", s(&dir.0))
+        format!("{}/absent: cannot read: no such file\n", s(&dir))
     );
 }
 
@@ -213,7 +184,7 @@ fn test_gemini_exchange_does_not_match() {
 
 #[test]
 fn test_matches_an_address_in_a_list_cidr() {
-    let dir = TempDir::new("test-cidr");
+    let dir = TempDir::new("cli-test-cidr");
     let list = dir.write(
         "nets.list",
         "# relaywatch: category=ai-relay action=block\n203.0.113.0/24\n203.0.113.128/25\n",
@@ -234,7 +205,7 @@ fn test_matches_an_address_in_a_list_cidr() {
 
 #[test]
 fn test_allow_list_overrides_builtin() {
-    let dir = TempDir::new("test-allow");
+    let dir = TempDir::new("cli-test-allow");
     let allow = dir.write(
         "allow.list",
         "# relaywatch: category=allow\nfull:api.openai.com\n",
@@ -248,7 +219,7 @@ fn test_allow_list_overrides_builtin() {
 
 #[test]
 fn test_usage_and_list_errors_exit_2() {
-    let dir = TempDir::new("test-errors");
+    let dir = TempDir::new("cli-test-errors");
     let bad = dir.write("bad.list", "# relaywatch: category=ai-relay\nfull:\n");
     let out = relaywatch(&["blocklist", "test", "--list", s(&bad), "example.com"]);
     assert_eq!(out.status.code(), Some(2));

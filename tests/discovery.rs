@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{Daemon, Fixture, TestNet, relaywatch_bin, run_client, wait_until};
+use integration_tests::{
+    Daemon, Fixture, TestNet, curl_resolving, fresh_dir, relaywatch_bin, run_client, wait_until,
+};
 use serde_json::{Value, json};
 
 /// Secrets set next to the base URLs (and inside one): none may appear anywhere.
@@ -37,10 +39,7 @@ fn wait_alert(daemon: &Daemon, pid: u32) -> Value {
 }
 
 fn config_dir(tag: &str, text: &str) -> String {
-    let dir =
-        std::env::temp_dir().join(format!("relaywatch-discovery-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir(&format!("discovery-{tag}"));
     let path = dir.join("config.toml");
     // No extra lists: the built-in ones only. Every alert is written (no dedupe window).
     std::fs::write(
@@ -52,12 +51,7 @@ fn config_dir(tag: &str, text: &str) -> String {
 }
 
 fn relaywatch(daemon: &Daemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new(relaywatch_bin())
-        .args(args)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .output()
-        .unwrap();
+    let out = daemon.cli(args);
     (
         out.status.success(),
         format!(
@@ -84,18 +78,8 @@ fn discovered(daemon: &Daemon, host: &str) -> Option<Value> {
 
 /// curl to `name` (resolved to the loopback TLS server) with `env` set.
 fn curl(name: &str, port: u16, env: &[(&str, String)]) -> u32 {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &format!("{name}:{port}:127.0.0.1"),
-    ])
-    .arg(format!("https://{name}:{port}/v1/models"));
+    let mut cmd = curl_resolving(name, port, true);
+    cmd.arg(format!("https://{name}:{port}/v1/models"));
     for (k, v) in env {
         cmd.env(k, v);
     }

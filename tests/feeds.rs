@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{Daemon, Fixture, relaywatch_bin, run_client, wait_until};
+use integration_tests::{
+    Daemon, Fixture, KeyType, curl_tls, fresh_dir, openssl_ca, text, wait_until,
+};
 use serde_json::Value;
 
 /// A feed server on 127.0.0.1 serving the files of its own directory, with a CA for `ca_file`.
@@ -21,84 +23,9 @@ struct FeedServer {
 
 impl FeedServer {
     fn start(tag: &str) -> FeedServer {
-        let dir =
-            std::env::temp_dir().join(format!("relaywatch-feeds-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let dir = fresh_dir(&format!("feeds-{tag}"));
         // A CA and a certificate for 127.0.0.1 signed by it (webpki refuses a self-signed leaf).
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=relaywatch feed test CA",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        openssl_ca(&dir, KeyType::EcP256);
         let root = dir.join("www");
         std::fs::create_dir_all(&root).unwrap();
         let path = |p: &Path| p.to_str().unwrap().to_owned();
@@ -215,17 +142,8 @@ fn sha256(text: &str) -> String {
         .to_owned()
 }
 
-fn relaywatch(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(relaywatch_bin())
-        .args(args)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .output()
-        .unwrap()
-}
-
 fn status(daemon: &Daemon) -> Value {
-    serde_json::from_slice(&relaywatch(daemon, &["status", "--json"]).stdout).unwrap_or(Value::Null)
+    serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap_or(Value::Null)
 }
 
 /// Wait (generously) until the status of the feed at `url` satisfies `done`; return it.
@@ -247,28 +165,13 @@ fn wait_feed(daemon: &Daemon, url: &str, what: &str, done: impl Fn(&Value) -> bo
 }
 
 fn reload(daemon: &Daemon) {
-    let out = relaywatch(daemon, &["reload"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = daemon.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 /// curl to NAME on a loopback TLS server (the real SNI is sent); returns curl's pid.
 fn curl(name: &str, port: u16) -> u32 {
-    let resolve = format!("{name}:{port}:127.0.0.1");
-    run_client(Command::new("curl").args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &resolve,
-        &format!("https://{name}:{port}/"),
-    ]))
+    curl_tls(name, port, "/")
 }
 
 /// The alert raised for `pid`.
@@ -449,7 +352,7 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     );
 
     // The status summary names the feed and its state on its feeds line...
-    let summary = String::from_utf8_lossy(&relaywatch(&daemon, &["status"]).stdout).into_owned();
+    let summary = String::from_utf8_lossy(&daemon.cli(&["status"]).stdout).into_owned();
     assert!(
         summary
             .lines()
@@ -457,7 +360,7 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
         "{summary}"
     );
     // ...and the raw dump has it one line per field.
-    let out = relaywatch(&daemon, &["status", "--raw"]);
+    let out = daemon.cli(&["status", "--raw"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = |key: &str| {
         text.lines()
@@ -468,7 +371,7 @@ fn a_feed_is_fetched_cached_and_matched_and_a_refresh_is_conditional() {
     assert_eq!(line("state").as_deref(), Some("fresh"), "{text}");
     assert_eq!(line("rules").as_deref(), Some("1"), "{text}");
     // `relaywatch blocklist list`: the feed is an active list and has a row of its own.
-    let out = relaywatch(&daemon, &["blocklist", "list"]);
+    let out = daemon.cli(&["blocklist", "list"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()
@@ -666,8 +569,7 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
         "{q:#}"
     );
     // The status table shows the reason with the URL and line.
-    let text =
-        String::from_utf8_lossy(&relaywatch(&daemon, &["status", "--raw"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&daemon.cli(&["status", "--raw"]).stdout).into_owned();
     assert!(text.lines().any(|l| l.starts_with("blocklists.feeds[1].last_error.error:") && l.ends_with(&format!("{plain}:3: unknown rule prefix 'domian:' (expected domain:, full:, keyword:, regexp: or include:)"))), "{text}");
     // Each failure is logged once.
     let stderr = daemon.stderr();

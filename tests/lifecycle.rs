@@ -1,21 +1,18 @@
 //! Start-up, shutdown and refusal: what is attached while running, that nothing of ours stays
 //! attached after SIGTERM/SIGINT, and one-line errors when the host lacks what the agent needs.
-use std::process::Command;
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use integration_tests::{Daemon, relaywatch_bin, require_root};
+use integration_tests::{
+    Daemon, curl_resolving, fresh_dir, output_ok, poll, relaywatch_bin, require_root, run_client,
+};
 use serde_json::Value;
 
 fn bpftool_json(args: &[&str]) -> Value {
-    let out = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .expect("run bpftool (cargo xtask setup --tests installs it)");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // (cargo xtask setup --tests installs bpftool)
+    let out = output_ok(Command::new("bpftool").arg("-j").args(args));
     if out.stdout.iter().all(u8::is_ascii_whitespace) {
         return Value::Array(Vec::new()); // `cgroup show` prints nothing when nothing is attached
     }
@@ -265,14 +262,7 @@ fn bad_arguments_are_refused_with_the_reason() {
 
 /// `relaywatch CMD --socket S --json ARGS` against a running daemon.
 fn cli_json(daemon: &Daemon, cmd: &str, args: &[&str]) -> Value {
-    let out = Command::new(relaywatch_bin())
-        .arg(cmd)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = daemon.cli(&[&[cmd, "--json"], args].concat());
     assert!(
         out.status.success(),
         "relaywatch {cmd}: {}",
@@ -295,36 +285,21 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
     let daemon = Daemon::start(&["--include-loopback"]);
     let server = integration_tests::LoopbackServer::start("127.0.0.1");
     let url = format!("http://api.openai.com:{}/v1/models", server.port);
-    let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
     for _ in 0..2 {
-        integration_tests::run_client(Command::new("curl").args([
-            "-sS",
-            "--max-time",
-            "5",
-            "-o",
-            "/dev/null",
-            "--resolve",
-            &resolve,
-            &url,
-        ]));
+        run_client(curl_resolving("api.openai.com", server.port, false).arg(&url));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let row = loop {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = poll(deadline, Duration::from_millis(100), || {
         let rows = cli_json(&daemon, "connections", &["--domain", "api.openai.com"]);
         let found = rows.as_array().and_then(|r| {
             r.iter()
                 .find(|r| r["destination_port"] == server.port)
                 .cloned()
         });
-        if let Some(row) = found.filter(|r| r["count"] == 2) {
-            break row;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no summary row with count 2: {rows}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+        found
+            .filter(|r| r["count"] == 2)
+            .ok_or_else(|| format!("no summary row with count 2: {rows}"))
+    });
     assert_eq!(
         row["executable"],
         integration_tests::real_executable("/usr/bin/curl"),
@@ -334,17 +309,14 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
     assert_eq!(row["destination_ip"], "127.0.0.1", "{row}");
 
     // Counters in the status are refreshed every second.
-    let status = loop {
+    let status = poll(deadline, Duration::from_millis(200), || {
         let status = cli_json(&daemon, "status", &[])[0].clone();
         if status["events_total"].as_u64().is_some_and(|n| n >= 2) {
-            break status;
+            Ok(status)
+        } else {
+            Err(format!("events_total never reached 2: {status}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "events_total never reached 2: {status}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    });
     assert_eq!(status["programs_attached"], 9, "{status}");
     assert_eq!(status["store"]["connections"], 1, "{status}");
     assert!(status["uptime_seconds"].is_u64(), "{status}");
@@ -359,9 +331,7 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
 #[test]
 fn sd_notify_protocol_against_a_real_notify_socket() {
     require_root();
-    let dir = std::env::temp_dir().join(format!("relaywatch-notify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("notify");
     let path = dir.join("notify.sock");
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     listener

@@ -7,8 +7,8 @@
 use std::{process::Command, time::Duration};
 
 use integration_tests::{
-    Daemon, DnsServer, Fixture, PYTHON, real_executable, run_client, run_client_any_exit,
-    venv_python,
+    Daemon, DnsServer, Fixture, KillOnDrop, PYTHON, curl_resolving, curl_tls, fresh_dir, poll,
+    real_executable, run_client, run_client_any_exit, spawn_announcing, venv_python,
 };
 use serde_json::{Value, json};
 
@@ -17,29 +17,29 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The one record of `pid` to `port`.
 fn record_to(daemon: &Daemon, pid: u32, port: u16) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let found: Vec<Value> = daemon
-            .records_for(pid)
-            .into_iter()
-            .filter(|r| {
-                r["destination"]["port"] == port || r["relaywatch"]["proxy"]["port"] == port
+    poll(
+        std::time::Instant::now() + WAIT,
+        Duration::from_millis(20),
+        || {
+            let found: Vec<Value> = daemon
+                .records_for(pid)
+                .into_iter()
+                .filter(|r| {
+                    r["destination"]["port"] == port || r["relaywatch"]["proxy"]["port"] == port
+                })
+                .collect();
+            if found.len() > 1 {
+                panic!("several records for pid {pid} port {port}: {found:#?}");
+            }
+            found.into_iter().next().ok_or_else(|| {
+                format!(
+                    "no record for pid {pid} port {port}; all: {:#?}\nstderr:\n{}",
+                    daemon.records_for(pid),
+                    daemon.stderr()
+                )
             })
-            .collect();
-        if found.len() > 1 {
-            panic!("several records for pid {pid} port {port}: {found:#?}");
-        }
-        if let Some(r) = found.into_iter().next() {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no record for pid {pid} port {port}; all: {:#?}\nstderr:\n{}",
-            daemon.records_for(pid),
-            daemon.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        },
+    )
 }
 
 fn assert_named(r: &Value, domain: &str, source: &str) {
@@ -66,19 +66,7 @@ fn curl_tls_sni_names_the_destination() {
     let daemon = Daemon::start(ARGS);
     let server = Fixture::tls();
     let port = server.port;
-    let url = format!("https://api.openai.com:{port}/v1/models");
-    let resolve = format!("api.openai.com:{port}:127.0.0.1");
-    let pid = run_client(Command::new("curl").args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &resolve,
-        &url,
-    ]));
+    let pid = curl_tls("api.openai.com", port, "/v1/models");
     let r = record_to(&daemon, pid, port);
     assert_eq!(r["process"]["executable"], real_executable("/usr/bin/curl"));
     assert_eq!(r["destination"]["ip"], "127.0.0.1");
@@ -164,27 +152,16 @@ fn plain_http_host_is_read_and_secrets_never_leave_the_daemon() {
     let server = integration_tests::LoopbackServer::start("127.0.0.1");
     let port = server.port;
     let url = format!("http://api.deepseek.com:{port}/v1/chat/completions");
-    let resolve = format!("api.deepseek.com:{port}:127.0.0.1");
     // The secret header and the prompt travel only in the request bytes (read from files), so
     // anything of them in the output would be captured payload leaking.
     let secret = "sk-relaywatch-test-0123456789abcdef";
-    let dir = std::env::temp_dir().join(format!("relaywatch-http-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("http");
     let headers = dir.join("headers");
     let body = dir.join("body");
     std::fs::write(&headers, format!("Authorization: Bearer {secret}\n")).unwrap();
     std::fs::write(&body, "{\"prompt\":\"confidential-prompt-text\"}").unwrap();
     let pid = run_client(
-        Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "5",
-                "-o",
-                "/dev/null",
-                "--resolve",
-                &resolve,
-            ])
+        curl_resolving("api.deepseek.com", port, false)
             .arg("-H")
             .arg(format!("@{}", headers.display()))
             .arg("--data-binary")
@@ -196,18 +173,8 @@ fn plain_http_host_is_read_and_secrets_never_leave_the_daemon() {
 
     // A key on the command line itself is process context: kept in shape, value redacted.
     let auth = format!("Authorization: Bearer {secret}");
-    let pid2 = run_client(Command::new("curl").args([
-        "-sS",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &resolve,
-        "-H",
-        &auth,
-        &url,
-    ]));
+    let pid2 =
+        run_client(curl_resolving("api.deepseek.com", port, false).args(["-H", &auth, &url]));
     let r2 = record_to(&daemon, pid2, port);
     assert_eq!(
         r2["process"]["args"][9], "Authorization: [REDACTED]",
@@ -305,19 +272,7 @@ fn socks5_target_without_tls_is_named_by_the_proxy_target() {
 fn local_traffic_that_is_not_a_proxy_stays_unreported() {
     let daemon = Daemon::start(&["--log-connections"]);
     let server = Fixture::tls();
-    let url = format!("https://api.openai.com:{}/", server.port);
-    let resolve = format!("api.openai.com:{}:127.0.0.1", server.port);
-    let pid = run_client(Command::new("curl").args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "5",
-        "-o",
-        "/dev/null",
-        "--resolve",
-        &resolve,
-        &url,
-    ]));
+    let pid = curl_tls("api.openai.com", server.port, "/");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         daemon.records_for(pid).is_empty(),
@@ -419,11 +374,12 @@ fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
 
 /// A DNS server on loopback that answers over TCP in two segments: the length and the first
 /// bytes, then (after a pause, TCP_NODELAY) the rest. Killed on drop.
-struct SplittingDnsServer(std::process::Child);
+struct SplittingDnsServer {
+    _server: KillOnDrop,
+}
 
 impl SplittingDnsServer {
     fn start(ip: &str, answer_ip: &str) -> SplittingDnsServer {
-        use std::io::BufRead as _;
         let script = "import socket,struct,sys,time\n\
             l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind((sys.argv[1], 53)); l.listen(8)\n\
             print('ready', flush=True)\n\
@@ -435,24 +391,10 @@ impl SplittingDnsServer {
             \x20   m=q[:2]+b'\\x81\\x80\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x00'+qd[:end]+b'\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x01\\x2c\\x00\\x04'+socket.inet_aton(sys.argv[2])\n\
             \x20   f=struct.pack('!H', len(m))+m\n\
             \x20   c.sendall(f[:9]); time.sleep(0.2); c.sendall(f[9:]); time.sleep(0.2); c.close()\n";
-        let mut child = Command::new(PYTHON)
-            .args(["-c", script, ip, answer_ip])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the splitting DNS server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) =
+            spawn_announcing(Command::new(PYTHON).args(["-c", script, ip, answer_ip]));
         assert_eq!(line.trim(), "ready", "splitting DNS server did not start");
-        SplittingDnsServer(child)
-    }
-}
-
-impl Drop for SplittingDnsServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        SplittingDnsServer { _server: child }
     }
 }
 

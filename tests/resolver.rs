@@ -7,7 +7,7 @@ use std::{
     sync::Mutex,
 };
 
-use integration_tests::{DnsServer, relaywatch_bin, require_root};
+use integration_tests::{DnsServer, relaywatch_bin, require_root, text};
 use serde_json::Value;
 
 const NAMESERVER: &str = "127.0.0.3:5353";
@@ -52,10 +52,6 @@ fn resolve(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run relaywatch")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -13,7 +13,8 @@ use std::{
 };
 
 use integration_tests::{
-    Daemon, LoopbackServer, PYTHON, real_executable, relaywatch_bin, require_root, run_client,
+    Daemon, LoopbackServer, PYTHON, fresh_dir, output_ok, real_executable, relaywatch_bin,
+    require_root, run_client, text,
 };
 
 fn workspace() -> PathBuf {
@@ -47,23 +48,11 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    text(&output_ok(cmd).stdout)
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("relaywatch-service-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    fresh_dir(&format!("service-{name}"))
 }
 
 /// The package unpacked once per test binary: files under `root`, control files in `control`.

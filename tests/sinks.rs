@@ -9,7 +9,7 @@
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -19,44 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{Rsyslog, diag_bin, wait_until};
+use integration_tests::{KeyType, Rsyslog, TempDir, diag_bin, free_port, openssl_ca, wait_until};
 use serde_json::{Value, json};
-
-/// A directory for one test, removed when the test passes (kept for a look when it fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d =
-            std::env::temp_dir().join(format!("relaywatch-sinks-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn alert(n: u64) -> Value {
     json!({
@@ -202,7 +166,7 @@ fn check_rfc5424(line: &str, expected: &Value) {
 
 #[test]
 fn syslog_udp_and_tcp_reach_rsyslog() {
-    let dir = TempDir::new("syslog");
+    let dir = TempDir::new("sinks-syslog");
     let (udp, tcp) = (free_port(), free_port());
     let inputs = format!(
         "module(load=\"imudp\")\nmodule(load=\"imtcp\")\n\
@@ -247,7 +211,7 @@ fn syslog_udp_and_tcp_reach_rsyslog() {
 
 #[test]
 fn syslog_tcp_queues_while_rsyslog_is_down() {
-    let dir = TempDir::new("syslog-down");
+    let dir = TempDir::new("sinks-syslog-down");
     let tcp = free_port();
     let config = dir.join("config.toml");
     std::fs::write(
@@ -292,81 +256,11 @@ fn syslog_tcp_queues_while_rsyslog_is_down() {
     assert_eq!(rsyslog.lines("tcp.log", 3).len(), 3, "nothing sent twice");
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn syslog_tls_reaches_rsyslog_gtls() {
-    let dir = TempDir::new("syslog-tls");
+    let dir = TempDir::new("sinks-syslog-tls");
     // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=relaywatch test CA",
-        ],
-        &dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        &dir,
-    );
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-        &dir,
-    );
+    openssl_ca(&dir, KeyType::Rsa2048);
     let port = free_port();
     let d = dir.display();
     let globals = format!(
@@ -583,7 +477,7 @@ fn sequences(events: &[Value]) -> Vec<u64> {
 
 #[test]
 fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
-    let dir = TempDir::new("hec");
+    let dir = TempDir::new("sinks-hec");
     let port = free_port();
     let token = dir.join("hec.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -691,7 +585,7 @@ fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
 
 #[test]
 fn splunk_hec_4xx_is_a_permanent_failure_not_retried() {
-    let dir = TempDir::new("hec-4xx");
+    let dir = TempDir::new("sinks-hec-4xx");
     let port = free_port();
     let token = dir.join("hec.token");
     std::fs::write(&token, TOKEN).unwrap();
@@ -735,7 +629,7 @@ fn splunk_hec_4xx_is_a_permanent_failure_not_retried() {
 
 #[test]
 fn elasticsearch_bulk_items_are_read_one_by_one() {
-    let dir = TempDir::new("es");
+    let dir = TempDir::new("sinks-es");
     let port = free_port();
     let key = dir.join("es.key");
     std::fs::write(&key, "ZXMta2V5").unwrap();

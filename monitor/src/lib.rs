@@ -31,4 +31,6 @@ pub mod naming;
 pub(crate) mod output;
 pub(crate) mod process;
 pub(crate) mod report;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub(crate) mod transport;

@@ -36,7 +36,7 @@ use std::{
 };
 
 use criterion::{Criterion, black_box};
-use integration_tests::Daemon;
+use integration_tests::{Daemon, KillOnDrop, spawn_announcing};
 use serde_json::Value;
 
 const WITHOUT: &str = "without_agent";
@@ -92,39 +92,23 @@ const WORKLOADS: &[Workload] = &[
 /// (not loopback), so the default configuration reports it and runs every hook's full path.
 static PEER: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
-/// A process in the test host's namespace, killed when the workload is dropped.
-struct Remote(std::process::Child);
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A TCP server in the test host's namespace that reads and discards; returns it and its port.
-fn remote_drain_server(ns: &str, ip: &str) -> (Remote, u16) {
-    use std::io::BufRead as _;
+/// A TCP server in the test host's namespace that reads and discards; returns it (killed when
+/// the workload is dropped) and its port.
+fn remote_drain_server(ns: &str, ip: &str) -> (KillOnDrop, u16) {
     let script = "import socket,sys,threading\n\
         l=socket.socket(); l.bind((sys.argv[1],0)); l.listen(64); print(l.getsockname()[1], flush=True)\n\
         def drain(c):\n\
         \x20   while c.recv(65536): pass\n\
         while True:\n\
         \x20   c,_=l.accept(); threading.Thread(target=drain,args=(c,),daemon=True).start()\n";
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", script, ip])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the drain server in the test namespace");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (server, line) = spawn_announcing(
+        std::process::Command::new("ip").args(["netns", "exec", ns, "python3", "-c", script, ip]),
+    );
     let port = line
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("drain server printed {line:?}"));
-    (Remote(child), port)
+    (server, port)
 }
 
 fn drain_listener(listener: TcpListener, keep_reading: bool) {

@@ -115,9 +115,7 @@ impl Daemon {
         require_root();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("relaywatch-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir(&format!("test-{n}"));
         let state_dir = state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf);
         let socket = dir.join("relaywatch.sock");
         let mut command = match wrapper.split_first() {
@@ -269,14 +267,40 @@ impl Daemon {
     /// Wait (up to `timeout`) until at least `n` connection records for `pid` arrived; return
     /// them all.
     pub fn wait_records(&self, pid: u32, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_matching(pid, n, timeout, |r| r["event"]["kind"] == "event")
+    }
+
+    /// Wait (up to `timeout`) until at least `n` lines for `pid` satisfy `keep`; return those
+    /// (fewer when the time is up).
+    pub fn wait_matching(
+        &self,
+        pid: u32,
+        n: usize,
+        timeout: Duration,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let found = self.records_for(pid);
+            let found: Vec<Value> = self
+                .everything_for(pid)
+                .into_iter()
+                .filter(|r| keep(r))
+                .collect();
             if found.len() >= n || Instant::now() > deadline {
                 return found;
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `relaywatch ARGS --socket SOCKET`: the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(relaywatch_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run relaywatch")
     }
 
     /// Send `signal` and wait for the exit; returns the status and the whole stderr.
@@ -463,12 +487,7 @@ impl TestNet {
             ],
         ];
         for args in cmds {
-            let out = Command::new("ip").args(&args).output().expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            output_ok(Command::new("ip").args(&args));
         }
         net
     }
@@ -486,29 +505,27 @@ impl Drop for TestNet {
 /// A loopback peer from `fixtures/servers.py` (TLS server, CONNECT or SOCKS5 proxy, sink).
 /// Killed on drop.
 pub struct Fixture {
-    child: Child,
+    _child: KillOnDrop,
     pub port: u16,
 }
 
 impl Fixture {
     pub fn start(args: &[&str]) -> Fixture {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/servers.py");
-        let mut child = Command::new(PYTHON)
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn fixture server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("fixture port line");
+        let (child, line) = spawn_announcing(
+            Command::new(PYTHON)
+                .arg(script)
+                .args(args)
+                .stderr(Stdio::inherit()),
+        );
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("fixture {args:?} printed {line:?}"));
-        Fixture { child, port }
+        Fixture {
+            _child: child,
+            port,
+        }
     }
 
     /// A TLS server with a throwaway certificate for `api.openai.com` and friends.
@@ -518,49 +535,36 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A self-signed certificate (made once per test process with the openssl CLI).
 pub fn test_certificate() -> (String, String) {
     static CERT: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     CERT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("relaywatch-test-cert-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("test-cert");
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=relaywatch-test",
-                "-addext",
-                "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&out.stderr)
+        output_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=relaywatch-test",
+                    "-addext",
+                    "subjectAltName=DNS:api.openai.com,DNS:api.anthropic.com",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
         );
         (
             cert.to_string_lossy().into_owned(),
@@ -597,7 +601,7 @@ pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
 /// dnsmasq answering from a fixed table (`--address=/name/ip`), never forwarding: on
 /// 127.0.0.2:53 with a 300 s TTL (`start`), or where and with the TTL a test needs (`start_on`).
 pub struct DnsServer {
-    child: Child,
+    _child: KillOnDrop,
     pub ip: &'static str,
     pub port: u16,
 }
@@ -624,11 +628,12 @@ impl DnsServer {
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dnsmasq (cargo xtask setup --tests installs dnsmasq-base)");
+        let child = KillOnDrop(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn dnsmasq (cargo xtask setup --tests installs dnsmasq-base)"),
+        );
         // Ready when it answers a query.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -647,14 +652,11 @@ impl DnsServer {
                 "dnsmasq did not answer on {ip}:{port}"
             );
         }
-        DnsServer { child, ip, port }
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        DnsServer {
+            _child: child,
+            ip,
+            port,
+        }
     }
 }
 
@@ -756,4 +758,209 @@ fn wait_output_quiet(child: &mut Child) -> Option<std::process::ExitStatus> {
     }
     let _ = child.kill();
     child.wait().ok()
+}
+
+/// A fresh, empty directory `relaywatch-TAG-PID` under the system temp dir (whatever an earlier
+/// run left there is removed first). It stays after the test: see `TempDir` for one that goes.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("relaywatch-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `fresh_dir` for one test, removed on drop when the test passed (kept for a look when it
+/// failed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        TempDir(fresh_dir(tag))
+    }
+
+    /// Write `text` to the file `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A loopback TCP port that was free a moment ago (for a server the test starts later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll until `attempt` succeeds (every `every`) and return its value; an attempt that fails
+/// after `deadline` fails the test with the attempt's own message.
+pub fn poll<T>(
+    deadline: Instant,
+    every: Duration,
+    mut attempt: impl FnMut() -> Result<T, String>,
+) -> T {
+    loop {
+        match attempt() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "{why}"),
+        }
+        thread::sleep(every);
+    }
+}
+
+/// Run `cmd` to completion, asserting that it succeeded; its output.
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Lossy UTF-8 text of a program's output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `curl -sS [-k] --max-time 5 -o /dev/null --resolve NAME:PORT:127.0.0.1`, so that a URL naming
+/// NAME:PORT reaches a loopback server with the real name on the wire (Host header, SNI); `-k`
+/// when `tls` (loopback servers have throwaway certificates). The caller adds the URL.
+pub fn curl_resolving(name: &str, port: u16, tls: bool) -> Command {
+    let mut cmd = Command::new("curl");
+    cmd.arg("-sS");
+    if tls {
+        cmd.arg("-k");
+    }
+    cmd.args(["--max-time", "5", "-o", "/dev/null", "--resolve"])
+        .arg(format!("{name}:{port}:127.0.0.1"));
+    cmd
+}
+
+/// curl to `https://NAME:PORT/PATH` on a loopback TLS server (see `curl_resolving`); returns
+/// curl's pid.
+pub fn curl_tls(name: &str, port: u16, path: &str) -> u32 {
+    run_client(curl_resolving(name, port, true).arg(format!("https://{name}:{port}{path}")))
+}
+
+/// The key of a certificate `openssl_ca` makes.
+#[derive(Clone, Copy)]
+pub enum KeyType {
+    EcP256,
+    Rsa2048,
+}
+
+impl KeyType {
+    fn newkey(self) -> &'static [&'static str] {
+        match self {
+            KeyType::EcP256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            KeyType::Rsa2048 => &["-newkey", "rsa:2048"],
+        }
+    }
+}
+
+/// `openssl ARGS` in `dir`, asserting success.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    output_ok(Command::new("openssl").args(args).current_dir(dir));
+}
+
+/// A throwaway CA (`ca.pem`, `ca.key`) in `dir` and a certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`): clients that refuse a self-signed leaf (webpki) trust the CA.
+pub fn openssl_ca(dir: &Path, key: KeyType) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            key.newkey(),
+            &["-nodes", "-keyout", "ca.key", "-out", "ca.pem"],
+            &days,
+            &["-subj", "/CN=relaywatch test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            key.newkey(),
+            &["-nodes", "-keyout", "server.key", "-out", "server.csr"],
+            &["-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+            ][..],
+            &days,
+            &["-extfile", "ext.cnf"],
+        ]
+        .concat(),
+    );
+}
+
+/// A child process, killed and reaped on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `cmd` with its stdout piped and read the first line it prints (a server saying it is
+/// ready, or its port); the rest of its stdout is not read.
+pub fn spawn_announcing(cmd: &mut Command) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop(
+        cmd.stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("the first line of {cmd:?}: {e}"));
+    (child, line)
 }

@@ -47,9 +47,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::{
     net::{UnixListener, UnixStream, unix::UCred},
-    sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc},
+    sync::{broadcast, mpsc},
 };
 
+use super::accept;
 use crate::output::store::{self, ConnectionRow, Query, StoreHandle};
 
 pub const DEFAULT_SOCKET: &str = "/run/relaywatch/relaywatch.sock";
@@ -462,27 +463,17 @@ pub async fn serve(
         group: group.to_owned(),
         gid,
     });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                log::warn!("api: accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            log::warn!("api: {MAX_CONNECTIONS} connections already open; closing a new one");
-            continue;
-        };
-        tokio::spawn(server.clone().connection(stream, permit));
-    }
+    let limits = accept::Limits {
+        name: "api",
+        max_connections: MAX_CONNECTIONS,
+        retry_after: Duration::from_millis(200),
+        full_log_level: log::Level::Warn,
+    };
+    match accept::serve(listener, limits, |stream| server.clone().connection(stream)).await {}
 }
 
 impl Server {
-    async fn connection(self: Arc<Self>, stream: UnixStream, _permit: OwnedSemaphorePermit) {
+    async fn connection(self: Arc<Self>, stream: UnixStream) {
         let allowed = match stream.peer_cred() {
             Ok(cred) if authorised(&cred, self.gid) => true,
             Ok(cred) => {

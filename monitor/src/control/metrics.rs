@@ -21,8 +21,9 @@ use anyhow::{Context as _, Result};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
 };
+
+use super::accept;
 
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,32 +204,28 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
 
 /// Serve `metrics` on an already bound listener, forever.
 pub async fn serve_on(listener: TcpListener, metrics: Arc<Metrics>) -> Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and the like: back off instead of spinning.
-                log::warn!("metrics endpoint: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::debug!("metrics endpoint: {peer} refused, {MAX_CONNECTIONS} connections busy");
-            continue;
-        };
+    let limits = accept::Limits {
+        name: "metrics endpoint",
+        max_connections: MAX_CONNECTIONS,
+        retry_after: Duration::from_millis(100),
+        // A scraper flood is not worth a warning per connection.
+        full_log_level: log::Level::Debug,
+    };
+    match accept::serve(listener, limits, |stream| {
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        async move {
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string());
             if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &metrics))
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
             {
                 log::debug!("metrics endpoint: {peer}: {e}");
             }
-            drop(slot);
-        });
-    }
+        }
+    })
+    .await {}
 }
 
 async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {

@@ -362,9 +362,10 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_CONNECT, PROTO_TCP};
+    use monitor_common::{FAMILY_IPV4, PROTO_TCP};
 
     use super::*;
+    use crate::testutil::ConnectEventBuilder;
 
     #[test]
     fn a_dns_message_over_tcp_is_read_only_when_whole() {
@@ -380,23 +381,10 @@ mod tests {
     }
 
     fn observation(cookie: u64) -> Observation {
-        let mut e = ConnectEvent::zeroed();
-        e.cookie = cookie;
-        e.tgid = 7;
-        e.family = FAMILY_IPV4;
-        e.protocol = PROTO_TCP;
-        e.hook = HOOK_CONNECT;
-        e.daddr[..4].copy_from_slice(&[10, 0, 0, 1]);
-        e.dport = 443;
-        Observation {
-            raw: e,
-            destination: "10.0.0.1".parse().unwrap(),
-            port: 443,
-            transport: Transport::Tcp,
-            hook: Hook::Connect,
-            comm: "t".into(),
-            local_proxy: false,
-        }
+        ConnectEventBuilder::tcp_v4(7, [10, 0, 0, 1], 443)
+            .cookie(cookie)
+            .comm("t")
+            .observation()
     }
 
     /// An ingress TCP chunk from 127.0.0.53:53 to socket `cookie` (owner tgid 7).

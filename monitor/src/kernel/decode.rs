@@ -312,23 +312,13 @@ fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bytes_of(e: &ConnectEvent) -> Vec<u8> {
-        let p = (e as *const ConnectEvent).cast::<u8>();
-        unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ConnectEvent>()) }.to_vec()
-    }
+    use crate::testutil::{ConnectEventBuilder, event_bytes as bytes_of};
 
     fn sample() -> ConnectEvent {
-        let mut e = ConnectEvent::zeroed();
-        e.tgid = 100;
-        e.tid = 101;
-        e.family = FAMILY_IPV4;
-        e.protocol = PROTO_TCP;
-        e.hook = HOOK_CONNECT;
-        e.dport = 443;
-        e.daddr[..4].copy_from_slice(&[104, 18, 32, 47]);
-        e.comm[..4].copy_from_slice(b"curl");
-        e
+        ConnectEventBuilder::tcp_v4(100, [104, 18, 32, 47], 443)
+            .thread(101)
+            .comm("curl")
+            .event()
     }
 
     fn connect(bytes: &[u8]) -> Result<Observation, DecodeError> {

@@ -961,21 +961,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let p =
-                std::env::temp_dir().join(format!("relaywatch-store-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testutil::TempDir;
 
     fn ago(secs: u64) -> SystemTime {
         SystemTime::now() - Duration::from_secs(secs)
@@ -1001,7 +987,7 @@ mod tests {
 
     fn seeded(tag: &str) -> (TempDir, Store) {
         let dir = TempDir::new(tag);
-        let mut s = Store::open(&dir.0).unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
         s.insert_alert(&alert(
             ago(7200),
             "ai_provider",
@@ -1041,8 +1027,8 @@ mod tests {
 
     #[test]
     fn open_creates_private_dir_and_wal_file() {
-        let dir = TempDir::new("open");
-        let nested = dir.0.join("state");
+        let dir = TempDir::new("store-open");
+        let nested = dir.join("state");
         let s = Store::open(&nested).unwrap();
         assert_eq!(
             fs::metadata(&nested).unwrap().permissions().mode() & 0o777,
@@ -1067,15 +1053,16 @@ mod tests {
 
     #[test]
     fn corrupt_file_is_refused_naming_the_path() {
-        let dir = TempDir::new("corrupt");
-        fs::create_dir_all(&dir.0).unwrap();
-        fs::write(dir.0.join(DB_FILE), vec![0x5a; 8192]).unwrap();
+        let dir = TempDir::new("store-corrupt");
+        fs::write(dir.join(DB_FILE), vec![0x5a; 8192]).unwrap();
         let err = format!(
             "{:#}",
-            Store::open(&dir.0).err().expect("garbage must be refused")
+            Store::open(dir.path())
+                .err()
+                .expect("garbage must be refused")
         );
         assert!(
-            err.contains(&dir.0.join(DB_FILE).display().to_string()),
+            err.contains(&dir.join(DB_FILE).display().to_string()),
             "{err}"
         );
         assert!(err.contains("move it aside"), "{err}");
@@ -1083,11 +1070,11 @@ mod tests {
 
     #[test]
     fn newer_schema_is_refused() {
-        let dir = TempDir::new("newer");
-        let s = Store::open(&dir.0).unwrap();
+        let dir = TempDir::new("store-newer");
+        let s = Store::open(dir.path()).unwrap();
         s.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(s);
-        let err = format!("{:#}", Store::open(&dir.0).err().unwrap());
+        let err = format!("{:#}", Store::open(dir.path()).err().unwrap());
         assert!(err.contains("newer relaywatch"), "{err}");
     }
 
@@ -1267,8 +1254,8 @@ mod tests {
 
     #[test]
     fn connections_are_summarised_per_key() {
-        let dir = TempDir::new("conn");
-        let mut s = Store::open(&dir.0).unwrap();
+        let dir = TempDir::new("store-conn");
+        let mut s = Store::open(dir.path()).unwrap();
         s.record_connection(&update(300, "/usr/bin/curl", Some("api.openai.com"), 10))
             .unwrap();
         let row = s
@@ -1360,8 +1347,8 @@ mod tests {
 
     #[test]
     fn bad_alerts_are_refused() {
-        let dir = TempDir::new("bad");
-        let mut s = Store::open(&dir.0).unwrap();
+        let dir = TempDir::new("store-bad");
+        let mut s = Store::open(dir.path()).unwrap();
         assert!(s.insert_alert(&json!([1, 2])).is_err());
         let huge = json!({ "message": "x".repeat(MAX_ALERT_BYTES) });
         assert!(format!("{:#}", s.insert_alert(&huge).unwrap_err()).contains("refused"));
@@ -1383,8 +1370,8 @@ mod tests {
 
     #[test]
     fn retention_by_age_and_size() {
-        let dir = TempDir::new("retention");
-        let mut s = Store::open(&dir.0).unwrap();
+        let dir = TempDir::new("store-retention");
+        let mut s = Store::open(dir.path()).unwrap();
         let padding = "p".repeat(2000);
         for i in 0..400u32 {
             let mut a = alert(
@@ -1433,8 +1420,8 @@ mod tests {
 
     #[tokio::test]
     async fn handle_batches_answers_and_broadcasts_after_commit() {
-        let dir = TempDir::new("handle");
-        let h = StoreHandle::open(&dir.0).unwrap();
+        let dir = TempDir::new("store-handle");
+        let h = StoreHandle::open(dir.path()).unwrap();
         let mut alerts = h.subscribe_alerts();
         let mut rows = h.subscribe_connections();
         for i in 0..50 {

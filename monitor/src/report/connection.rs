@@ -157,33 +157,19 @@ impl ConnectionRecord<'_> {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_SENDMSG, PROTO_UDP};
-
     use serde_json::json;
 
     use super::*;
-    use crate::kernel::decode::decode;
+    use crate::testutil::ConnectEventBuilder;
 
     fn observation() -> Observation {
-        let mut e = ConnectEvent::zeroed();
-        e.tgid = 4242;
-        e.tid = 4243;
-        e.uid = 1000;
-        e.gid = 1000;
-        e.family = FAMILY_IPV4;
-        e.protocol = PROTO_UDP;
-        e.hook = HOOK_SENDMSG;
-        e.dport = 53;
-        e.daddr[..4].copy_from_slice(&[9, 9, 9, 9]);
-        e.comm[..7].copy_from_slice(b"resolve");
-        e.ts_boot_ns = clock::boot_ns();
-        let p = (&e as *const ConnectEvent).cast::<u8>();
-        match decode(unsafe { std::slice::from_raw_parts(p, std::mem::size_of::<ConnectEvent>()) })
-            .unwrap()
-        {
-            crate::kernel::decode::Record::Connect(o) => o,
-            other => unreachable!("{other:?}"),
-        }
+        ConnectEventBuilder::tcp_v4(4242, [9, 9, 9, 9], 53)
+            .udp_sendmsg()
+            .thread(4243)
+            .user(1000, 1000)
+            .comm("resolve")
+            .at(clock::boot_ns())
+            .observation()
     }
 
     #[test]

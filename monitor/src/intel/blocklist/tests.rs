@@ -1,42 +1,11 @@
 //! Engine tests: lists written to a temporary directory, loaded the way the daemon loads them.
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::path::Path;
 
 use super::*;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "relaywatch-blocklist-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testutil::TempDir;
 
 fn load_one(text: &str) -> Blocklists {
-    let dir = TempDir::new();
+    let dir = TempDir::new("blocklist");
     let p = dir.write("list", text);
     Blocklists::load(&[p], false).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -118,7 +87,7 @@ fn keyword_and_regexp() {
 
 #[test]
 fn most_specific_first_and_highest_severity_wins() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("blocklist");
     let tool = dir.write(
         "tool",
         "# relaywatch: category=ai-tool\nexample.com\nfull:api.example.com\n",
@@ -142,7 +111,7 @@ fn most_specific_first_and_highest_severity_wins() {
 
 #[test]
 fn allow_overrides_everything() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("blocklist");
     let relay = dir.write(
         "relay",
         "# relaywatch: category=ai-relay action=block\nexample.com\n10.0.0.0/8\n",
@@ -215,7 +184,7 @@ fn hosts_file_and_wildcards() {
 
 #[test]
 fn include_with_attribute_filters() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("blocklist");
     dir.write(
         "sub",
         "a.example @ads\nb.example @cn\nc.example @cn @ads\nd.example\n",
@@ -248,8 +217,8 @@ fn include_with_attribute_filters() {
 
 #[test]
 fn every_error_kind_is_located() {
-    let dir = TempDir::new();
-    let d = dir.0.display().to_string();
+    let dir = TempDir::new("blocklist");
+    let d = dir.display().to_string();
     let errors = errors_of(
         &dir,
         "bad",
@@ -306,7 +275,7 @@ fn every_error_kind_is_located() {
             "{d}/loop-b:1: include:loop-a: include cycle {d}/loop -> {d}/loop-a -> {d}/loop-b -> {d}/loop-a"
         )]
     );
-    let missing = dir.0.join("absent");
+    let missing = dir.join("absent");
     let errors = Blocklists::load(&[missing], false).err().unwrap();
     assert_eq!(
         errors[0].to_string(),
@@ -316,7 +285,7 @@ fn every_error_kind_is_located() {
 
 #[test]
 fn caller_category_for_headerless_lists() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("blocklist");
     let p = dir.write("upstream", "example.com\n");
     let l = Blocklists::load_files(
         &[ListFile {

@@ -131,23 +131,7 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let dir = std::env::temp_dir()
-                .join(format!("relaywatch-feedcache-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testutil::TempDir;
 
     fn meta(url: &str, body: &[u8]) -> CacheMeta {
         CacheMeta {
@@ -184,14 +168,14 @@ mod tests {
 
     #[test]
     fn written_copies_read_back_and_metadata_alone_can_change() {
-        let dir = TempDir::new("rw");
+        let dir = TempDir::new("feedcache-rw");
         let url = "https://127.0.0.1:1/a.list";
-        assert_eq!(read(&dir.0, url), Ok(None));
+        assert_eq!(read(dir.path(), url), Ok(None));
         let body = b"# relaywatch: category=ai-relay\nfull:a.example\n";
         let mut m = meta(url, body);
-        write(&dir.0, &m, Some(body)).unwrap();
+        write(dir.path(), &m, Some(body)).unwrap();
         assert_eq!(
-            read(&dir.0, url),
+            read(dir.path(), url),
             Ok(Some(Cached {
                 meta: m.clone(),
                 text: String::from_utf8(body.to_vec()).unwrap()
@@ -199,12 +183,12 @@ mod tests {
         );
         // A 304: new times, same body.
         m.checked_at += 3600;
-        write(&dir.0, &m, None).unwrap();
+        write(dir.path(), &m, None).unwrap();
         assert_eq!(
-            read(&dir.0, url).unwrap().unwrap().meta.checked_at,
+            read(dir.path(), url).unwrap().unwrap().meta.checked_at,
             1_700_003_700
         );
-        let names: Vec<String> = std::fs::read_dir(super::dir(&dir.0))
+        let names: Vec<String> = std::fs::read_dir(super::dir(dir.path()))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -213,19 +197,19 @@ mod tests {
 
     #[test]
     fn a_body_that_does_not_match_its_metadata_is_refused() {
-        let dir = TempDir::new("mismatch");
+        let dir = TempDir::new("feedcache-mismatch");
         let url = "https://127.0.0.1:1/b.list";
         let body = b"full:a.example\n";
-        write(&dir.0, &meta(url, body), Some(body)).unwrap();
-        std::fs::write(paths(&dir.0, url).0, b"full:b.example\n").unwrap();
-        let e = read(&dir.0, url).unwrap_err();
+        write(dir.path(), &meta(url, body), Some(body)).unwrap();
+        std::fs::write(paths(dir.path(), url).0, b"full:b.example\n").unwrap();
+        let e = read(dir.path(), url).unwrap_err();
         assert!(e.ends_with("does not match its metadata (sha256)"), "{e}");
         // Metadata written for another URL (a hash collision, or a copied file) is not used.
         let other = "https://127.0.0.1:1/c.list";
-        let (_, other_meta) = paths(&dir.0, other);
+        let (_, other_meta) = paths(dir.path(), other);
         std::fs::write(other_meta, serde_json::to_vec(&meta(url, body)).unwrap()).unwrap();
         assert!(
-            read(&dir.0, other)
+            read(dir.path(), other)
                 .unwrap_err()
                 .ends_with("made for another URL")
         );
