@@ -8,7 +8,10 @@
 //! (see correlate.rs). An unconnected datagram opens a repeat window in the kernel; its record
 //! waits until the window has closed so it can carry the window's final count (read from
 //! UDP_FLOWS). On shutdown every pending record is written with what is known so far.
+mod pacer;
 mod pipeline;
+mod state;
+mod status;
 
 use std::{
     sync::{Arc, Mutex},
@@ -16,20 +19,21 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use monitor_common::{
-    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
-    FilterConfig,
-};
-use serde_json::{Value, json};
+use monitor_common::{COUNTER_RINGBUF_LOST, FilterConfig};
+use serde_json::json;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep_until},
 };
 
-use self::pipeline::{Reporter, WATCHED_CONNECTIONS};
+use self::{
+    pacer::{DRAIN_BUSY, DrainPacer},
+    pipeline::{Reporter, WATCHED_CONNECTIONS},
+    state::{DaemonState, ListHistory, lists_status},
+    status::Stats,
+};
 use crate::{
-    clock,
     config::{Config, Overrides},
     control::{api, metrics::Metrics, sdnotify},
     correlate::Correlator,
@@ -63,37 +67,6 @@ pub fn run(config: Config, flags: Overrides) -> Result<()> {
     runtime.block_on(serve(config, flags, host))
 }
 
-/// When to look at the ring buffer next: every 10 ms while records keep coming, backing off
-/// (doubling) to 200 ms when a look finds nothing. A quicker idle tick was measurable on the other
-/// CPU of this 2-core VM (pipe writes 1.5-2% slower with a 10 ms tick, none with 1 s).
-#[derive(Debug)]
-struct DrainPacer {
-    interval: Duration,
-}
-
-const DRAIN_BUSY: Duration = Duration::from_millis(10);
-const DRAIN_IDLE: Duration = Duration::from_millis(200);
-
-impl Default for DrainPacer {
-    fn default() -> Self {
-        DrainPacer {
-            interval: DRAIN_BUSY,
-        }
-    }
-}
-
-impl DrainPacer {
-    /// The wait before the next look, after one that found `found` records.
-    fn after_drain(&mut self, found: usize) -> Duration {
-        self.interval = if found > 0 {
-            DRAIN_BUSY
-        } else {
-            (self.interval * 2).min(DRAIN_IDLE)
-        };
-        self.interval
-    }
-}
-
 /// sd_notify failures are worth a warning, never a stop.
 fn notify(what: &str, result: std::io::Result<()>) {
     if let Err(e) = result {
@@ -107,155 +80,6 @@ fn watch<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>> {
     // unchanged until it is dropped, which only happens through the AsyncFd.
     unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("polling {what}: {e}"))
-}
-
-/// What the control API reports; refreshed by the main loop.
-struct DaemonState {
-    started: std::time::Instant,
-    status: Mutex<Value>,
-    store: StoreHandle,
-    lists: SharedLists,
-    list_history: Mutex<ListHistory>,
-    resolve_updates: crate::intel::resolve::NameSetUpdater,
-    flags: Overrides,
-    feeds: crate::intel::feeds::Feeds,
-    /// Held through a reload: reloads (SIGHUP, API, feeds) never interleave.
-    reloading: Mutex<()>,
-    /// The `[blocklists]` settings in force: a feed's update reloads with these, so that an
-    /// edit of the configuration file takes effect only when the operator reloads.
-    applied: Mutex<crate::config::Blocklists>,
-}
-
-impl DaemonState {
-    /// Re-read the configuration file, the lists it names and its feeds' cached lists; swap the
-    /// lists in atomically. On any error the running lists stay and the error is returned
-    /// (`FILE:LINE: reason`).
-    fn reload_lists(&self, reread_config: bool) -> Result<Value, String> {
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .map_err(|_| "internal: lock poisoned".to_string())?;
-        let settings = if reread_config {
-            Config::for_run(&self.flags)
-                .map(|c| c.blocklists)
-                .map_err(|e| e.to_string())
-        } else {
-            self.applied
-                .lock()
-                .map(|a| a.clone())
-                .map_err(|_| "internal: lock poisoned".to_string())
-        };
-        let result = settings.and_then(|settings| {
-            let feeds = settings.feeds.clone();
-            classify::load_lists(&settings, &self.feeds.lists(&feeds))
-                .map(|lists| (lists, feeds, settings))
-        });
-        let mut history = self
-            .list_history
-            .lock()
-            .map_err(|_| "internal: lock poisoned".to_string())?;
-        let (lists, feeds, settings) = match result {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                history.last_error =
-                    Some(json!({ "at": clock::rfc3339(std::time::SystemTime::now()), "error": e }));
-                return Err(e);
-            }
-        };
-        let summary = lists_status(&lists);
-        self.resolve_updates.replace(lists.resolvable_names());
-        match self.lists.write() {
-            Ok(mut current) => *current = Arc::new(lists),
-            Err(_) => return Err("internal: blocklist lock poisoned".into()),
-        }
-        history.loaded_at = std::time::SystemTime::now();
-        history.active = summary.clone();
-        drop(history);
-        self.feeds.configure(&feeds);
-        if let Ok(mut applied) = self.applied.lock() {
-            *applied = settings;
-        }
-        Ok(json!({ "reloaded": true, "lists": summary }))
-    }
-
-    /// A reload the operator asked for (SIGHUP, `relaywatch reload`): the lists, then every
-    /// feed checked now.
-    fn reload_requested(&self) -> Result<Value, String> {
-        let result = self.reload_lists(true);
-        if result.is_ok() {
-            self.feeds.check_all_now();
-        }
-        result
-    }
-
-    /// Active lists for `relaywatch status`: each list's source, rule count, sha256, version,
-    /// when the set was loaded, and the last refused reload.
-    fn lists_report(&self) -> Value {
-        match self.list_history.lock() {
-            Ok(h) => json!({
-                "active": h.active,
-                "loaded_at": clock::rfc3339(h.loaded_at),
-                "last_error": h.last_error.clone().unwrap_or(Value::Null),
-                "feeds": self.feeds.report(&h.active),
-            }),
-            Err(_) => Value::Null,
-        }
-    }
-}
-
-/// The active lists' summary (made once per load, not per status refresh), when they were
-/// loaded, and the last reload that was refused.
-struct ListHistory {
-    active: Value,
-    loaded_at: std::time::SystemTime,
-    last_error: Option<Value>,
-}
-
-fn lists_status(lists: &crate::intel::blocklist::Blocklists) -> Value {
-    serde_json::to_value(lists.lists()).unwrap_or(Value::Null)
-}
-
-impl api::Daemon for DaemonState {
-    fn status(&self) -> Value {
-        let mut s = self.status.lock().map(|s| s.clone()).unwrap_or(Value::Null);
-        s["uptime_seconds"] = json!(self.started.elapsed().as_secs());
-        s
-    }
-
-    fn reload(&self) -> Result<Value, String> {
-        let result = self.reload_requested();
-        match &result {
-            Ok(_) => log::info!("reloaded blocklists (API request)"),
-            Err(e) => log::error!("reload refused, previous lists stay active: {e}"),
-        }
-        result
-    }
-
-    fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
-        self.store.subscribe_alerts()
-    }
-
-    fn subscribe_connections(&self) -> tokio::sync::broadcast::Receiver<Value> {
-        self.store.subscribe_connections()
-    }
-}
-
-/// Counter readings for status and rates.
-#[derive(Default, Clone, Copy)]
-struct Counters {
-    events: u64,
-    lost: u64,
-    payload_chunks: u64,
-    payload_lost: u64,
-}
-
-fn read_counters(agent: &Agent) -> Counters {
-    Counters {
-        events: agent.counter(COUNTER_EVENTS),
-        lost: agent.counter(COUNTER_RINGBUF_LOST),
-        payload_chunks: agent.counter(COUNTER_PAYLOAD_CHUNKS),
-        payload_lost: agent.counter(COUNTER_PAYLOAD_LOST),
-    }
 }
 
 async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Result<()> {
@@ -403,8 +227,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     let retention_age =
         Duration::from_secs(reporter.config.store.retention_days.saturating_mul(86_400));
     let retention_bytes = reporter.config.store.max_bytes;
-    let mut lost_reported = 0u64;
-    let mut previous = (std::time::Instant::now(), Counters::default());
+    let mut status = Stats::new(host.cgroup2.display().to_string());
     // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
     let mut pacer = DrainPacer::default();
     let mut next_drain = Instant::now() + pacer.interval;
@@ -476,39 +299,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
             _ = stats.tick() => {
                 reporter.close_dedupe_windows(false);
                 reporter.refresh_suspected();
-                let now = (std::time::Instant::now(), read_counters(&agent));
-                metrics.add_events(now.1.events.saturating_sub(previous.1.events));
-                metrics.set_events_lost(now.1.lost + now.1.payload_lost);
-                let fill = agent.gauge_max(monitor_common::GAUGE_RINGBUF_PENDING) as f64
-                    / f64::from(monitor_common::EVENTS_RINGBUF_BYTES);
-                metrics.set_ringbuf_fill_ratio(fill);
-                let lost = now.1.lost + now.1.payload_lost;
-                if lost > lost_reported {
-                    log::warn!("{} events lost to a full ring buffer ({} in total)", lost - lost_reported, lost);
-                    lost_reported = lost;
-                }
-                let secs = now.0.duration_since(previous.0).as_secs_f64().max(0.001);
-                let rate = (now.1.events.saturating_sub(previous.1.events)) as f64 / secs;
-                if let Ok(mut s) = daemon_state.status.lock() {
-                    *s = json!({
-                        "version": env!("CARGO_PKG_VERSION"),
-                        "programs_attached": PROGRAM_COUNT,
-                        "cgroup": host.cgroup2.display().to_string(),
-                        "events_total": now.1.events,
-                        "events_per_second": (rate * 10.0).round() / 10.0,
-                        "events_lost": now.1.lost,
-                        "ringbuf_fill_ratio": (fill * 1000.0).round() / 1000.0,
-                        "payload_chunks_total": now.1.payload_chunks,
-                        "payload_chunks_lost": now.1.payload_lost,
-                        "records_malformed": reporter.malformed,
-                        "processes_tracked": reporter.processes.len(),
-                        "blocklists": daemon_state.lists_report(),
-                        "relay_discovery": lists.read().map(|l| reporter.discovery.report(&l)).unwrap_or(Value::Null),
-                        "sinks": reporter.sinks.health(),
-                        "last_alert": reporter.last_alert.clone().unwrap_or(Value::Null),
-                    });
-                }
-                previous = now;
+                status.tick(&agent, &reporter, &daemon_state, &metrics);
             }
         }
     }
@@ -540,21 +331,4 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         log::error!("flushing the store: {e:#}");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drain_pacer_backs_off_when_idle_and_snaps_back_on_records() {
-        let mut p = DrainPacer::default();
-        assert_eq!(p.interval, DRAIN_BUSY);
-        let waits: Vec<u64> = (0..6)
-            .map(|_| p.after_drain(0).as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [20, 40, 80, 160, 200, 200]);
-        assert_eq!(p.after_drain(3), DRAIN_BUSY);
-        assert_eq!(p.after_drain(0), DRAIN_BUSY * 2);
-    }
 }

@@ -1,0 +1,128 @@
+//! The status the control API serves (`relaywatch status`), refreshed once a second by the event
+//! loop, with the counters behind it: events read, lost to a full ring buffer, payload chunks,
+//! malformed records. Losses are also logged as they grow and exported as metrics.
+use std::time::Instant;
+
+use monitor_common::{
+    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
+    EVENTS_RINGBUF_BYTES, GAUGE_RINGBUF_PENDING,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{pipeline::Reporter, state::DaemonState};
+use crate::{
+    control::metrics::Metrics,
+    kernel::loader::{Agent, PROGRAM_COUNT},
+    output::sinks::SinkHealth,
+};
+
+/// What `GET /v1/status` answers (the API adds `uptime_seconds` and the store's `store`).
+#[derive(Debug, Serialize)]
+pub(super) struct Status {
+    version: &'static str,
+    programs_attached: usize,
+    cgroup: String,
+    events_total: u64,
+    events_per_second: f64,
+    events_lost: u64,
+    ringbuf_fill_ratio: f64,
+    payload_chunks_total: u64,
+    payload_chunks_lost: u64,
+    records_malformed: u64,
+    processes_tracked: usize,
+    blocklists: Value,
+    relay_discovery: Value,
+    sinks: Vec<SinkHealth>,
+    last_alert: Value,
+}
+
+/// Counter readings for status and rates.
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    events: u64,
+    lost: u64,
+    payload_chunks: u64,
+    payload_lost: u64,
+}
+
+fn read_counters(agent: &Agent) -> Counters {
+    Counters {
+        events: agent.counter(COUNTER_EVENTS),
+        lost: agent.counter(COUNTER_RINGBUF_LOST),
+        payload_chunks: agent.counter(COUNTER_PAYLOAD_CHUNKS),
+        payload_lost: agent.counter(COUNTER_PAYLOAD_LOST),
+    }
+}
+
+/// The previous reading, for rates and for logging losses as they grow.
+pub(super) struct Stats {
+    cgroup: String,
+    previous: (Instant, Counters),
+    lost_reported: u64,
+}
+
+impl Stats {
+    pub(super) fn new(cgroup: String) -> Stats {
+        Stats {
+            cgroup,
+            previous: (Instant::now(), Counters::default()),
+            lost_reported: 0,
+        }
+    }
+
+    /// Read the counters, update the metrics, log new losses and refresh the API's status.
+    pub(super) fn tick(
+        &mut self,
+        agent: &Agent,
+        reporter: &Reporter,
+        state: &DaemonState,
+        metrics: &Metrics,
+    ) {
+        let now = (Instant::now(), read_counters(agent));
+        let (before, counters) = (self.previous.1, now.1);
+        metrics.add_events(counters.events.saturating_sub(before.events));
+        let lost = counters.lost + counters.payload_lost;
+        metrics.set_events_lost(lost);
+        let fill = agent.gauge_max(GAUGE_RINGBUF_PENDING) as f64 / f64::from(EVENTS_RINGBUF_BYTES);
+        metrics.set_ringbuf_fill_ratio(fill);
+        if lost > self.lost_reported {
+            log::warn!(
+                "{} events lost to a full ring buffer ({lost} in total)",
+                lost - self.lost_reported
+            );
+            self.lost_reported = lost;
+        }
+        let secs = now
+            .0
+            .duration_since(self.previous.0)
+            .as_secs_f64()
+            .max(0.001);
+        let rate = counters.events.saturating_sub(before.events) as f64 / secs;
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION"),
+            programs_attached: PROGRAM_COUNT,
+            cgroup: self.cgroup.clone(),
+            events_total: counters.events,
+            events_per_second: (rate * 10.0).round() / 10.0,
+            events_lost: counters.lost,
+            ringbuf_fill_ratio: (fill * 1000.0).round() / 1000.0,
+            payload_chunks_total: counters.payload_chunks,
+            payload_chunks_lost: counters.payload_lost,
+            records_malformed: reporter.malformed,
+            processes_tracked: reporter.processes.len(),
+            blocklists: state.lists_report(),
+            relay_discovery: state
+                .lists
+                .read()
+                .map(|l| reporter.discovery.report(&l))
+                .unwrap_or(Value::Null),
+            sinks: reporter.sinks.health(),
+            last_alert: reporter.last_alert.clone().unwrap_or(Value::Null),
+        };
+        if let Ok(mut s) = state.status.lock() {
+            *s = serde_json::to_value(status).unwrap_or(Value::Null);
+        }
+        self.previous = now;
+    }
+}
