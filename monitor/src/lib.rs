@@ -14,7 +14,9 @@
 //! - `output/`: SIEM sinks and the SQLite store.
 //! - `transport/`: TCP/TLS connections and the small HTTP client the sinks and feeds share.
 //! - `control/`: the local API, Prometheus metrics, sd_notify.
-//! - `daemon/`: the event loop and the pipeline that ties the folders above together.
+//! - `daemon/`: the event loop, the pipeline that ties the folders above together, the API's
+//!   state, the status snapshot.
+//! - `config/`: the TOML configuration, its checks and the default file.
 //! - `cli/`: argument parsing, queries of the running daemon, rendering, list commands.
 //!
 //! `naming/` and `intel/blocklist/` depend on nothing else in this crate.
