@@ -17,8 +17,12 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use monitor_common::{
-    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
     FilterConfig,
+    counters::{
+        COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
+        GAUGE_RINGBUF_PENDING,
+    },
+    ring::EVENTS_RINGBUF_BYTES,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -401,7 +405,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     let retention_bytes = reporter.config.store.max_bytes;
     let mut lost_reported = 0u64;
     let mut previous = (std::time::Instant::now(), Counters::default());
-    // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
+    // Most records are written without waking us (see monitor_common::ring): drain on a tick.
     let mut pacer = DrainPacer::default();
     let mut next_drain = Instant::now() + pacer.interval;
 
@@ -475,8 +479,8 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
                 let now = (std::time::Instant::now(), read_counters(&agent));
                 metrics.add_events(now.1.events.saturating_sub(previous.1.events));
                 metrics.set_events_lost(now.1.lost + now.1.payload_lost);
-                let fill = agent.gauge_max(monitor_common::GAUGE_RINGBUF_PENDING) as f64
-                    / f64::from(monitor_common::EVENTS_RINGBUF_BYTES);
+                let fill = agent.gauge_max(GAUGE_RINGBUF_PENDING) as f64
+                    / f64::from(EVENTS_RINGBUF_BYTES);
                 metrics.set_ringbuf_fill_ratio(fill);
                 let lost = now.1.lost + now.1.payload_lost;
                 if lost > lost_reported {

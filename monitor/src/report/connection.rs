@@ -156,7 +156,10 @@ impl ConnectionRecord<'_> {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_SENDMSG, PROTO_UDP};
+    use monitor_common::{
+        ConnectEvent,
+        event::{FAMILY_IPV4, HOOK_SENDMSG, PROTO_UDP},
+    };
 
     use serde_json::json;
 
