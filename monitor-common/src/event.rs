@@ -4,7 +4,7 @@
 //! [`EVENT_FLOW_END`]); the daemon reads the kind first and refuses records of a kind it does
 //! not know. A [`ConnectEvent`] carries the hook that saw the destination, its address family
 //! and its transport as raw codes (`HOOK_*`, `FAMILY_*`, `PROTO_*`); the daemon turns them into
-//! the typed [`EventKind`], [`Hook`], [`Family`] and [`Transport`] (feature `user`), refusing any
+//! the typed `EventKind`, `Hook`, `Family` and `Transport` (feature `user`), refusing any
 //! other value.
 
 /// Record kinds: the first field of every ring-buffer record.
@@ -27,7 +27,7 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
 /// `ConnectEvent.flags`: emitted when a local connection's first bytes showed a proxy protocol
-/// (HTTP CONNECT, SOCKS4/4a/5, see [`crate::first_payload::looks_like_proxy_start`]), rather
+/// (HTTP CONNECT, SOCKS4/4a/5, see [`crate::first_payload::proxy_start`]), rather
 /// than at connect time.
 pub const FLAG_LOCAL_PROXY: u8 = 1;
 

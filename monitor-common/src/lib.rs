@@ -23,7 +23,7 @@
 //! The modules, one domain each (constants live only there):
 //!
 //! - [`event`]: record kinds, hook / family / transport codes and their typed enums (`user`).
-//! - [`payload`]: payload chunk size and directions ([`payload::Direction`] with `user`).
+//! - [`payload`]: payload chunk size and directions (`payload::Direction` with `user`).
 //! - [`process`]: exec record limits (file name, argument block).
 //! - [`capture`]: capture modes, watch flags and the budgets that bound a capture.
 //! - [`ring`]: the ring buffer's size and when writers wake the daemon.
