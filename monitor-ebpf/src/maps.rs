@@ -1,12 +1,15 @@
-//! Maps shared with the daemon. Names are the contract with `monitor/src/loader.rs`.
+//! Maps shared with the daemon. Names are the contract with `monitor/src/kernel/loader.rs`.
 //!
-//! - `EVENTS` (ring buffer, 1 MiB): `ConnectEvent` records, one per outbound destination choice
-//!   (per connect, and per UDP repeat window). A full buffer drops the event and counts it.
+//! - `EVENTS` (ring buffer, 4 MiB, `ring::EVENTS_RINGBUF_BYTES`): every record for the daemon:
+//!   `ConnectEvent`s, one per outbound destination choice (per connect, and per UDP repeat
+//!   window), payload chunks, exec/exit and flow-end records. A full buffer drops the record and
+//!   counts it.
 //! - `CONFIG` (array, 1 entry): `FilterConfig`, written by the daemon before it attaches. Read
 //!   on every hook run; an absent entry (never the case once loaded) means the defaults.
-//! - `COUNTERS` (per-CPU array, `COUNTER_COUNT` u64s): events lost to a full ring buffer,
-//!   events written, datagrams folded into an open window, local destinations skipped. Per-CPU
-//!   so that counting never contends; the daemon sums the CPUs.
+//! - `COUNTERS` (per-CPU array, `COUNTER_COUNT` u64s, indices in `monitor_common::counters`):
+//!   records lost to a full ring buffer, connect records written, datagrams folded into an open
+//!   window, local destinations skipped, payload chunks written and lost, and the ring's fill
+//!   gauge. Per-CPU so that counting never contends; the daemon sums the CPUs.
 //! - `UDP_FLOWS` (LRU hash, 16,384 entries): key `UdpFlowKey` (tgid, destination), value
 //!   `UdpFlowWindow`. The first datagram of a window emits an event; later ones within
 //!   `udp_window_ns` only bump `cur_count`. A datagram after the window rolls `cur` into `prev`
@@ -30,10 +33,14 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, CAPTURE_CAPACITY, COUNTER_COUNT, COUNTER_EVENTS,
-    COUNTER_RINGBUF_LOST, CaptureState, ConnectEvent, EVENTS_RINGBUF_BYTES, FilterConfig,
-    GAUGE_RINGBUF_PENDING, TaskLayout, UDP_FLOWS_CAPACITY, UdpFlowKey, UdpFlowWindow,
-    WAKE_ALWAYS_BYTES, WAKE_BYTES, WAKE_WINDOW,
+    CaptureState, ConnectEvent, FilterConfig, TaskLayout, UdpFlowKey, UdpFlowWindow,
+    capture::CAPTURE_CAPACITY,
+    counters::{COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, GAUGE_RINGBUF_PENDING},
+    ring::{
+        BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, EVENTS_RINGBUF_BYTES, WAKE_ALWAYS_BYTES, WAKE_BYTES,
+        WAKE_WINDOW,
+    },
+    udp::UDP_FLOWS_CAPACITY,
 };
 
 #[map(name = "EVENTS")]

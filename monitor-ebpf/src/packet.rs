@@ -5,7 +5,7 @@
 //! extension headers before TCP/UDP are not parsed (returns `None`): connect-time capture of
 //! ordinary client traffic never carries them.
 use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::SkBuffContext};
-use monitor_common::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP};
+use monitor_common::event::{FAMILY_IPV4, FAMILY_IPV6, PROTO_TCP, PROTO_UDP};
 
 pub struct Packet {
     pub family: u8,

@@ -7,7 +7,8 @@
 //! even when TCP transmits later from softirq context.
 //!
 //! Egress: one `CAPTURE` lookup per packet; absent (the common case) means nothing to do. When
-//! present, the first payload decides what to keep (modes in monitor_common):
+//! present, the first payload decides what to keep (modes in `monitor_common::capture`, rules
+//! in `monitor_common::first_payload`):
 //! - `16 03 0x` TLS handshake: capture until the whole first record (`need` bytes) is in, over
 //!   as many segments as the client used (a ClientHello split over two sends is read whole);
 //! - a proxy request (HTTP CONNECT, SOCKS4/4a/5): capture client payloads up to 16 KiB or 8
@@ -34,12 +35,17 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS, CAPTURE_NEW,
-    CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST,
-    COUNTER_RINGBUF_LOST, CaptureState, DATAGRAMS_CAPTURED, DIR_EGRESS, DIR_INGRESS,
-    DNS_TCP_SEGMENTS_MAX, EVENT_FLOW_END, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, FlowEndEvent,
-    HOOK_CONNECT, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET, PROTO_UDP, PayloadEvent, STATE_AWAIT,
-    looks_like_proxy_start, tls_record_need,
+    CaptureState, FlowEndEvent, PayloadEvent,
+    capture::{
+        CAPTURE_DATAGRAM, CAPTURE_LOCAL_PROBE, CAPTURE_MAX_BYTES, CAPTURE_MAX_SEGMENTS,
+        CAPTURE_NEW, CAPTURE_NONE, CAPTURE_PROXY, CAPTURE_TLS, DATAGRAMS_CAPTURED,
+        DNS_TCP_SEGMENTS_MAX, STATE_AWAIT,
+    },
+    counters::{COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST},
+    event::{EVENT_FLOW_END, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, HOOK_CONNECT, PROTO_UDP},
+    first_payload::{proxy_start, tls_record_need},
+    payload::{DIR_EGRESS, DIR_INGRESS, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET},
+    ring::BPF_RB_NO_WAKEUP,
 };
 
 use crate::{
@@ -93,7 +99,7 @@ pub fn egress(ctx: &SkBuffContext) {
         }
         CAPTURE_NEW | CAPTURE_LOCAL_PROBE => {
             let first = packet::first_bytes(ctx, &p);
-            let proxy = looks_like_proxy_start(&first, p.payload_len);
+            let proxy = proxy_start(&first, p.payload_len).is_some();
             if state.mode == CAPTURE_LOCAL_PROBE {
                 if !proxy {
                     // Local traffic that is not a proxy request: never reported, never copied.
@@ -298,7 +304,7 @@ fn copy_chunk(
         let data = (&raw mut (*ev).data).cast::<u8>();
         let rc = bpf_skb_load_bytes(ctx.skb.skb.cast(), p.payload_off + offset, data.cast(), len);
         if rc != 0 {
-            entry.discard(monitor_common::BPF_RB_NO_WAKEUP);
+            entry.discard(BPF_RB_NO_WAKEUP);
             return 0;
         }
     }

@@ -26,8 +26,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    BPF_RB_FORCE_WAKEUP, COUNTER_RINGBUF_LOST, EVENT_EXEC, EVENT_EXIT, EXEC_ARGS_LEN, ExitEvent,
-    ProcessEvent,
+    ExitEvent, ProcessEvent,
+    counters::COUNTER_RINGBUF_LOST,
+    event::{EVENT_EXEC, EVENT_EXIT},
+    process::EXEC_ARGS_LEN,
+    ring::BPF_RB_FORCE_WAKEUP,
 };
 
 use crate::maps::{self, EVENTS, EXEC_WOKE, TASK_LAYOUT};

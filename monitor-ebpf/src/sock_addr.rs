@@ -4,7 +4,10 @@
 //! word is read on its own with a volatile load (the compiler must not merge two words into one
 //! 8-byte load). Addresses stay in network byte order; the port is converted to host order.
 use aya_ebpf::programs::SockAddrContext;
-use monitor_common::{Destination, PROTO_TCP, PROTO_UDP};
+use monitor_common::{
+    Destination,
+    event::{PROTO_TCP, PROTO_UDP},
+};
 
 /// A destination ready to report: normalised address, port, protocol.
 pub struct Target {

@@ -6,7 +6,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use monitor_common::{ConnectEvent, FAMILY_IPV4, HOOK_CONNECT, HOOK_SENDMSG, PROTO_TCP, PROTO_UDP};
+use monitor_common::{
+    ConnectEvent,
+    event::{FAMILY_IPV4, HOOK_CONNECT, HOOK_SENDMSG, PROTO_TCP, PROTO_UDP},
+};
 
 use crate::kernel::decode::{Observation, Record, decode};
 

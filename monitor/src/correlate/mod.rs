@@ -198,7 +198,7 @@ impl Correlator {
     }
 
     fn on_dns_answer(&mut self, chunk: &PayloadChunk, now: Instant) {
-        if chunk.header.protocol != monitor_common::PROTO_TCP {
+        if Transport::try_from(chunk.header.protocol) != Ok(Transport::Tcp) {
             self.on_dns_message(chunk, &chunk.data, now);
             return;
         }
@@ -362,7 +362,7 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{FAMILY_IPV4, PROTO_TCP};
+    use monitor_common::event::{FAMILY_IPV4, PROTO_TCP};
 
     use super::*;
     use crate::testutil::ConnectEventBuilder;
@@ -393,7 +393,7 @@ mod tests {
         saddr[..4].copy_from_slice(&[127, 0, 0, 53]);
         PayloadChunk {
             header: monitor_common::PayloadHeader {
-                kind: monitor_common::EVENT_PAYLOAD,
+                kind: monitor_common::event::EVENT_PAYLOAD,
                 seq,
                 ts_boot_ns: 1,
                 cookie,
@@ -403,7 +403,7 @@ mod tests {
                 owner_tgid: 7,
                 sport: 53,
                 dport: 40000,
-                direction: monitor_common::DIR_INGRESS,
+                direction: monitor_common::payload::DIR_INGRESS,
                 protocol: PROTO_TCP,
                 family: FAMILY_IPV4,
                 mode: 0,

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use monitor_common::{COUNTER_RINGBUF_LOST, FilterConfig};
+use monitor_common::{FilterConfig, counters::COUNTER_RINGBUF_LOST};
 use serde_json::json;
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -228,7 +228,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         Duration::from_secs(reporter.config.store.retention_days.saturating_mul(86_400));
     let retention_bytes = reporter.config.store.max_bytes;
     let mut status = Stats::new(host.cgroup2.display().to_string());
-    // Most records are written without waking us (see monitor_common::WAKE_BYTES): drain on a tick.
+    // Most records are written without waking us (see monitor_common::ring): drain on a tick.
     let mut pacer = DrainPacer::default();
     let mut next_drain = Instant::now() + pacer.interval;
 

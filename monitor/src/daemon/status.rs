@@ -4,8 +4,11 @@
 use std::time::Instant;
 
 use monitor_common::{
-    COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
-    EVENTS_RINGBUF_BYTES, GAUGE_RINGBUF_PENDING,
+    counters::{
+        COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
+        GAUGE_RINGBUF_PENDING,
+    },
+    ring::EVENTS_RINGBUF_BYTES,
 };
 use serde::Serialize;
 use serde_json::Value;

@@ -5,11 +5,11 @@
 //! with a reason, never read past its end.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use monitor_common::event::{Hook, Transport};
 use monitor_common::{
-    ConnectEvent, DIR_EGRESS, DIR_INGRESS, EVENT_CONNECT, EVENT_EXEC, EVENT_EXIT, EVENT_FLOW_END,
-    EVENT_PAYLOAD, ExitEvent, FAMILY_IPV4, FAMILY_IPV6, FLAG_LOCAL_PROXY, FlowEndEvent,
-    HOOK_CONNECT, HOOK_SENDMSG, PAYLOAD_CHUNK, PROTO_TCP, PROTO_UDP, PayloadHeader, ProcessEvent,
-    UdpFlowKey,
+    ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, UdpFlowKey,
+    event::{EventKind, FLAG_LOCAL_PROXY, Family},
+    payload::{Direction, PAYLOAD_CHUNK},
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,29 +27,6 @@ impl std::fmt::Display for DecodeError {
             DecodeError::BadField(name, v) => write!(f, "bad {name} {v}"),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// connect(2): TCP, or UDP on a socket that is then connected.
-    Connect,
-    /// sendmsg/sendto with an explicit destination: unconnected UDP.
-    Sendmsg,
 }
 
 /// One outbound destination choice, decoded and validated.
@@ -97,11 +74,11 @@ impl PayloadChunk {
     }
 }
 
+/// A record's address; an unknown family (refused at decoding) reads as IPv6.
 fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_IPV4 {
-        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*addr))
+    match Family::try_from(family) {
+        Ok(Family::Ipv4) => IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+        Ok(Family::Ipv6) | Err(_) => IpAddr::V6(Ipv6Addr::from(*addr)),
     }
 }
 
@@ -153,8 +130,8 @@ fn exec_args(e: &ProcessEvent) -> Option<Vec<String>> {
     (!args.is_empty()).then_some(args)
 }
 
-fn decode_process(bytes: &[u8], kind: u32) -> Result<Lifecycle, DecodeError> {
-    if kind == EVENT_EXIT {
+fn decode_process(bytes: &[u8], kind: EventKind) -> Result<Lifecycle, DecodeError> {
+    if kind == EventKind::Exit {
         let need = std::mem::size_of::<ExitEvent>();
         if bytes.len() < need {
             return Err(DecodeError::Short {
@@ -209,11 +186,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             need: 4,
         });
     }
-    match u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) {
-        EVENT_CONNECT => decode_connect(bytes).map(Record::Connect),
-        EVENT_PAYLOAD => decode_payload(bytes).map(Record::Payload),
-        kind @ (EVENT_EXEC | EVENT_EXIT) => decode_process(bytes, kind).map(Record::Process),
-        EVENT_FLOW_END => {
+    let kind = EventKind::try_from(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        .map_err(DecodeError::UnknownKind)?;
+    match kind {
+        EventKind::Connect => decode_connect(bytes).map(Record::Connect),
+        EventKind::Payload => decode_payload(bytes).map(Record::Payload),
+        EventKind::Exec | EventKind::Exit => decode_process(bytes, kind).map(Record::Process),
+        EventKind::FlowEnd => {
             let need = std::mem::size_of::<FlowEndEvent>();
             if bytes.len() < need {
                 return Err(DecodeError::Short {
@@ -226,7 +205,6 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 std::ptr::read_unaligned(bytes.as_ptr().cast())
             }))
         }
-        kind => Err(DecodeError::UnknownKind(kind)),
     }
 }
 
@@ -250,13 +228,13 @@ fn decode_payload(bytes: &[u8]) -> Result<PayloadChunk, DecodeError> {
             need: need + len,
         });
     }
-    let egress = match header.direction {
-        DIR_EGRESS => true,
-        DIR_INGRESS => false,
-        other => return Err(DecodeError::BadField("direction", other.into())),
+    let egress = match Direction::try_from(header.direction) {
+        Ok(Direction::Egress) => true,
+        Ok(Direction::Ingress) => false,
+        Err(other) => return Err(DecodeError::BadField("direction", other.into())),
     };
-    if header.family != FAMILY_IPV4 && header.family != FAMILY_IPV6 {
-        return Err(DecodeError::BadField("family", header.family.into()));
+    if let Err(other) = Family::try_from(header.family) {
+        return Err(DecodeError::BadField("family", other.into()));
     }
     Ok(PayloadChunk {
         header,
@@ -276,26 +254,20 @@ fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
     // SAFETY: length checked; ConnectEvent is plain old data valid for any bit pattern;
     // read_unaligned because ring-buffer records are only 8-byte aligned by convention.
     let raw: ConnectEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    let destination = match raw.family {
-        FAMILY_IPV4 => IpAddr::V4(Ipv4Addr::new(
+    let destination = match Family::try_from(raw.family) {
+        Ok(Family::Ipv4) => IpAddr::V4(Ipv4Addr::new(
             raw.daddr[0],
             raw.daddr[1],
             raw.daddr[2],
             raw.daddr[3],
         )),
-        FAMILY_IPV6 => IpAddr::V6(Ipv6Addr::from(raw.daddr)),
-        other => return Err(DecodeError::BadField("family", other.into())),
+        Ok(Family::Ipv6) => IpAddr::V6(Ipv6Addr::from(raw.daddr)),
+        Err(other) => return Err(DecodeError::BadField("family", other.into())),
     };
-    let transport = match raw.protocol {
-        PROTO_TCP => Transport::Tcp,
-        PROTO_UDP => Transport::Udp,
-        other => return Err(DecodeError::BadField("protocol", other.into())),
-    };
-    let hook = match raw.hook {
-        HOOK_CONNECT => Hook::Connect,
-        HOOK_SENDMSG => Hook::Sendmsg,
-        other => return Err(DecodeError::BadField("hook", other.into())),
-    };
+    let transport = Transport::try_from(raw.protocol)
+        .map_err(|other| DecodeError::BadField("protocol", other.into()))?;
+    let hook =
+        Hook::try_from(raw.hook).map_err(|other| DecodeError::BadField("hook", other.into()))?;
     let comm = nul_terminated(&raw.comm);
     let local_proxy = raw.flags & FLAG_LOCAL_PROXY != 0;
     Ok(Observation {
@@ -311,6 +283,15 @@ fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    use monitor_common::{
+        event::{
+            EVENT_EXEC, EVENT_EXIT, EVENT_PAYLOAD, FAMILY_IPV4, FAMILY_IPV6, HOOK_SENDMSG,
+            PROTO_TCP, PROTO_UDP,
+        },
+        payload::DIR_EGRESS,
+        process::{EXEC_ARGS_LEN, EXEC_FILENAME_LEN},
+    };
+
     use super::*;
     use crate::testutil::{ConnectEventBuilder, event_bytes as bytes_of};
 
@@ -391,11 +372,11 @@ mod tests {
             tgid: 9,
             ts_boot_ns: 5,
             comm: [0; 16],
-            filename: [0; monitor_common::EXEC_FILENAME_LEN],
+            filename: [0; EXEC_FILENAME_LEN],
             ppid: 0,
             args_len: 0,
             args_total: 0,
-            args: [0; monitor_common::EXEC_ARGS_LEN],
+            args: [0; EXEC_ARGS_LEN],
         };
         e.comm[..4].copy_from_slice(b"curl");
         e.filename[..13].copy_from_slice(b"/usr/bin/curl");

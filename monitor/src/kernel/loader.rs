@@ -13,8 +13,9 @@ use aya::{
     },
 };
 use monitor_common::{
-    CAPTURE_NONE, COUNTER_COUNT, CaptureState, FilterConfig, STATE_WATCH, TaskLayout, UdpFlowKey,
-    UdpFlowWindow,
+    CaptureState, FilterConfig, TaskLayout, UdpFlowKey, UdpFlowWindow,
+    capture::{CAPTURE_NONE, STATE_WATCH},
+    counters::COUNTER_COUNT,
 };
 
 use crate::kernel::preflight::Host;
@@ -171,7 +172,7 @@ impl Agent {
         }
     }
 
-    /// Largest per-CPU value of a gauge (indices in monitor_common).
+    /// Largest per-CPU value of a gauge (indices in `monitor_common::counters`).
     pub fn gauge_max(&self, index: u32) -> u64 {
         self.counters
             .get(&index, 0)
@@ -179,7 +180,7 @@ impl Agent {
             .unwrap_or(0)
     }
 
-    /// Sum over CPUs of one counter (indices in monitor_common).
+    /// Sum over CPUs of one counter (indices in `monitor_common::counters`).
     pub fn counter(&self, index: u32) -> u64 {
         debug_assert!(index < COUNTER_COUNT);
         match self.counters.get(&index, 0) {

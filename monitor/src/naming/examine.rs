@@ -1,6 +1,8 @@
 //! Protocol dispatch over a flow's first bytes: which parser reads them (proxy request and the
 //! tunnel behind it, TLS ClientHello, HTTP request, QUIC Initials) and what naming they give.
 //! Pure functions over byte slices; the correlator calls them as bytes arrive.
+use monitor_common::first_payload::{ProxyProtocol, stream_proxy_start};
+
 use super::{
     ParseError,
     model::{NameSource, Naming, ProxyTarget, TlsEvidence},
@@ -61,8 +63,9 @@ pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
     if bytes.is_empty() {
         return pending(None);
     }
-    if super::socks::looks_like_proxy_start(bytes) {
-        let parsed = if bytes.starts_with(b"CONNECT ") {
+    // The kernel's rule: a stream it captured as a proxy request is read as one here.
+    if let Some(proxy) = stream_proxy_start(bytes) {
+        let parsed = if proxy == ProxyProtocol::HttpConnect {
             super::http::parse_request(bytes).and_then(|req| {
                 let (host, port) = req
                     .connect_target
@@ -136,7 +139,7 @@ pub fn examine_stream(bytes: &[u8]) -> StreamVerdict {
 }
 
 /// Datagrams examined per UDP flow: as many as the kernel captures.
-pub const DATAGRAMS_CAPTURED: usize = monitor_common::DATAGRAMS_CAPTURED as usize;
+pub const DATAGRAMS_CAPTURED: usize = monitor_common::capture::DATAGRAMS_CAPTURED as usize;
 
 /// What a UDP flow's first datagrams say: the QUIC ClientHello's naming, reassembled from the
 /// CRYPTO frames of up to two Initials with the same Destination Connection ID. `complete` once

@@ -50,15 +50,10 @@ pub fn parse_client_stream(buf: &[u8]) -> Result<SocksRequest, ParseError> {
     }
 }
 
-/// A cheap look at the first bytes: a SOCKS4/5 greeting or an HTTP `CONNECT ` request line, the
-/// streams a local proxy (Clash, V2Ray, sing-box) receives.
-pub fn looks_like_proxy_start(buf: &[u8]) -> bool {
-    match buf {
-        [4, CMD_CONNECT, ..] => buf.len() >= 8,
-        [5, n, methods @ ..] => *n > 0 && methods.iter().take(usize::from(*n)).all(|m| *m != 0xff),
-        _ => buf.starts_with(b"CONNECT "),
-    }
-}
+/// Whether a stream starts a proxy request (SOCKS4/4a/5 or HTTP CONNECT, the streams a local
+/// proxy such as Clash, V2Ray or sing-box receives): the rule the kernel applies, defined once in
+/// monitor-common. Kept under this name for the fuzz target.
+pub use monitor_common::first_payload::stream_proxy_start as looks_like_proxy_start;
 
 fn stream_short() -> ParseError {
     ParseError::Incomplete { needed: None }
@@ -350,21 +345,5 @@ mod tests {
             parse_client_stream(&bad_name),
             Err(ParseError::Invalid("SOCKS4a host name malformed"))
         );
-    }
-
-    #[test]
-    fn proxy_start_check() {
-        assert!(looks_like_proxy_start(&[5, 1, 0]));
-        assert!(looks_like_proxy_start(&[5, 2, 0, 2]));
-        assert!(looks_like_proxy_start(&[4, 1, 0, 80, 1, 2, 3, 4, 0]));
-        assert!(looks_like_proxy_start(
-            b"CONNECT api.openai.com:443 HTTP/1.1\r\n"
-        ));
-        assert!(!looks_like_proxy_start(b"GET / HTTP/1.1\r\n"));
-        assert!(!looks_like_proxy_start(&[0x16, 3, 1, 0, 5]));
-        assert!(!looks_like_proxy_start(&[5, 0]));
-        assert!(!looks_like_proxy_start(&[5, 1, 0xff]));
-        assert!(!looks_like_proxy_start(&[4, 1, 0]));
-        assert!(!looks_like_proxy_start(&[]));
     }
 }

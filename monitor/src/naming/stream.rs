@@ -5,7 +5,7 @@
 //! retransmission repeats bytes already seen and a lost chunk leaves a gap. The buffer keeps
 //! the contiguous prefix from the first sequence number seen, up to a fixed limit, holds a few
 //! chunks that arrive beyond a gap until the gap fills, and drops anything past the limit.
-use monitor_common::CAPTURE_MAX_BYTES;
+use monitor_common::capture::CAPTURE_MAX_BYTES;
 
 /// Most chunks held beyond a gap.
 const MAX_PENDING: usize = 8;
