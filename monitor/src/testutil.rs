@@ -98,6 +98,12 @@ impl ConnectEventBuilder {
         self
     }
 
+    /// The cgroup (v2 directory inode) the process was in.
+    pub(crate) fn cgroup(mut self, id: u64) -> Self {
+        self.0.cgroup_id = id;
+        self
+    }
+
     pub(crate) fn cookie(mut self, cookie: u64) -> Self {
         self.0.cookie = cookie;
         self

@@ -185,25 +185,12 @@ impl Reporter {
         let now = Instant::now().into_std();
         match record {
             ingest::Record::Connect(observation) => {
-                let (tgid, ts) = (observation.raw.tgid, observation.raw.ts_boot_ns);
-                // The process table knows programs started since the agent did (even if they
-                // have exited by now); otherwise read /proc now, while the process most likely
-                // still exists.
-                let mut process = match self.processes.lookup(tgid, &observation.comm, ts) {
-                    Some(d) => Some(d.clone()),
-                    None => self
-                        .procs
-                        .details(tgid, observation.raw.tid, &observation.comm, ts),
-                };
-                // Gone before /proc was read: the service or container still follows from the
-                // event's cgroup id.
-                if process.as_ref().is_none_or(|p| p.cgroup.is_none())
-                    && let Some(path) = self.cgroups.path_of(observation.raw.cgroup_id)
-                {
-                    process
-                        .get_or_insert_with(crate::process::ProcessDetails::unknown)
-                        .cgroup = Some(path);
-                }
+                let process = crate::process::attribution::attribute(
+                    &self.processes,
+                    &self.procs,
+                    &mut self.cgroups,
+                    &observation,
+                );
                 self.correlator.on_connection(observation, process, now);
                 for finished in self.correlator.overflow(now) {
                     self.finish(kernel, finished);
