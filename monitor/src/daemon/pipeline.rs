@@ -10,7 +10,7 @@ use monitor_common::{UdpFlowKey, UdpFlowWindow};
 use tokio::time::Instant;
 
 use crate::{
-    config::Config,
+    config::{Config, Format},
     control::metrics::Metrics,
     correlate::{Correlator, Finished},
     intel::{
@@ -454,9 +454,17 @@ impl Reporter {
     /// One JSON line on stdout, in the configured format (ECS, or OCSF Network Activity). The
     /// store keeps ECS, which the API and CLI read.
     pub(super) fn write_line(&mut self, doc: &Record) {
-        let line = crate::report::ocsf::format(doc, self.config.output.format).to_string();
+        // ECS is the record serialized as it is, without an intermediate JSON tree: with every
+        // connection logged this is the daemon's busiest path.
+        let mut line = match self.config.output.format {
+            Format::Ecs => serde_json::to_vec(doc).unwrap_or_default(),
+            Format::Ocsf => crate::report::ocsf::from_record(doc)
+                .to_string()
+                .into_bytes(),
+        };
+        line.push(b'\n');
         let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        if let Err(e) = out.write_all(&line).and_then(|()| out.flush())
             && !self.stdout_failed
         {
             log::error!("writing records to stdout failed: {e}; further records are dropped");
