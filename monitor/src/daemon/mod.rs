@@ -211,6 +211,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         stdout_failed: false,
         malformed: 0,
         last_alert: None,
+        own_pid: std::process::id(),
     };
     // Programs started before the agent: their base-URL variables are read once now (exec
     // events cover every later start).

@@ -163,8 +163,10 @@ pub(super) struct Reporter {
     pub(super) discovered_for: usize,
     pub(super) stdout_failed: bool,
     pub(super) malformed: u64,
-    /// The last alert raised (ECS), for `relaywatch status`.
-    pub(super) last_alert: Option<serde_json::Value>,
+    /// The last alert raised, for `relaywatch status` (rendered there, once a second at most).
+    pub(super) last_alert: Option<Record>,
+    /// This daemon's pid: records of its own sockets are not the host's traffic.
+    pub(super) own_pid: u32,
 }
 
 impl Reporter {
@@ -298,7 +300,7 @@ impl Reporter {
     pub(super) fn finish(&mut self, kernel: &mut impl KernelMaps, f: Finished) {
         // The agent's own traffic (its resolver queries, feed fetches, sink deliveries) is not
         // something the host did: no record, and the kernel stops looking at the socket.
-        if f.observation.raw.tgid == std::process::id() {
+        if f.observation.raw.tgid == self.own_pid {
             if !f.is_datagram {
                 kernel.stop_capture(f.observation.raw.cookie);
             }
@@ -361,7 +363,7 @@ impl Reporter {
         if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
             self.store.record_connection(update);
         }
-        self.deliver(doc);
+        self.deliver(&doc);
     }
 
     /// Write the record (and store its summary); returns the alert document if it raised one
@@ -431,18 +433,19 @@ impl Reporter {
     pub(super) fn raise(&mut self, alert: Record) {
         self.metrics
             .add_alert(alert.category().unwrap_or("unknown"));
-        self.last_alert = Some(alert.to_ecs());
-        self.deliver(alert);
+        self.deliver(&alert);
+        self.last_alert = Some(alert);
     }
 
     /// An alert-kind document to every output: stdout (if enabled), the sinks in the configured
     /// format, and the store (ECS).
-    pub(super) fn deliver(&mut self, doc: Record) {
+    pub(super) fn deliver(&mut self, doc: &Record) {
         if self.config.output.stdout {
-            self.write_line(&doc);
+            self.write_line(doc);
         }
-        self.sinks.send(&doc);
-        self.store.submit_alert(doc.to_ecs());
+        let ecs = doc.to_ecs();
+        self.sinks.send_line(&ecs.to_string());
+        self.store.submit_alert(ecs);
     }
 
     pub(super) fn close_dedupe_windows(&mut self, all: bool) {

@@ -18,6 +18,7 @@ use crate::{
     control::metrics::Metrics,
     kernel::loader::{Agent, PROGRAM_COUNT},
     output::sinks::SinkHealth,
+    report::record::Record,
 };
 
 /// What `GET /v1/status` answers (the API adds `uptime_seconds` and the store's `store`).
@@ -121,7 +122,10 @@ impl Stats {
                 .map(|l| reporter.discovery.report(&l))
                 .unwrap_or(Value::Null),
             sinks: reporter.sinks.health(),
-            last_alert: reporter.last_alert.clone().unwrap_or(Value::Null),
+            last_alert: reporter
+                .last_alert
+                .as_ref()
+                .map_or(Value::Null, Record::to_ecs),
         };
         if let Ok(mut s) = state.status.lock() {
             *s = serde_json::to_value(status).unwrap_or(Value::Null);

@@ -455,13 +455,9 @@ impl Sinks {
         Ok(Running { shared, tx, tasks })
     }
 
-    /// Hand `alert` to every sink. Never blocks: a sink whose channel is full drops it (counted).
-    pub fn send(&self, alert: &Record) {
-        // Queued as ECS, the model's own form; each sink renders it in its format on delivery.
-        self.send_line(&alert.to_ecs().to_string());
-    }
-
-    /// Hand one JSON line to every sink as it is (the diagnostics' sink-send, tests).
+    /// Hand one alert, an ECS record as a JSON line, to every sink: queued as it is, each sink
+    /// renders it in its format on delivery. Never blocks: a sink whose channel is full drops it
+    /// (counted).
     pub fn send_line(&self, line: &str) {
         if self.running.is_empty() {
             return;
