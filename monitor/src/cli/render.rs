@@ -355,13 +355,8 @@ pub fn severity_word(alert: &Record) -> Option<String> {
     {
         return Some(word.to_ascii_lowercase());
     }
-    let word = match alert.event.severity? {
-        0..=20 => "info",
-        21..=46 => "low",
-        47..=72 => "medium",
-        _ => "high",
-    };
-    Some(word.into())
+    let n = alert.event.severity?;
+    Some(crate::report::alert::severity_of_number(n).as_str().into())
 }
 
 fn severity_style(severity: &str) -> Option<&'static str> {

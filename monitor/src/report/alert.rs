@@ -20,6 +20,17 @@ pub fn severity_number(s: Severity) -> u64 {
     }
 }
 
+/// The list severity an ECS `event.severity` number stands for: the inverse of
+/// `severity_number`, by range (a record from another writer may carry any number).
+pub fn severity_of_number(n: u64) -> Severity {
+    match n {
+        0..=20 => Severity::Info,
+        21..=46 => Severity::Low,
+        47..=72 => Severity::Medium,
+        _ => Severity::High,
+    }
+}
+
 /// Turn a connection record into an alert.
 pub fn alert_document(record: &Record, finding: &Finding, host: &HostInfo) -> Record {
     let mut alert = record.clone();

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::record::Record;
 use crate::config::Format;
+use crate::intel::blocklist::Severity;
 
 /// The OCSF schema version this module writes.
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -168,12 +169,15 @@ fn severity(r: &Record) -> (u64, &'static str) {
         Some("info") => Some(1),
         _ => None,
     };
-    let by_number = r.event.severity.map(|n| match n {
-        0..=20 => 1,
-        21..=46 => 2,
-        47..=72 => 3,
-        _ => 4,
-    });
+    let by_number = r
+        .event
+        .severity
+        .map(|n| match super::alert::severity_of_number(n) {
+            Severity::Info => 1,
+            Severity::Low => 2,
+            Severity::Medium => 3,
+            Severity::High => 4,
+        });
     match by_name.or(by_number).unwrap_or(1) {
         4 => (4, "High"),
         3 => (3, "Medium"),

@@ -40,6 +40,8 @@ use tokio::{
 use super::{Outcome, Rendered};
 use crate::{
     config::Format,
+    intel::blocklist::Severity,
+    report::alert::severity_of_number,
     report::record::Record,
     transport::net::{Connector, Io},
 };
@@ -54,11 +56,14 @@ pub const MAX_MESSAGE: usize = 8192;
 
 /// RFC 5424 severity for the record's ECS `event.severity`; none: notice.
 fn severity(record: Option<&Record>) -> u8 {
-    match record.and_then(|r| r.event.severity) {
-        Some(s) if s >= 73 => 3,
-        Some(s) if s >= 47 => 4,
-        Some(s) if s >= 21 => 5,
-        Some(_) => 6,
+    match record
+        .and_then(|r| r.event.severity)
+        .map(severity_of_number)
+    {
+        Some(Severity::High) => 3,
+        Some(Severity::Medium) => 4,
+        Some(Severity::Low) => 5,
+        Some(Severity::Info) => 6,
         None => 5,
     }
 }
