@@ -515,15 +515,18 @@ fn pin_mismatches_and_invalid_lists_are_refused_and_the_previous_lists_stay() {
         (Some("never_fetched"), &Value::Null),
         "{u:#}"
     );
-    if Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
-        assert!(
-            u["last_error"]["error"]
-                .as_str()
-                .unwrap()
-                .contains("TLS handshake with 127.0.0.1"),
-            "{u:#}"
-        );
-    }
+    // setup installs ca-certificates: the system trust store is what refused the server.
+    assert!(
+        Path::new("/etc/ssl/certs/ca-certificates.crt").exists(),
+        "no system CA bundle: `cargo xtask setup` installs ca-certificates"
+    );
+    assert!(
+        u["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake with 127.0.0.1"),
+        "{u:#}"
+    );
 
     // New bodies: one that fails its pin, one that is not a valid list.
     server.serve(

@@ -288,10 +288,12 @@ fn syslog_tls_reaches_rsyslog_gtls() {
         check_rfc5424(line, expected);
     }
 
-    // Without the CA the system trust store is used, and the handshake is refused.
-    if !Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
-        return;
-    }
+    // Without the CA the system trust store (installed by setup) is used, and the handshake is
+    // refused.
+    assert!(
+        Path::new("/etc/ssl/certs/ca-certificates.crt").exists(),
+        "no system CA bundle: `cargo xtask setup` installs ca-certificates"
+    );
     std::fs::write(
         &config,
         format!("[[sink]]\nkind = \"syslog\"\nurl = \"tls://127.0.0.1:{port}\"\n"),

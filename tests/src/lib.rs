@@ -52,6 +52,49 @@ pub fn diag_bin() -> PathBuf {
     p
 }
 
+/// Record that the calling test cannot run its scenario, and why; the test then returns. libtest
+/// has no skipped state, so the line goes to `$RELAYWATCH_SKIP_LOG` (set by `cargo xtask test`,
+/// which counts and lists skips and fails the run on any: setup installs every prerequisite) and
+/// to stderr.
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    let name = thread::current().name().unwrap_or("?").to_owned();
+    eprintln!("SKIPPED {name}: {reason}");
+    if let Some(log) = std::env::var_os("RELAYWATCH_SKIP_LOG") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the skip log");
+        // One write per line: appends from parallel test binaries do not interleave.
+        f.write_all(format!("{name}: {reason}\n").as_bytes())
+            .expect("write the skip log");
+    }
+}
+
+/// Proxy variables a client would obey: cleared for every process the tests start, so a
+/// developer's proxy never carries test traffic off the machine or hides it from the daemon.
+pub const PROXY_VARIABLES: [&str; 10] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "ftp_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "FTP_PROXY",
+];
+
+/// `cmd` without any proxy variable in its environment.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for var in PROXY_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -118,6 +161,15 @@ impl Daemon {
         let dir = fresh_dir(&format!("test-{n}"));
         let state_dir = state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf);
         let socket = dir.join("relaywatch.sock");
+        // Never the host's /etc/relaywatch/config.toml: its sinks or feeds would receive test
+        // alerts or be fetched. A test that needs settings passes its own file.
+        let own_config = if args.contains(&"--config") {
+            None
+        } else {
+            let path = dir.join("config.toml");
+            std::fs::write(&path, "# test daemon: built-in defaults\n").expect("write config");
+            Some(path)
+        };
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -126,7 +178,7 @@ impl Daemon {
             }
             None => Command::new(relaywatch_bin()),
         };
-        let mut child = command
+        let mut child = without_proxies(&mut command)
             .arg("run")
             .arg("--state-dir")
             .arg(&state_dir)
@@ -135,6 +187,7 @@ impl Daemon {
             // Blocklist names are resolved only through loopback (here: a closed port), never
             // through the machine's resolver.
             .args(["--nameserver", NO_NAMESERVER])
+            .args(own_config.iter().flat_map(|c| [Path::new("--config"), c.as_path()]))
             .args(args)
             .stdin(Stdio::null())
             // Benchmarks: records go straight to /dev/null. A reader thread here would inherit the
@@ -367,7 +420,7 @@ impl LoopbackServer {
 
 /// Run a client to completion and return its pid (asserting it succeeded).
 pub fn run_client(cmd: &mut Command) -> u32 {
-    let child = cmd
+    let child = without_proxies(cmd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -588,7 +641,7 @@ pub fn venv_python() -> PathBuf {
 /// Run a client that may fail (a TLS client against a peer that is not a TLS server, say);
 /// returns its pid.
 pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
-    let child = cmd
+    let child = without_proxies(cmd)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -828,7 +881,7 @@ pub fn poll<T>(
 
 /// Run `cmd` to completion, asserting that it succeeded; its output.
 pub fn output_ok(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
+    let out = without_proxies(cmd)
         .output()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
     assert!(

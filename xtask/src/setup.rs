@@ -49,6 +49,8 @@ const TEST_PACKAGES: &[&str] = &[
     // The sinks test runs a private rsyslogd (UDP, TCP, and TLS through the gtls driver).
     "rsyslog",
     "rsyslog-gnutls",
+    // The system trust store: sinks and feeds must refuse a loopback server it does not vouch for.
+    "ca-certificates",
 ];
 
 /// Python packages the tests drive from the test virtualenv (target/test-venv).
