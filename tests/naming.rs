@@ -49,7 +49,7 @@ fn assert_named(r: &Value, domain: &str, source: &str) {
 
 fn assert_tls(r: &Value, server_name: &str) {
     assert_eq!(r["tls"]["client"]["server_name"], server_name, "{r:#}");
-    let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
+    let ja4 = r["relaywatch"]["tls"]["ja4"].as_str().unwrap_or_default();
     assert!(
         ja4.starts_with("t13d") || ja4.starts_with("t12d"),
         "JA4 {ja4:?} in {r:#}"
@@ -495,7 +495,7 @@ fn quic_initial_from_aioquic_is_named_by_its_sni() {
     let r = record_to(&daemon, pid, port);
     assert_eq!(r["network"]["transport"], "udp");
     assert_named(&r, "api.openai.com", "quic_sni");
-    let ja4 = r["tls"]["client"]["ja4"].as_str().unwrap_or_default();
+    let ja4 = r["relaywatch"]["tls"]["ja4"].as_str().unwrap_or_default();
     assert!(ja4.starts_with("q13d"), "QUIC JA4 {ja4:?}");
     assert!(
         r["tls"]["client"]["alpn"]

@@ -385,7 +385,8 @@ impl Reporter {
             repeat_count,
             naming: Some(&judgement.naming),
         };
-        let doc = record.to_record();
+        let mut doc = record.to_record();
+        doc.host = Some(self.host_info.to_host());
         if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
             self.store.record_connection(update);
         }

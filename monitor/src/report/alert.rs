@@ -1,9 +1,7 @@
 //! From a connection record and a finding to an alert document (ECS).
 use super::{
     host::HostInfo,
-    record::{
-        BlocklistSource, Enrichment, Host, Indicator, IndicatorUrl, Matched, Record, Rule, Threat,
-    },
+    record::{BlocklistSource, Enrichment, Indicator, IndicatorUrl, Matched, Record, Rule, Threat},
 };
 use crate::intel::{
     blocklist::Severity,
@@ -77,10 +75,7 @@ pub fn alert_document(record: &Record, finding: &Finding, host: &HostInfo) -> Re
             },
         }],
     });
-    alert.host = Some(Host {
-        name: host.name.clone(),
-        id: host.id.clone(),
-    });
+    alert.host = Some(host.to_host());
     if let Some(args) = &alert.process.args {
         alert.process.command_line = Some(args.join(" "));
     }

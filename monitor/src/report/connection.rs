@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::record::{
-    Container, Destination, Endpoint, Event, Group, Network, Parent, Process, Record, Relaywatch,
-    Source, Thread, Tls, TlsClient, User,
+    ClientHelloFacts, Container, Destination, EcsVersion, Endpoint, Event, Group, Network, Parent,
+    Process, Record, Relaywatch, Source, Thread, Tls, TlsClient, User,
 };
 use crate::{
     clock,
@@ -56,15 +56,21 @@ impl ConnectionRecord<'_> {
         destination.domain = naming
             .and_then(|n| n.domain.clone())
             .filter(|d| d.parse::<std::net::IpAddr>().is_err());
-        let tls = naming.and_then(|n| n.tls.as_ref()).map(|t| Tls {
-            client: TlsClient {
-                server_name: t.server_name.clone(),
-                ja4: t.ja4.clone(),
-                alpn: t.alpn.clone(),
-            },
+        let hello = naming.and_then(|n| n.tls.as_ref());
+        let tls = hello
+            .and_then(|t| t.server_name.clone())
+            .map(|server_name| Tls {
+                client: TlsClient {
+                    server_name: Some(server_name),
+                },
+            });
+        let hello = hello.map(|t| ClientHelloFacts {
+            ja4: t.ja4.clone(),
+            alpn: t.alpn.clone(),
         });
         Record {
             timestamp: clock::rfc3339(clock::wall_time(e.ts_boot_ns)),
+            ecs: EcsVersion::default(),
             event: Event {
                 kind: "event".into(),
                 category: vec!["network".into()],
@@ -139,6 +145,7 @@ impl ConnectionRecord<'_> {
                     .map_or(NameSource::None, |n| n.source)
                     .as_str()
                     .into(),
+                tls: hello,
                 proxy: proxy.map(|_| Endpoint {
                     ip: o.destination.to_string(),
                     port: o.port,
@@ -272,9 +279,14 @@ mod tests {
         );
         assert_eq!(v["relaywatch"]["name_source"], "sni");
         assert_eq!(
-            v["tls"]["client"],
-            json!({"server_name": "api.openai.com", "ja4": "t13d1516h2_x_y", "alpn": ["h2"]})
+            v["tls"],
+            json!({"client": {"server_name": "api.openai.com"}})
         );
+        assert_eq!(
+            v["relaywatch"]["tls"],
+            json!({"ja4": "t13d1516h2_x_y", "alpn": ["h2"]})
+        );
+        assert_eq!(v["ecs"]["version"], "9.4.0");
     }
 
     #[test]

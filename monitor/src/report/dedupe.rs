@@ -15,6 +15,8 @@ type Key = (String, String, String, String);
 struct Window {
     opened: Instant,
     repeats: u64,
+    /// When the first repeat happened (its record's timestamp).
+    first_repeat: Option<String>,
     last: Record,
 }
 
@@ -53,6 +55,8 @@ impl Deduper {
         match self.open.get_mut(&key) {
             Some(w) => {
                 w.repeats += 1;
+                w.first_repeat
+                    .get_or_insert_with(|| alert.timestamp.clone());
                 w.last = alert.clone();
                 false
             }
@@ -62,6 +66,7 @@ impl Deduper {
                     Window {
                         opened: now,
                         repeats: 0,
+                        first_repeat: None,
                         last: alert.clone(),
                     },
                 );
@@ -89,6 +94,9 @@ impl Deduper {
                 continue;
             }
             let mut summary = w.last;
+            // The period the count covers: from the first repeat to the last.
+            summary.event.start = w.first_repeat;
+            summary.event.end = Some(summary.timestamp.clone());
             summary.event.kind_type = vec!["connection".into(), "info".into()];
             summary.event.action = format!("{}-repeated", summary.category().unwrap_or("alert"));
             summary.relaywatch.dedupe = Some(Dedupe {

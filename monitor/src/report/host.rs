@@ -1,5 +1,7 @@
-//! The host every alert is about.
-/// Host facts every alert carries.
+//! The host every record is about.
+use super::record::Host;
+
+/// Host facts every record carries (ECS `host.*`, OCSF `device`).
 #[derive(Debug, Clone)]
 pub struct HostInfo {
     pub name: String,
@@ -16,5 +18,13 @@ impl HostInfo {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
         HostInfo { name, id }
+    }
+
+    /// As the record's `host`.
+    pub fn to_host(&self) -> Host {
+        Host {
+            name: self.name.clone(),
+            id: self.id.clone(),
+        }
     }
 }

@@ -29,8 +29,6 @@ pub const OCSF_VERSION: &str = "1.8.0";
 
 const CLASS_UID: u64 = 4001;
 const CATEGORY_UID: u64 = 4;
-const ACTIVITY_OPEN: u64 = 1;
-const ACTIVITY_REFUSE: u64 = 5;
 
 /// The record as it is written out: ECS, or its OCSF rendering.
 pub fn format(record: &Record, format: Format) -> Value {
@@ -47,25 +45,58 @@ pub fn from_ecs(doc: &Value) -> Value {
     from_record(&Record::from_ecs(doc).unwrap_or_default())
 }
 
+/// What the record reports, as a Network Activity activity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Activity {
+    /// A connection was made (connect hook, or a datagram sent).
+    Open,
+    /// A watched connection closed: bytes, duration and end time.
+    Close,
+    /// Repeats of an alert counted over a dedupe window.
+    Traffic,
+    /// The kernel refused the connection (enforcement: `event.type` "denied").
+    Refuse,
+}
+
+impl Activity {
+    fn of(r: &Record) -> Activity {
+        let has = |t: &str| r.event.kind_type.iter().any(|k| k == t);
+        if has("denied") {
+            Activity::Refuse
+        } else if has("end") {
+            Activity::Close
+        } else if has("info") {
+            Activity::Traffic
+        } else {
+            Activity::Open
+        }
+    }
+
+    fn id_and_name(self) -> (u64, &'static str) {
+        match self {
+            Activity::Open => (1, "Open"),
+            Activity::Close => (2, "Close"),
+            Activity::Refuse => (5, "Refuse"),
+            Activity::Traffic => (6, "Traffic"),
+        }
+    }
+}
+
 /// A record as an OCSF Network Activity event; the result always has the attributes the class
 /// requires.
 pub fn from_record(r: &Record) -> Value {
     let is_alert = r.event.kind == "alert";
-    let denied = r.event.kind_type.iter().any(|t| t == "denied");
-    let (activity_id, activity_name) = if denied {
-        (ACTIVITY_REFUSE, "Refuse")
-    } else {
-        (ACTIVITY_OPEN, "Open")
-    };
+    let activity = Activity::of(r);
+    let (activity_id, activity_name) = activity.id_and_name();
     let (severity_id, severity) = severity(r);
     let now_ms = epoch_ms(SystemTime::now());
-    let time = humantime::parse_rfc3339_weak(&r.timestamp).map_or(now_ms, epoch_ms);
+    let time = rfc3339_ms(&r.timestamp).unwrap_or(now_ms);
 
+    let container_id = r.container.as_ref().map(|c| c.id.as_str());
     let mut profiles = vec!["host"];
     if is_alert {
         profiles.push("security_control");
     }
-    let container_id = r.container.as_ref().map(|c| c.id.as_str());
     if container_id.is_some() {
         profiles.push("container");
     }
@@ -112,26 +143,32 @@ pub fn from_record(r: &Record) -> Value {
     {
         out.insert("count".into(), json!(n));
     }
+    period(r, activity, &mut out);
 
-    if let Some(host) = &r.host {
+    if let Some(host) = r.host.as_ref().filter(|h| !h.name.is_empty()) {
         out.insert("src_endpoint".into(), json!({ "hostname": host.name }));
     }
     out.insert("dst_endpoint".into(), dst_endpoint(r));
     out.insert("connection_info".into(), connection_info(r));
-    if let Some(sni) = r.tls.as_ref().and_then(|t| t.client.server_name.as_deref()) {
-        out.insert("tls".into(), json!({ "sni": sni }));
+    if let Some(tls) = tls(r) {
+        out.insert("tls".into(), tls);
     }
-    out.insert("actor".into(), actor(r));
-    out.insert("device".into(), device(r));
-    if let Some(id) = container_id {
-        out.insert("container".into(), json!({ "uid": id }));
+    if let Some(ja4) = r.relaywatch.tls.as_ref().map(|t| t.ja4.as_str()) {
+        out.insert("ja4_fingerprint_list".into(), ja4_fingerprints(ja4));
+    }
+    out.insert("actor".into(), actor(r, container_id));
+    if let Some(device) = device(r) {
+        out.insert("device".into(), device);
     }
 
     if is_alert {
-        let (action_id, action, disposition_id, disposition) = if denied {
+        // Enforcement is not built yet: an alert reports a connection that was seen, not stopped
+        // (3 Observed / 15 Detected), whatever action its category is configured with; only a
+        // record of a refused connection says Denied / Blocked.
+        let (action_id, action, disposition_id, disposition) = if activity == Activity::Refuse {
             (2, "Denied", 2, "Blocked")
         } else {
-            (1, "Allowed", 1, "Allowed")
+            (3, "Observed", 15, "Detected")
         };
         out.insert("is_alert".into(), json!(true));
         out.insert("action_id".into(), json!(action_id));
@@ -152,6 +189,78 @@ pub fn from_record(r: &Record) -> Value {
     }
     out.insert("unmapped".into(), unmapped(r));
     Value::Object(out)
+}
+
+/// Epoch milliseconds of an RFC 3339 time.
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    humantime::parse_rfc3339_weak(text).ok().map(epoch_ms)
+}
+
+/// The period a Close or Traffic event covers, and a Close's volume: `start_time`, `end_time`,
+/// `duration` (ms), `traffic`.
+fn period(r: &Record, activity: Activity, out: &mut Map<String, Value>) {
+    let end = r.event.end.as_deref().and_then(rfc3339_ms);
+    let start = match (activity, r.event.start.as_deref(), end, r.event.duration) {
+        (_, Some(start), _, _) => rfc3339_ms(start),
+        // A flow end knows when it closed and how long it was open.
+        (Activity::Close, None, Some(end), Some(ns)) => Some(end.saturating_sub(ns / 1_000_000)),
+        _ => None,
+    };
+    if let Some(start) = start {
+        out.insert("start_time".into(), json!(start));
+    }
+    if let Some(end) = end {
+        out.insert("end_time".into(), json!(end));
+    }
+    if let Some(ns) = r.event.duration {
+        out.insert("duration".into(), json!(ns / 1_000_000));
+    } else if let (Some(start), Some(end)) = (start, end) {
+        out.insert("duration".into(), json!(end.saturating_sub(start)));
+    }
+    let (out_bytes, in_bytes) = (r.source.bytes, r.destination.bytes);
+    if out_bytes.is_some() || in_bytes.is_some() {
+        let mut traffic = Map::new();
+        if let Some(b) = out_bytes {
+            traffic.insert("bytes_out".into(), json!(b));
+        }
+        if let Some(b) = in_bytes {
+            traffic.insert("bytes_in".into(), json!(b));
+        }
+        traffic.insert(
+            "bytes".into(),
+            json!(out_bytes.unwrap_or(0).saturating_add(in_bytes.unwrap_or(0))),
+        );
+        out.insert("traffic".into(), Value::Object(traffic));
+    }
+}
+
+/// `tls`: the server name and the highest version the ClientHello offered (OCSF requires a
+/// version; the agent reads the ClientHello, not the server's answer). Left out when the
+/// offered version is not one JA4 names.
+fn tls(r: &Record) -> Option<Value> {
+    let hello = r.relaywatch.tls.as_ref()?;
+    let version = hello.offered_version()?;
+    let mut tls = Map::new();
+    tls.insert("version".into(), json!(version));
+    if let Some(sni) = r.tls.as_ref().and_then(|t| t.client.server_name.as_deref()) {
+        tls.insert("sni".into(), json!(sni));
+    }
+    Some(Value::Object(tls))
+}
+
+/// The JA4 TLS client fingerprint (`ja4_fingerprint` type 1) with its three sections.
+fn ja4_fingerprints(ja4: &str) -> Value {
+    let mut fp = Map::new();
+    fp.insert("type_id".into(), json!(1));
+    fp.insert("type".into(), json!("JA4"));
+    fp.insert("value".into(), json!(ja4));
+    let sections: Vec<&str> = ja4.split('_').collect();
+    if let [a, b, c] = sections[..] {
+        fp.insert("section_a".into(), json!(a));
+        fp.insert("section_b".into(), json!(b));
+        fp.insert("section_c".into(), json!(c));
+    }
+    json!([fp])
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -193,7 +302,7 @@ fn status(r: &Record) -> (u64, &'static str) {
     let payload_named = matches!(
         r.relaywatch.name_source.as_str(),
         "sni" | "http_host" | "proxy_target" | "quic_sni"
-    ) || r.tls.is_some();
+    ) || r.relaywatch.tls.is_some();
     if payload_named || r.network.transport == "udp" {
         (1, "Success")
     } else {
@@ -310,14 +419,19 @@ fn user(r: &Record) -> Option<Value> {
     (!u.is_empty()).then_some(Value::Object(u))
 }
 
-fn actor(r: &Record) -> Value {
+fn actor(r: &Record, container_id: Option<&str>) -> Value {
     let p = &r.process;
     let mut process = Map::new();
     if p.pid != 0 {
         process.insert("pid".into(), json!(p.pid));
     }
+    // `tid` is deprecated since 1.8.0 in favour of `ptid`.
     if p.thread.id != 0 {
-        process.insert("tid".into(), json!(p.thread.id));
+        process.insert("ptid".into(), json!(p.thread.id));
+    }
+    // The container profile puts the container on the process (and endpoints), not the event.
+    if let Some(id) = container_id {
+        process.insert("container".into(), json!({ "uid": id }));
     }
     if !p.name.is_empty() {
         process.insert("name".into(), json!(p.name));
@@ -352,23 +466,28 @@ fn actor(r: &Record) -> Value {
     Value::Object(actor)
 }
 
-/// The host the agent runs on. Whether it is a server or a workstation is not known here:
-/// type_id 0 (Unknown).
-fn device(r: &Record) -> Value {
+/// The host the agent runs on (every record the daemon writes names it). Whether it is a server
+/// or a workstation is not known here: type_id 0 (Unknown). Left out when the record names no
+/// host: a device needs at least a hostname or an id.
+fn device(r: &Record) -> Option<Value> {
+    let host = r.host.as_ref()?;
     let mut d = Map::new();
     d.insert("type_id".into(), json!(0));
     d.insert("type".into(), json!("Unknown"));
-    if let Some(host) = &r.host {
+    if !host.name.is_empty() {
         d.insert("hostname".into(), json!(host.name));
-        if let Some(id) = &host.id {
-            d.insert("uid".into(), json!(id));
-        }
+    }
+    if let Some(id) = &host.id {
+        d.insert("uid".into(), json!(id));
+    }
+    if d.len() == 2 {
+        return None;
     }
     d.insert(
         "os".into(),
         json!({ "name": "Linux", "type_id": 200, "type": "Linux" }),
     );
-    Value::Object(d)
+    Some(Value::Object(d))
 }
 
 /// The blocklist rule that matched, located by file and line.
@@ -462,12 +581,6 @@ fn unmapped(r: &Record) -> Value {
         "event".into(),
         json!({ "action": r.event.action, "dataset": r.event.dataset, "type": r.event.kind_type }),
     );
-    if let Some(tls) = &r.tls {
-        u.insert(
-            "tls".into(),
-            json!({ "client": { "ja4": tls.client.ja4, "alpn": tls.client.alpn } }),
-        );
-    }
     if let Some(args) = &r.process.args {
         u.insert("process.args".into(), json!(args));
     }
@@ -492,6 +605,7 @@ mod tests {
     fn record() -> Value {
         json!({
             "@timestamp": "2026-09-01T08:15:30.123Z",
+            "ecs": {"version": "9.4.0"},
             "event": {"kind": "event", "category": ["network"], "type": ["connection", "start"],
                       "action": "connect", "module": "relaywatch", "dataset": "relaywatch.connection"},
             "network": {"transport": "tcp", "type": "ipv4", "direction": "egress"},
@@ -501,9 +615,11 @@ mod tests {
                         "args_count": 2, "parent": {"pid": 1200}},
             "user": {"id": "1000", "name": "alice"},
             "group": {"id": "1000"},
-            "tls": {"client": {"server_name": "api.openai.com", "ja4": "t13d1516h2_8daaf6152771_e5627efa2ab1", "alpn": ["h2"]}},
+            "tls": {"client": {"server_name": "api.openai.com"}},
             "container": {"id": "4f5c2e0b9d1a"},
-            "relaywatch": {"socket_cookie": 77, "cgroup_id": 9, "name_source": "sni"},
+            "host": {"name": "build-01", "id": "0123abcd"},
+            "relaywatch": {"socket_cookie": 77, "cgroup_id": 9, "name_source": "sni",
+                           "tls": {"ja4": "t13d1516h2_8daaf6152771_e5627efa2ab1", "alpn": ["h2"]}},
         })
     }
 
@@ -647,9 +763,16 @@ mod tests {
             json!({"direction_id": 2, "direction": "Outbound", "protocol_name": "tcp", "protocol_num": 6,
                    "protocol_ver_id": 4, "protocol_ver": "Internet Protocol version 4 (IPv4)"})
         );
-        assert_eq!(o["tls"], json!({"sni": "api.openai.com"}));
+        assert_eq!(o["tls"], json!({"version": "1.3", "sni": "api.openai.com"}));
+        assert_eq!(
+            o["ja4_fingerprint_list"],
+            json!([{"type_id": 1, "type": "JA4", "value": "t13d1516h2_8daaf6152771_e5627efa2ab1",
+                    "section_a": "t13d1516h2", "section_b": "8daaf6152771", "section_c": "e5627efa2ab1"}])
+        );
         let p = &o["actor"]["process"];
         assert_eq!(p["pid"], 1234);
+        assert_eq!(p["ptid"], 1234);
+        assert!(p.get("tid").is_none(), "tid is deprecated in 1.8.0");
         assert_eq!(p["name"], "curl");
         assert_eq!(p["cmd_line"], "curl https://api.openai.com/v1/models");
         assert_eq!(p["file"]["path"], "/usr/bin/curl");
@@ -662,10 +785,12 @@ mod tests {
         assert_eq!(o["actor"]["user"]["name"], "alice");
         assert_eq!(o["device"]["hostname"], "build-01");
         assert_eq!(o["device"]["uid"], "0123abcd");
-        assert_eq!(o["container"], json!({"uid": "4f5c2e0b9d1a"}));
+        assert!(o.get("container").is_none(), "not an event attribute");
+        assert_eq!(p["container"], json!({"uid": "4f5c2e0b9d1a"}));
         assert_eq!(
             (o["action_id"].as_u64(), o["disposition_id"].as_u64()),
-            (Some(1), Some(1))
+            (Some(3), Some(15)),
+            "seen, not stopped: Observed / Detected"
         );
         assert_eq!(o["is_alert"], true);
         assert_eq!(o["firewall_rule"]["name"], ecs["rule"]["name"]);
@@ -685,10 +810,7 @@ mod tests {
         let u = &o["unmapped"];
         assert_eq!(u["relaywatch"]["name_source"], "sni");
         assert_eq!(u["relaywatch"]["blocklist"], ecs["relaywatch"]["blocklist"]);
-        assert_eq!(
-            u["tls"]["client"]["ja4"],
-            "t13d1516h2_8daaf6152771_e5627efa2ab1"
-        );
+        assert_eq!(u["relaywatch"]["tls"]["alpn"], json!(["h2"]));
         assert_eq!(
             u["process.args"],
             json!(["curl", "https://api.openai.com/v1/models"])
@@ -709,10 +831,12 @@ mod tests {
         assert_eq!(
             (
                 reported["activity_id"].as_u64(),
-                reported["action_id"].as_u64()
+                reported["action_id"].as_u64(),
+                reported["disposition_id"].as_u64()
             ),
-            (Some(1), Some(1))
+            (Some(1), Some(3), Some(15))
         );
+        assert_eq!(reported["unmapped"]["relaywatch"]["action"], "block");
         // What an enforcing agent writes (event.type "denied") maps to Refuse / Denied / Blocked.
         let mut denied = alert(&lists);
         denied["event"]["type"] = json!(["connection", "start", "denied"]);
@@ -736,9 +860,49 @@ mod tests {
         let lists = Blocklists::builtin();
         let mut a = alert(&lists);
         a["relaywatch"]["dedupe"] = json!({"repeats": 5, "window_seconds": 600});
+        a["event"]["type"] = json!(["connection", "info"]);
+        a["event"]["start"] = json!("2026-09-01T08:16:00.000Z");
+        a["event"]["end"] = json!("2026-09-01T08:20:00.000Z");
         let o = from_ecs(&a);
         assert_eq!(o["count"], 5);
+        assert_eq!(
+            (o["activity_id"].as_u64(), o["activity_name"].as_str()),
+            (Some(6), Some("Traffic"))
+        );
+        assert_eq!(
+            (&o["start_time"], &o["end_time"], &o["duration"]),
+            (
+                &json!(1_788_250_560_000u64),
+                &json!(1_788_250_800_000u64),
+                &json!(240_000)
+            )
+        );
         assert_eq!(o["unmapped"]["relaywatch"]["dedupe"]["repeats"], 5);
+    }
+
+    #[test]
+    fn ocsf_flow_end_is_a_close_with_traffic_and_duration() {
+        let lists = Blocklists::builtin();
+        let mut a = alert(&lists);
+        a["event"]["type"] = json!(["connection", "end"]);
+        a["event"]["duration"] = json!(2_500_000_000u64);
+        a["event"]["end"] = json!("2026-09-01T08:15:33.123Z");
+        a["@timestamp"] = json!("2026-09-01T08:15:33.123Z");
+        a["source"] = json!({"bytes": 900});
+        a["destination"]["bytes"] = json!(4100);
+        let o = from_ecs(&a);
+        assert_eq!(
+            (o["activity_id"].as_u64(), o["type_uid"].as_u64()),
+            (Some(2), Some(400102))
+        );
+        assert_eq!(
+            o["traffic"],
+            json!({"bytes_out": 900, "bytes_in": 4100, "bytes": 5000})
+        );
+        assert_eq!(o["duration"], 2500);
+        assert_eq!(o["end_time"], 1_788_250_533_123u64);
+        assert_eq!(o["start_time"], 1_788_250_530_623u64);
+        assert_eq!(o["time"], o["end_time"]);
     }
 
     #[test]
@@ -752,6 +916,8 @@ mod tests {
             "a ClientHello was read: data went out"
         );
         r.as_object_mut().unwrap().remove("tls");
+        r["relaywatch"].as_object_mut().unwrap().remove("tls");
+        r.as_object_mut().unwrap().remove("host");
         r["relaywatch"]["name_source"] = json!("dns_answer_process");
         let o = from_ecs(&r);
         assert_eq!(o["metadata"]["profiles"], json!(["host"]));
@@ -774,9 +940,10 @@ mod tests {
             "curl (pid 1234, uid 1000) connected to api.openai.com (203.0.113.7:443)"
         );
         assert!(
-            o.get("src_endpoint").is_none(),
-            "no host.* in a record: nothing to say about the source"
+            o.get("src_endpoint").is_none() && o.get("device").is_none(),
+            "no host.* in a record: nothing to say about the source or the device"
         );
+        assert!(o.get("tls").is_none() && o.get("ja4_fingerprint_list").is_none());
     }
 
     #[test]

@@ -18,6 +18,9 @@ use serde_json::Value;
 pub struct Record {
     #[serde(default, rename = "@timestamp")]
     pub timestamp: String,
+    /// The ECS version the record conforms to (ECS requires it on every document).
+    #[serde(default)]
+    pub ecs: EcsVersion,
     #[serde(default)]
     pub event: Event,
     #[serde(default)]
@@ -49,6 +52,23 @@ pub struct Record {
     pub message: Option<String>,
 }
 
+/// The Elastic Common Schema version records are written in.
+pub const ECS_VERSION: &str = "9.4.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EcsVersion {
+    pub version: String,
+}
+
+impl Default for EcsVersion {
+    fn default() -> Self {
+        EcsVersion {
+            version: ECS_VERSION.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Event {
@@ -69,10 +89,13 @@ pub struct Event {
     pub dataset: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<u64>,
+    /// Dedupe summary: the first repeat counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
     /// Flow end: nanoseconds from connect to close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<u64>,
-    /// Flow end: when the socket closed.
+    /// Flow end: when the socket closed. Dedupe summary: the last repeat counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
 }
@@ -173,6 +196,9 @@ pub struct Group {
     pub id: String,
 }
 
+/// ECS `tls.*`: only the server name, the one ClientHello fact ECS has a field for (its
+/// `tls.version` and `tls.next_protocol` are what the handshake negotiated, which the agent does
+/// not see). The fingerprint and the offered protocols are in `relaywatch.tls`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Tls {
@@ -184,10 +210,34 @@ pub struct Tls {
 pub struct TlsClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
-    #[serde(default)]
+}
+
+/// What the ClientHello offered, beyond its server name: `relaywatch.tls`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientHelloFacts {
+    /// JA4 fingerprint (FoxIO's JA4 TLS client fingerprint; `q` prefix for QUIC).
     pub ja4: String,
-    #[serde(default)]
+    /// Application protocols offered (ALPN), in the client's order.
     pub alpn: Vec<String>,
+}
+
+impl ClientHelloFacts {
+    /// The highest TLS version the client offered, from the JA4 version field (`1.3`...).
+    pub fn offered_version(&self) -> Option<&'static str> {
+        Some(match self.ja4.get(1..3)? {
+            "13" => "1.3",
+            "12" => "1.2",
+            "11" => "1.1",
+            "10" => "1.0",
+            "s3" => "SSL 3.0",
+            "s2" => "SSL 2.0",
+            "d1" => "DTLS 1.0",
+            "d2" => "DTLS 1.2",
+            "d3" => "DTLS 1.3",
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -277,6 +327,9 @@ pub struct Relaywatch {
     /// Where the destination's name came from (`sni`, `http_host`, ..., `none`).
     #[serde(default)]
     pub name_source: String,
+    /// A TLS (or QUIC) ClientHello was read: its fingerprint and offered protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientHelloFacts>,
     /// Through a proxy: the proxy itself (the destination is the proxy's target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Endpoint>,
