@@ -33,6 +33,25 @@ fn curl_tls(name: &str, port: u16) -> u32 {
     integration_tests::curl_tls(name, port, "/v1/models")
 }
 
+/// The positive control for a "nothing happened" check: a curl to a listed name no other
+/// connection uses (so no dedupe window holds it back), started after the clients under test,
+/// whose alert must arrive. Once it has, the daemon has judged every connection made before it.
+fn control_alert(daemon: &Daemon, port: u16) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("control-{}-{n}.api.openai.com", std::process::id());
+    let pid = curl_tls(&name, port);
+    let alerts = wait_alerts(daemon, pid, 1);
+    assert_eq!(
+        alerts.len(),
+        1,
+        "the control connection to {name} raised no alert: {alerts:#?}\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(alerts[0]["destination"]["domain"], name.as_str());
+    alerts[0].clone()
+}
+
 /// A config file in its own directory, with a blocklist.d beside it.
 struct Setup {
     dir: std::path::PathBuf,
@@ -120,7 +139,7 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     // Two more within the window: no new alert, one summary with the count when it closes.
     let pid2 = curl_tls(name, server.port);
     let pid3 = curl_tls(name, server.port);
-    std::thread::sleep(Duration::from_millis(500));
+    control_alert(&daemon, server.port);
     assert!(alerts_for(&daemon, pid2).is_empty() && alerts_for(&daemon, pid3).is_empty());
     let summary = wait_alerts(&daemon, pid3, 1);
     assert_eq!(summary.len(), 1, "{summary:#?}");
@@ -167,7 +186,7 @@ fn unlisted_names_raise_nothing() {
         curl_tls("www.example.org", server.port),
         curl_tls("gemini.com", server.port),
     ];
-    std::thread::sleep(Duration::from_millis(2500));
+    control_alert(&daemon, server.port);
     for pid in pids {
         assert!(
             alerts_for(&daemon, pid).is_empty(),
@@ -182,7 +201,9 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     let setup = Setup::new("reload", "");
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
-    assert!(alerts_for(&daemon, curl_tls("chat.relay-test.example", server.port)).is_empty());
+    let before = curl_tls("chat.relay-test.example", server.port);
+    control_alert(&daemon, server.port);
+    assert!(alerts_for(&daemon, before).is_empty());
 
     setup.write_list(
         "relays.list",
@@ -359,10 +380,13 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
     );
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
-    let pid = curl_tls("api.openai.com", server.port);
+    // A name of this test's own: the daemon also alerts on other tests' curls, and the lines it
+    // sends are read by this name, never by their order.
+    let name = format!("syslog-{}.api.openai.com", std::process::id());
+    let pid = curl_tls(&name, server.port);
     assert_eq!(wait_alerts(&daemon, pid, 1).len(), 1);
 
-    let line = rsyslog.lines("received.log", 1).remove(0);
+    let line = rsyslog.line_containing("received.log", &format!("domain=\"{name}\""));
     assert!(line.starts_with("<"), "{line}");
     let (_, rest) = line.split_once(">1 ").unwrap();
     let fields: Vec<&str> = rest.splitn(6, ' ').collect();
@@ -372,7 +396,7 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
     for param in [
         "category=\"ai-provider\"",
         &format!("pid=\"{pid}\""),
-        "domain=\"api.openai.com\"",
+        &format!("domain=\"{name}\""),
         "name_source=\"sni\"",
     ] {
         assert!(sd.contains(param), "{param} missing from {line}");
@@ -386,17 +410,13 @@ fn the_daemon_delivers_alerts_to_rsyslog_and_a_file_sink() {
         .join(format!("relaywatch-alerts-syslog-{}", std::process::id()))
         .join("alerts.jsonl");
     integration_tests::wait_until("the file sink", Duration::from_secs(10), || {
-        std::fs::read_to_string(&file).is_ok_and(|s| s.contains("api.openai.com"))
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains(&name))
     });
-    let stored: Value = serde_json::from_str(
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let stored: Value =
+        serde_json::from_str(text.lines().find(|l| l.contains(&name)).unwrap()).unwrap();
     assert_eq!(stored["process"]["pid"], pid);
+    assert_eq!(stored["destination"]["domain"], name.as_str());
     let (status, stderr) = daemon.stop();
     assert!(status.success(), "{stderr}");
 }
@@ -413,7 +433,9 @@ fn ocsf_format_writes_network_activity_alerts() {
         &setup.config(),
     ]);
     let server = Fixture::tls();
-    let pid = curl_tls("api.anthropic.com", server.port);
+    // A name of this test's own, so no other test's curl opens its dedupe window first.
+    let name = format!("ocsf-{}.api.anthropic.com", std::process::id());
+    let pid = curl_tls(&name, server.port);
     let alert = poll(
         Instant::now() + Duration::from_secs(10),
         Duration::from_millis(20),
@@ -428,7 +450,7 @@ fn ocsf_format_writes_network_activity_alerts() {
     assert_eq!(alert["class_uid"], 4001, "{alert:#}");
     assert_eq!(alert["category_uid"], 4);
     assert_eq!(alert["type_uid"], 400101);
-    assert_eq!(alert["tls"]["sni"], "api.anthropic.com");
+    assert_eq!(alert["tls"]["sni"], name.as_str());
     assert_eq!(alert["dst_endpoint"]["port"], server.port);
     assert_eq!(alert["is_alert"], true);
     assert_eq!(

@@ -318,7 +318,14 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
         }
     });
     assert_eq!(status["programs_attached"], 9, "{status}");
-    assert_eq!(status["store"]["connections"], 1, "{status}");
+    // At least this test's row: with loopback included the daemon also stores the connections
+    // of tests running beside it (and their daemons' resolver queries to 127.0.0.1:1).
+    assert!(
+        status["store"]["connections"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{status}"
+    );
     assert!(status["uptime_seconds"].is_u64(), "{status}");
 
     let (ok, stderr) = daemon.stop();

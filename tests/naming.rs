@@ -307,7 +307,7 @@ fn dns_answer_names_a_bare_tcp_connection() {
     let pid = run_client(Command::new(PYTHON).args([
         "-c",
         script,
-        dns.ip,
+        &dns.ip,
         "api.deepseek.com",
         &sink.port.to_string(),
     ]));
@@ -352,18 +352,13 @@ fn dns_answer_over_tcp_names_a_bare_tcp_connection() {
         "500",
     ]);
     let sink = Fixture::start(&["sink"]);
-    let dns = DnsServer::start_on(
-        "127.0.0.3",
-        53,
-        600,
-        &[("tcp-only.relay.example", "127.0.0.79")],
-    );
+    let dns = DnsServer::start_with_ttl(600, &[("tcp-only.relay.example", "127.0.0.79")]);
     // The query goes to dnsmasq over TCP (2-byte length prefix), as resolvers do for large
     // answers or with `options use-vc`; then a bare connection to the answer.
     let pid = run_client(Command::new(PYTHON).args([
         "-c",
         TCP_DNS_CLIENT,
-        dns.ip,
+        &dns.ip,
         "tcp-only.relay.example",
         &sink.port.to_string(),
     ]));
@@ -407,12 +402,13 @@ fn dns_answer_over_tcp_split_over_segments_names_a_bare_tcp_connection() {
         "500",
     ]);
     let sink = Fixture::start(&["sink"]);
-    let _dns = SplittingDnsServer::start("127.0.0.4", "127.0.0.80");
+    let dns_ip = integration_tests::unique_loopback_ip();
+    let _dns = SplittingDnsServer::start(&dns_ip, "127.0.0.80");
     // The client reads the whole answer (its two segments), then connects to the address.
     let pid = run_client(Command::new(PYTHON).args([
         "-c",
         TCP_DNS_CLIENT,
-        "127.0.0.4",
+        &dns_ip,
         "split.relay.example",
         &sink.port.to_string(),
     ]));

@@ -1,25 +1,17 @@
-//! `relaywatch blocklist resolve`, run as the real binary against dnsmasq on 127.0.0.3:5353
-//! (a fixed table, 2 s TTL, nothing forwarded): the lists' names are never sent to the machine's
+//! `relaywatch blocklist resolve`, run as the real binary against a dnsmasq of each test's own
+//! on loopback (a fixed table, 2 s TTL, nothing forwarded): the lists' names are never sent to the machine's
 //! own resolver. Root is needed only to start dnsmasq as `--user=root`.
 use std::{
     path::PathBuf,
     process::{Command, Output},
-    sync::Mutex,
 };
 
 use integration_tests::{DnsServer, relaywatch_bin, require_root, text};
 use serde_json::Value;
 
-const NAMESERVER: &str = "127.0.0.3:5353";
-
-/// The tests share dnsmasq's address: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 fn dns_server() -> DnsServer {
     require_root();
-    DnsServer::start_on(
-        "127.0.0.3",
-        5353,
+    DnsServer::start_with_ttl(
         2,
         &[
             ("api.openai.com", "127.0.0.91"),
@@ -46,9 +38,9 @@ fn relay_list(test: &str) -> PathBuf {
     )
 }
 
-fn resolve(args: &[&str]) -> Output {
+fn resolve(dns: &DnsServer, args: &[&str]) -> Output {
     Command::new(relaywatch_bin())
-        .args(["blocklist", "resolve", "--nameserver", NAMESERVER])
+        .args(["blocklist", "resolve", "--nameserver", &dns.addr()])
         .args(args)
         .output()
         .expect("run relaywatch")
@@ -56,8 +48,7 @@ fn resolve(args: &[&str]) -> Output {
 
 #[test]
 fn resolve_prints_each_address_with_its_name_category_and_ttl() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let _dns = dns_server();
+    let dns = dns_server();
     let relays = relay_list("text");
     // The built-in lists name openai.com (domain:, resolved as itself), not api.openai.com: a
     // provider list adds it. dnsmasq refuses the built-in lists' ~540 names, which must not fail
@@ -66,12 +57,15 @@ fn resolve_prints_each_address_with_its_name_category_and_ttl() {
         "providers",
         "# relaywatch: category=ai-provider\nfull:api.openai.com\n",
     );
-    let out = resolve(&[
-        "--list",
-        relays.to_str().unwrap(),
-        "--list",
-        providers.to_str().unwrap(),
-    ]);
+    let out = resolve(
+        &dns,
+        &[
+            "--list",
+            relays.to_str().unwrap(),
+            "--list",
+            providers.to_str().unwrap(),
+        ],
+    );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(
         out.status.code(),
@@ -113,10 +107,12 @@ fn resolve_prints_each_address_with_its_name_category_and_ttl() {
 
 #[test]
 fn resolve_json_and_a_list_alone() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let _dns = dns_server();
+    let dns = dns_server();
     let relays = relay_list("json");
-    let out = resolve(&["--no-builtin", "--json", "--list", relays.to_str().unwrap()]);
+    let out = resolve(
+        &dns,
+        &["--no-builtin", "--json", "--list", relays.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let records: Vec<Value> = text(&out.stdout)
         .lines()
@@ -138,18 +134,20 @@ fn resolve_json_and_a_list_alone() {
 
 #[test]
 fn resolve_with_nothing_resolved_exits_1_and_bad_input_2() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let _dns = dns_server();
+    let dns = dns_server();
     let nothing = list(
         "none",
         "# relaywatch: category=ai-relay\nfull:nothing-here.invalid\n",
     );
-    let out = resolve(&["--no-builtin", "--list", nothing.to_str().unwrap()]);
+    let out = resolve(&dns, &["--no-builtin", "--list", nothing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     let _ = std::fs::remove_file(nothing);
 
-    let out = resolve(&["--no-builtin", "--list", "/nonexistent/relays.list"]);
+    let out = resolve(
+        &dns,
+        &["--no-builtin", "--list", "/nonexistent/relays.list"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("/nonexistent/relays.list"),

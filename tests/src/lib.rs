@@ -19,6 +19,32 @@ use std::{
 
 use serde_json::Value;
 
+pub mod schema;
+
+/// ECS 9.4.0 as carried in `tests/schemas/`, with relaywatch's own namespace allowed; loaded once.
+pub fn ecs_schema() -> &'static schema::Ecs {
+    static ECS: std::sync::OnceLock<schema::Ecs> = std::sync::OnceLock::new();
+    ECS.get_or_init(|| {
+        schema::Ecs::load(&schemas_dir().join("ecs_flat-9.4.0.yml"))
+            .expect("the carried ECS schema loads")
+            .with_custom_namespaces(&["relaywatch"])
+    })
+}
+
+/// OCSF 1.8.0 as carried in `tests/schemas/`; loaded once.
+pub fn ocsf_schema() -> &'static schema::Ocsf {
+    static OCSF: std::sync::OnceLock<schema::Ocsf> = std::sync::OnceLock::new();
+    OCSF.get_or_init(|| {
+        schema::Ocsf::load(&schemas_dir().join("ocsf-1.8.0"))
+            .expect("the carried OCSF schema loads")
+    })
+}
+
+/// The schema files the tests carry.
+pub fn schemas_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas")
+}
+
 /// The `relaywatch` binary under test: $RELAYWATCH_BIN (set by `cargo xtask test`), else the
 /// workspace's debug build.
 pub fn relaywatch_bin() -> PathBuf {
@@ -651,20 +677,46 @@ pub fn run_client_any_exit(cmd: &mut Command) -> u32 {
     pid
 }
 
-/// dnsmasq answering from a fixed table (`--address=/name/ip`), never forwarding: on
-/// 127.0.0.2:53 with a 300 s TTL (`start`), or where and with the TTL a test needs (`start_on`).
+/// A loopback address no other test uses (lo answers for all of 127.0.0.0/8): 127.53.X.Y from
+/// this process's pid and a counter, so servers that must listen on a fixed port (DNS on 53) do
+/// not collide with other tests; a server that still finds its address taken tries the next.
+pub fn unique_loopback_ip() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let v = (std::process::id().wrapping_mul(97).wrapping_add(n)) % (250 * 250);
+    format!("127.53.{}.{}", v / 250 + 1, v % 250 + 1)
+}
+
+/// dnsmasq answering from a fixed table (`--address=/name/ip`), never forwarding, on port 53 of
+/// an address of its own (`unique_loopback_ip`), with a 300 s TTL (`start`) or the TTL a test
+/// needs (`start_with_ttl`).
 pub struct DnsServer {
     _child: KillOnDrop,
-    pub ip: &'static str,
+    pub ip: String,
     pub port: u16,
 }
 
 impl DnsServer {
     pub fn start(records: &[(&str, &str)]) -> DnsServer {
-        DnsServer::start_on("127.0.0.2", 53, 300, records)
+        DnsServer::start_with_ttl(300, records)
     }
 
-    pub fn start_on(ip: &'static str, port: u16, ttl: u32, records: &[(&str, &str)]) -> DnsServer {
+    pub fn start_with_ttl(ttl: u32, records: &[(&str, &str)]) -> DnsServer {
+        for _ in 0..10 {
+            if let Some(server) = DnsServer::try_start(unique_loopback_ip(), 53, ttl, records) {
+                return server;
+            }
+        }
+        panic!("dnsmasq could not listen on any of 10 loopback addresses");
+    }
+
+    /// `IP:PORT`, for `--nameserver`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// dnsmasq on ip:port, once it answers; `None` if it exits first (the address is taken).
+    fn try_start(ip: String, port: u16, ttl: u32, records: &[(&str, &str)]) -> Option<DnsServer> {
         let mut cmd = Command::new("dnsmasq");
         cmd.args([
             "--keep-in-foreground",
@@ -681,7 +733,7 @@ impl DnsServer {
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
-        let child = KillOnDrop(
+        let mut child = KillOnDrop(
             cmd.stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -690,12 +742,15 @@ impl DnsServer {
         // Ready when it answers a query.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            if let Ok(Some(_)) = child.0.try_wait() {
+                return None;
+            }
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             // A query for "ready.invalid" (type A): dnsmasq answers NXDOMAIN or REFUSED.
             let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ready\x07invalid\x00\x00\x01\x00\x01";
-            let _ = sock.send_to(q, (ip, port));
+            let _ = sock.send_to(q, (ip.as_str(), port));
             let mut buf = [0u8; 512];
             if sock.recv(&mut buf).is_ok() {
                 break;
@@ -705,11 +760,11 @@ impl DnsServer {
                 "dnsmasq did not answer on {ip}:{port}"
             );
         }
-        DnsServer {
+        Some(DnsServer {
             _child: child,
             ip,
             port,
-        }
+        })
     }
 }
 
@@ -790,6 +845,27 @@ impl Rsyslog {
             },
         );
         lines
+    }
+
+    /// The first line of `file` that contains `needle` (the test's own unique name or pid:
+    /// other tests' daemons write to their own collectors, but a daemon sees every test's
+    /// traffic), waiting for it.
+    pub fn line_containing(&self, file: &str, needle: &str) -> String {
+        let path = self.dir.join(file);
+        let mut found = None;
+        wait_until(
+            &format!("a line with {needle} in {}", path.display()),
+            Duration::from_secs(20),
+            || {
+                found = std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.contains(needle))
+                    .map(str::to_owned);
+                found.is_some()
+            },
+        );
+        found.expect("waited for it")
     }
 }
 
