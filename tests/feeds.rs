@@ -2,7 +2,9 @@
 //! throwaway CA made by openssl) serves lists; the real daemon fetches them, caches them in its
 //! state directory, loads them with its other lists and alerts on real TLS connections to the
 //! names they list. Refreshes are conditional (304); a pin mismatch, an invalid list, an error
-//! status or an unreachable server leave the previous list in force, shown in `relaywatch status`.
+//! status, an unreachable server, a redirect, a body over the feed's `max_bytes` and a server that
+//! stalls past the feed's `timeout_s` leave the previous list in force, shown in `relaywatch
+//! status`.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -12,7 +14,7 @@ use std::{
 use integration_tests::{
     Daemon, Fixture, KeyType, curl_tls, fresh_dir, openssl_ca, text, wait_until,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A feed server on 127.0.0.1 serving the files of its own directory, with a CA for `ca_file`.
 struct FeedServer {
@@ -65,6 +67,25 @@ impl FeedServer {
             status.to_string(),
         )
         .unwrap();
+    }
+
+    /// Misbehave on /NAME from now on (`servers.py feed`: a redirect, a stall, an oversized body).
+    fn behave(&self, name: &str, behavior: Value) {
+        std::fs::write(
+            self.dir.join("www").join(format!("{name}.behavior")),
+            behavior.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// What happened so far to the connections that misbehaved on /NAME ("stalling", "peer
+    /// closed", "closed by peer", "sent all").
+    fn events(&self, name: &str) -> Vec<Value> {
+        let log = std::fs::read_to_string(self.dir.join("www/events.log")).unwrap_or_default();
+        log.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["path"] == format!("/{name}"))
+            .collect()
     }
 
     /// Every request for /NAME so far.
@@ -671,6 +692,391 @@ fn an_unreachable_feed_is_used_stale_from_its_cache_even_after_a_restart() {
     );
     assert!(
         stderr.contains("(the cached list stays in use)"),
+        "{stderr}"
+    );
+}
+
+/// A list in category ai-relay naming `full:NAME`.
+fn list_of(names: &[&str]) -> String {
+    let mut list = "# relaywatch: category=ai-relay\n".to_owned();
+    for n in names {
+        list.push_str(&format!("full:{n}\n"));
+    }
+    list
+}
+
+/// No alert for `pid`, checked after `control`'s alert came (a name the same daemon must alert
+/// on, connected to after `pid`'s).
+fn no_alert_before(daemon: &Daemon, pid: u32, control: u32) {
+    alert_for(daemon, control);
+    let records = daemon.everything_for(pid);
+    assert!(
+        records.iter().all(|r| r["event"]["kind"] != "alert"),
+        "{records:#?}"
+    );
+}
+
+/// The previous list of the feed at `url` is in force: its state, rule count and digest, and a
+/// real connection to the name it lists alerts with the feed as evidence.
+fn previous_list_stays(daemon: &Daemon, f: &Value, url: &str, body: &str, name: &str, port: u16) {
+    assert_eq!(
+        (
+            f["state"].as_str(),
+            f["rules"].as_u64(),
+            f["sha256"].as_str()
+        ),
+        (Some("stale"), Some(1), Some(sha256(body).as_str())),
+        "{f:#}"
+    );
+    let a = alert_for(daemon, curl(name, port));
+    assert_eq!(a["relaywatch"]["blocklist"]["file"], url, "{a:#}");
+}
+
+#[test]
+fn redirects_are_refused_and_the_previous_lists_stay() {
+    let server = FeedServer::start("redirect");
+    let good_v1 = list_of(&["good.redirect-test.example"]);
+    server.serve("good.list", &good_v1);
+    // What the redirects point to: a valid list, which must never be fetched.
+    server.serve("target.list", &list_of(&["target.redirect-test.example"]));
+    let codes = [301u16, 302, 307, 308];
+    let body = |code: u16| list_of(&[&format!("r{code}.redirect-test.example")]);
+    let mut feeds = vec![feed(&server, "good.list", "")];
+    for code in codes {
+        server.serve(&format!("r{code}.list"), &body(code));
+        feeds.push(feed(&server, &format!("r{code}.list"), ""));
+    }
+    let config = config(&server, "redirect", &feeds);
+    let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
+    let good = server.url("good.list");
+    let url = |code: u16| server.url(&format!("r{code}.list"));
+    wait_feed(&daemon, &good, "fresh", |f| f["state"] == "fresh");
+    for code in codes {
+        wait_feed(&daemon, &url(code), "fresh", |f| {
+            f["state"] == "fresh" && f["rules"] == 1
+        });
+    }
+
+    // Every feed but the good one now redirects to the target list; the good one has a new
+    // list, which the same round of checks must load.
+    let target = server.url("target.list");
+    for code in codes {
+        server.behave(
+            &format!("r{code}.list"),
+            json!({"status": code, "location": target}),
+        );
+    }
+    server.serve(
+        "good.list",
+        &list_of(&["good.redirect-test.example", "good2.redirect-test.example"]),
+    );
+    reload(&daemon);
+    wait_feed(&daemon, &good, "the new list in force", |f| {
+        f["state"] == "fresh" && f["rules"] == 2
+    });
+    let tls = Fixture::tls();
+    let reasons = [
+        (301, "Moved Permanently"),
+        (302, "Found"),
+        (307, "Temporary Redirect"),
+        (308, "Permanent Redirect"),
+    ];
+    for (code, reason) in reasons {
+        let u = url(code);
+        let expected = format!(
+            "HTTP {code} {reason}: {u} redirects to {target}; redirects are not followed (configure the list's final URL)"
+        );
+        let f = wait_feed(&daemon, &u, "the redirect refused", |f| {
+            !f["last_error"].is_null()
+        });
+        assert_eq!(f["last_error"]["error"], expected.as_str(), "{f:#}");
+        previous_list_stays(
+            &daemon,
+            &f,
+            &u,
+            &body(code),
+            &format!("r{code}.redirect-test.example"),
+            tls.port,
+        );
+        let requests = server.requests(&format!("r{code}.list"));
+        assert_eq!(
+            requests.last().and_then(|r| r["status"].as_u64()),
+            Some(u64::from(code)),
+            "{requests:?}"
+        );
+        let stderr = daemon.stderr();
+        assert_eq!(
+            stderr.matches(&format!("feed {u}: {expected}")).count(),
+            1,
+            "logged once, with the feed's URL: {stderr}"
+        );
+    }
+    // Not followed: the target was never asked for, and its name does not alert (checked after
+    // the alert for the good feed's new name, connected to after it).
+    assert_eq!(server.requests("target.list"), Vec::<Value>::new());
+    let targeted = curl("target.redirect-test.example", tls.port);
+    no_alert_before(
+        &daemon,
+        targeted,
+        curl("good2.redirect-test.example", tls.port),
+    );
+    let summary = text(&daemon.cli(&["status"]).stdout);
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains(&format!("{}: stale, 1 rule", url(302)))
+                && l.contains("last error: HTTP 302 Found: ")
+                && l.contains("redirects are not followed")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn lists_over_max_bytes_are_refused_without_being_read_whole() {
+    let server = FeedServer::start("oversize");
+    // The good feed's next list is exactly max_bytes long (accepted); the other two answer with
+    // 64 MiB and one byte, one saying so in Content-Length, the other not.
+    let good_v1 = list_of(&["good.size-test.example"]);
+    let announced_v1 = list_of(&["announced.size-test.example"]);
+    let streamed_v1 = list_of(&["streamed.size-test.example"]);
+    server.serve("good.list", &good_v1);
+    server.serve("announced.list", &announced_v1);
+    server.serve("streamed.list", &streamed_v1);
+    let limit = "max_bytes = 4096";
+    let config = config(
+        &server,
+        "oversize",
+        &[
+            feed(&server, "good.list", limit),
+            feed(&server, "announced.list", limit),
+            feed(&server, "streamed.list", limit),
+        ],
+    );
+    let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
+    let (good, announced, streamed) = (
+        server.url("good.list"),
+        server.url("announced.list"),
+        server.url("streamed.list"),
+    );
+    for url in [&good, &announced, &streamed] {
+        wait_feed(&daemon, url, "fresh", |f| {
+            f["state"] == "fresh" && f["rules"] == 1
+        });
+    }
+
+    let total = (64 << 20) + 1;
+    server.behave(
+        "announced.list",
+        json!({"oversize": "content-length", "bytes": total}),
+    );
+    server.behave(
+        "streamed.list",
+        json!({"oversize": "stream", "bytes": total}),
+    );
+    let mut good_v2 = list_of(&["good.size-test.example", "good2.size-test.example"]);
+    while good_v2.len() < 4096 {
+        good_v2.push('#');
+    }
+    good_v2.pop();
+    good_v2.push('\n');
+    assert_eq!(good_v2.len(), 4096);
+    server.serve("good.list", &good_v2);
+    reload(&daemon);
+
+    let g = wait_feed(&daemon, &good, "the new list in force", |f| {
+        f["state"] == "fresh" && f["rules"] == 2
+    });
+    assert_eq!(g["bytes"], 4096, "{g:#}");
+    let tls = Fixture::tls();
+    for (url, name, body, error) in [
+        (
+            &announced,
+            "announced",
+            &announced_v1,
+            format!(
+                "the response is {total} bytes (Content-Length), larger than the limit of 4096 bytes"
+            ),
+        ),
+        (
+            &streamed,
+            "streamed",
+            &streamed_v1,
+            "the response is larger than the limit of 4096 bytes".to_owned(),
+        ),
+    ] {
+        let f = wait_feed(&daemon, url, "the body refused", |f| {
+            !f["last_error"].is_null()
+        });
+        assert_eq!(f["last_error"]["error"], error.as_str(), "{f:#}");
+        previous_list_stays(
+            &daemon,
+            &f,
+            url,
+            body,
+            &format!("{name}.size-test.example"),
+            tls.port,
+        );
+        // The daemon closed the connection long before the end of the body: what the server
+        // got out is what the sockets between them hold, not 64 MiB.
+        let file = format!("{name}.list");
+        wait_until(
+            &format!("the server's account of /{file}"),
+            Duration::from_secs(30),
+            || !server.events(&file).is_empty(),
+        );
+        let events = server.events(&file);
+        assert_eq!(events[0]["event"], "closed by peer", "{events:?}");
+        assert!(events[0]["sent"].as_u64() < Some(total), "{events:?}");
+        assert!(
+            daemon.stderr().contains(&format!(
+                "feed {url}: {error} (the cached list stays in use)"
+            )),
+            "{}",
+            daemon.stderr()
+        );
+    }
+    alert_for(&daemon, curl("good2.size-test.example", tls.port));
+    let summary = text(&daemon.cli(&["status"]).stdout);
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains(&format!("{streamed}: stale, 1 rule"))
+                && l.contains("last error: the response is larger than the limit of 4096 bytes")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn stalled_feeds_are_abandoned_at_their_timeout_while_the_daemon_keeps_answering() {
+    let server = FeedServer::start("stall");
+    let good_v1 = list_of(&["good.stall-test.example"]);
+    let head_v1 = list_of(&["head.stall-test.example"]);
+    let body_v1 = list_of(&["body.stall-test.example"]);
+    let long_v1 = list_of(&["long.stall-test.example"]);
+    server.serve("good.list", &good_v1);
+    server.serve("head.list", &head_v1);
+    server.serve("body.list", &body_v1);
+    server.serve("long.list", &long_v1);
+    // A TCP server that accepts and never says a word (not even the TLS handshake).
+    let silent = Fixture::start(&["sink"]);
+    let silent_url = format!("https://127.0.0.1:{}/silent.list", silent.port);
+    let short = "timeout_s = 2";
+    let config = config(
+        &server,
+        "stall",
+        &[
+            feed(&server, "good.list", ""),
+            feed(&server, "head.list", short),
+            feed(&server, "body.list", short),
+            format!(
+                "[[blocklists.feed]]\nurl = \"{silent_url}\"\nca_file = \"{}\"\n{short}\n",
+                server.ca()
+            ),
+            // Checked last, and stalled for longer than the test lasts.
+            feed(&server, "long.list", "timeout_s = 600"),
+        ],
+    );
+    let daemon = Daemon::start(&["--include-loopback", "--config", &config]);
+    let url = |name: &str| server.url(&format!("{name}.list"));
+    for name in ["good", "head", "body", "long"] {
+        wait_feed(&daemon, &url(name), "fresh", |f| {
+            f["state"] == "fresh" && f["rules"] == 1
+        });
+    }
+    let timed_out = format!("127.0.0.1:{}: no complete response in 2s", silent.port);
+    let s = wait_feed(&daemon, &silent_url, "timed out", |f| {
+        !f["last_error"].is_null()
+    });
+    assert_eq!(
+        (s["state"].as_str(), s["last_error"]["error"].as_str()),
+        (Some("never_fetched"), Some(timed_out.as_str())),
+        "{s:#}"
+    );
+
+    server.behave("head.list", json!({"stall": "head"}));
+    server.behave(
+        "body.list",
+        json!({"stall": "body", "length": 1000, "send": "# relaywatch: category=ai-relay\nfull:"}),
+    );
+    server.behave("long.list", json!({"stall": "head"}));
+    server.serve(
+        "good.list",
+        &list_of(&["good.stall-test.example", "good2.stall-test.example"]),
+    );
+    reload(&daemon);
+    wait_feed(&daemon, &url("good"), "the new list in force", |f| {
+        f["state"] == "fresh" && f["rules"] == 2
+    });
+    let tls = Fixture::tls();
+    let expected = format!("127.0.0.1:{}: no complete response in 2s", server.port);
+    for (name, body) in [("head", &head_v1), ("body", &body_v1)] {
+        let f = wait_feed(&daemon, &url(name), "abandoned", |f| {
+            !f["last_error"].is_null()
+        });
+        assert_eq!(f["last_error"]["error"], expected.as_str(), "{f:#}");
+        previous_list_stays(
+            &daemon,
+            &f,
+            &url(name),
+            body,
+            &format!("{name}.stall-test.example"),
+            tls.port,
+        );
+        // The daemon hung up: the server saw its connection closed while it stalled.
+        let file = format!("{name}.list");
+        wait_until(
+            &format!("/{file}'s connection closed"),
+            Duration::from_secs(30),
+            || server.events(&file).len() >= 2,
+        );
+        let events: Vec<Value> = server
+            .events(&file)
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect();
+        assert_eq!(events, [json!("stalling"), json!("peer closed")]);
+    }
+
+    // The last feed's server stalls for as long as the test lasts. Meanwhile the daemon
+    // answers `relaywatch status` (showing the feed being checked: no next check yet), and
+    // alerts.
+    wait_until("the long stall", Duration::from_secs(60), || {
+        !server.events("long.list").is_empty()
+    });
+    let f = wait_feed(&daemon, &url("long"), "being checked", |f| {
+        f["next_check"].is_null()
+    });
+    assert_eq!(
+        (f["state"].as_str(), f["rules"].as_u64(), &f["last_error"]),
+        (Some("fresh"), Some(1), &Value::Null),
+        "{f:#}"
+    );
+    let out = daemon.cli(&["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.contains(&format!("{}: stale, 1 rule", url("head")))
+                && l.contains("no complete response in 2s")),
+        "{}",
+        text(&out.stdout)
+    );
+    alert_for(&daemon, curl("good2.stall-test.example", tls.port));
+    assert_eq!(
+        server
+            .events("long.list")
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect::<Vec<_>>(),
+        [json!("stalling")],
+        "still stalled"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "feed {}: {expected} (the cached list stays in use)",
+            url("body")
+        )),
         "{stderr}"
     );
 }

@@ -1,25 +1,37 @@
-//! SIEM sinks against real collectors: a real rsyslogd (UDP, TCP with octet counting, TLS
-//! through rsyslog's gtls driver), and loopback HTTP servers standing in for Splunk HEC and
-//! Elasticsearch that record every request.
+//! SIEM sinks against real collectors.
 //!
-//! The sinks are driven through the test suite's `relaywatch-diag sink-send` command
-//! (alert JSON lines on stdin, final health as one JSON line on stdout), so restarts are real
-//! process restarts over the same state directory. No kernel programs are loaded. Every wait
-//! is bounded in time.
+//! Through the running daemon: `relaywatch run` with `[[sink]]` tables sends the alerts real
+//! clients (curl to a loopback TLS server it takes for api.openai.com) raise to HTTPS collectors
+//! the test runs: a recording HTTP server behind a TLS front (`fixtures/servers.py tls-front`)
+//! whose certificate comes from a throwaway CA, standing in for Splunk HEC and Elasticsearch.
+//! Every daemon sees every test's traffic, so documents are picked by the pid of this test's
+//! client, and the collectors' answers depend only on those pids.
+//!
+//! Through `relaywatch-diag sink-send` (crafted alert JSON lines on stdin, the final health as
+//! one JSON line on stdout; no kernel programs): a real rsyslogd (UDP, TCP with octet counting,
+//! TLS through rsyslog's gtls driver), and an HEC queue across process restarts. These need
+//! alerts the daemon cannot be made to raise on demand: exact timestamps and executables with
+//! `"` and `]` (RFC 5424 escaping), and the same alerts offered again after a restart.
+//!
+//! Every wait is bounded in time.
 use std::{
+    collections::{HashMap, HashSet},
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::{Duration, Instant},
 };
 
-use integration_tests::{KeyType, Rsyslog, TempDir, diag_bin, free_port, openssl_ca, wait_until};
+use integration_tests::{
+    Daemon, Fixture, KeyType, Rsyslog, TempDir, curl_tls, diag_bin, free_port, openssl_ca,
+    real_executable, text, wait_until,
+};
 use serde_json::{Value, json};
 
 fn alert(n: u64) -> Value {
@@ -341,6 +353,21 @@ struct HttpServer {
 impl HttpServer {
     fn start(port: u16, requests: Arc<Mutex<Vec<Request>>>, respond: Responder) -> HttpServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        HttpServer::serve(listener, requests, respond)
+    }
+
+    /// A server on a port the system picks; returns it with the port.
+    fn bind(requests: Arc<Mutex<Vec<Request>>>, respond: Responder) -> (HttpServer, u16) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (HttpServer::serve(listener, requests, respond), port)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        requests: Arc<Mutex<Vec<Request>>>,
+        respond: Responder,
+    ) -> HttpServer {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -585,131 +612,635 @@ fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
     );
 }
 
-#[test]
-fn splunk_hec_4xx_is_a_permanent_failure_not_retried() {
-    let dir = TempDir::new("sinks-hec-4xx");
-    let port = free_port();
-    let token = dir.join("hec.token");
-    std::fs::write(&token, TOKEN).unwrap();
+// ---------------------------------------------------------------------------------------------
+// Through the running daemon, over HTTPS
+
+/// An HTTPS collector on 127.0.0.1: the recording `HttpServer` behind a TLS front whose
+/// certificate (for IP 127.0.0.1) is signed by a throwaway CA, `ca.pem` in the test's directory.
+struct HttpsCollector {
+    front: Option<Fixture>,
+    server: Option<HttpServer>,
+    port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl HttpsCollector {
+    fn start(dir: &Path, respond: Responder) -> HttpsCollector {
+        openssl_ca(dir, KeyType::EcP256);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (server, upstream) = HttpServer::bind(requests.clone(), respond);
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let front = Fixture::start(&[
+            "tls-front",
+            &path("server.pem"),
+            &path("server.key"),
+            &upstream.to_string(),
+        ]);
+        HttpsCollector {
+            port: front.port,
+            front: Some(front),
+            server: Some(server),
+            requests,
+        }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpsCollector {
+    fn drop(&mut self) {
+        self.front = None;
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+/// A daemon (loopback included, the built-in lists only) with these `[[sink]]` tables.
+fn daemon_with_sinks(dir: &Path, sinks: &str) -> Daemon {
     let config = dir.join("config.toml");
-    std::fs::write(&config, format!("[[sink]]\nkind = \"splunk-hec\"\nurl = \"http://127.0.0.1:{port}/services/collector\"\ntoken_file = \"{}\"\n", token.display())).unwrap();
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let server = HttpServer::start(
-        port,
-        requests.clone(),
-        Arc::new(|_| (400, r#"{"text":"Invalid data format","code":6}"#.into())),
+    std::fs::write(&config, format!("[blocklists]\nfiles = []\n\n{sinks}")).unwrap();
+    Daemon::start(&["--include-loopback", "--config", config.to_str().unwrap()])
+}
+
+fn is_alert(r: &Value) -> bool {
+    r["event"]["kind"] == "alert"
+}
+
+/// The documents the daemon delivered for `pid` (on its stdout; the sinks get the same).
+fn alert_docs(daemon: &Daemon, pid: u32) -> Vec<Value> {
+    daemon
+        .everything_for(pid)
+        .into_iter()
+        .filter(is_alert)
+        .collect()
+}
+
+/// curl to `https://NAME:PORT/v1/models` on a loopback TLS server (the real SNI is sent); its
+/// pid and the alert the daemon raised for it.
+fn curl_alert(daemon: &Daemon, port: u16, name: &str) -> (u32, Value) {
+    let pid = curl_tls(name, port, "/v1/models");
+    let alerts = daemon.wait_matching(pid, 1, Duration::from_secs(15), |r| {
+        is_alert(r) && r["event"]["type"] == json!(["connection", "start"])
+    });
+    assert_eq!(alerts.len(), 1, "one alert for curl {pid}: {alerts:#?}");
+    (pid, alerts[0].clone())
+}
+
+/// The ECS fields of the alert for curl `pid` to NAME on the loopback TLS server at `port`.
+fn check_ecs(doc: &Value, pid: u32, name: &str, port: u16) {
+    assert_eq!(doc["event"]["kind"], "alert", "{doc:#}");
+    assert_eq!(
+        doc["event"]["type"],
+        json!(["connection", "start"]),
+        "{doc:#}"
     );
-    let state = dir.join("state");
-    let (health, stderr) = sink_send(&config, &state, &[alert(0), alert(1)], 10_000);
-    let h = &health[0];
+    assert_eq!(doc["process"]["pid"], pid, "{doc:#}");
+    assert_eq!(
+        doc["process"]["executable"],
+        real_executable("/usr/bin/curl"),
+        "{doc:#}"
+    );
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(doc["user"]["id"], uid.to_string(), "{doc:#}");
     assert_eq!(
         (
-            h["failed"].as_u64(),
-            h["delivered"].as_u64(),
-            h["queued"].as_u64()
+            doc["destination"]["domain"].as_str(),
+            doc["destination"]["ip"].as_str(),
+            doc["destination"]["port"].as_u64(),
         ),
-        (Some(2), Some(0), Some(0)),
-        "{h}"
+        (Some(name), Some("127.0.0.1"), Some(u64::from(port))),
+        "{doc:#}"
     );
-    assert!(
-        h["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("Invalid data format"),
-        "{h}"
+    assert_eq!(doc["tls"]["client"]["server_name"], name, "{doc:#}");
+    assert_eq!(doc["rule"]["category"], "ai-provider", "{doc:#}");
+    assert_eq!(doc["relaywatch"]["name_source"], "sni", "{doc:#}");
+}
+
+/// `relaywatch status --json`'s health of the sink named `name`.
+fn sink_health(daemon: &Daemon, name: &str) -> Value {
+    let out = daemon.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    status["sinks"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Wait until the health of sink `name` satisfies `done`; return it.
+fn wait_health(daemon: &Daemon, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    wait_until(
+        &format!("sink {name}: {what}"),
+        Duration::from_secs(30),
+        || {
+            last = sink_health(daemon, name);
+            done(&last)
+        },
     );
-    assert!(stderr.contains("refused by the collector"), "{stderr}");
-    // One request, and a later run does not send the refused batch again.
-    let (health, _) = sink_send(&config, &state, &[], 1_000);
-    server.stop();
-    assert_eq!(health[0]["failed"].as_u64(), Some(0));
-    let requests = requests.lock().unwrap();
-    assert_eq!(requests.len(), 1, "{requests:#?}");
-    assert_eq!(requests[0].path, "/services/collector");
-    assert!(!stderr.contains(TOKEN));
+    last
+}
+
+/// The HEC envelopes of the requests to `path`, with their request.
+fn hec_envelopes(requests: &[Request], path: &str) -> Vec<(Value, Request)> {
+    requests
+        .iter()
+        .filter(|r| r.path == path)
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .map(|l| (serde_json::from_str::<Value>(l).unwrap(), r.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Epoch seconds, millisecond precision, of an RFC 3339 time.
+fn epoch_ms(rfc3339: &str) -> f64 {
+    let t = humantime::parse_rfc3339_weak(rfc3339).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as f64 / 1000.0
 }
 
 #[test]
-fn elasticsearch_bulk_items_are_read_one_by_one() {
-    let dir = TempDir::new("sinks-es");
-    let port = free_port();
-    let key = dir.join("es.key");
-    std::fs::write(&key, "ZXMta2V5").unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[[sink]]\nkind = \"elasticsearch\"\nurl = \"http://127.0.0.1:{port}/\"\ntoken_file = \"{}\"\nindex = \"logs-relaywatch-test\"\n", key.display()),
-    )
-    .unwrap();
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let attempts = Arc::new(Mutex::new(0u32));
-    // Document 1 has a mapping error (refused for good); document 2 is refused with 429 the
-    // first time (sent again); the rest are created.
-    let respond: Responder = Arc::new(move |r: &Request| {
-        let mut items = Vec::new();
-        for doc in r.body.lines().skip(1).step_by(2) {
-            let n = serde_json::from_str::<Value>(doc).unwrap()["event"]["sequence"]
-                .as_u64()
-                .unwrap();
-            let item = match n {
-                1 => {
-                    json!({"create": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse"}}})
-                }
-                2 => {
-                    let mut a = attempts.lock().unwrap();
-                    *a += 1;
-                    if *a == 1 {
-                        json!({"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}})
-                    } else {
-                        json!({"create": {"status": 201}})
-                    }
-                }
-                _ => json!({"create": {"status": 201}}),
-            };
-            items.push(item);
-        }
-        (
-            200,
-            json!({"took": 1, "errors": true, "items": items}).to_string(),
-        )
-    });
-    let server = HttpServer::start(port, requests.clone(), respond);
-    let (health, _) = sink_send(
-        &config,
-        &dir.join("state"),
-        &(0..4).map(alert).collect::<Vec<_>>(),
-        15_000,
-    );
-    server.stop();
-    let h = &health[0];
-    assert_eq!(
-        (
-            h["delivered"].as_u64(),
-            h["failed"].as_u64(),
-            h["queued"].as_u64()
+fn splunk_hec_over_https_gets_the_daemons_alerts_and_refusals_are_not_retried() {
+    let dir = TempDir::new("sinks-hec-https");
+    let respond: Responder = Arc::new(|r: &Request| match r.path.as_str() {
+        "/services/collector/event" => (200, r#"{"text":"Success","code":0}"#.into()),
+        "/refuse/collector" => (400, r#"{"text":"Invalid data format","code":6}"#.into()),
+        _ => (
+            404,
+            r#"{"text":"The requested URL was not found","code":404}"#.into(),
         ),
-        (Some(3), Some(1), Some(0)),
-        "{h}"
+    });
+    let collector = HttpsCollector::start(&dir, respond);
+    let port = collector.port;
+    let token = dir.write("hec.token", &format!("{TOKEN}\n"));
+    let (t, ca) = (token.display(), dir.join("ca.pem"));
+    let ca = ca.display();
+    // Three sinks at the one collector: trusted (the CA in ca_file), trusted but refused with
+    // 400 on its path, and one with no ca_file (the system's trust store, which does not know
+    // the test CA).
+    let daemon = daemon_with_sinks(
+        &dir,
+        &format!(
+            "[[sink]]\nkind = \"splunk-hec\"\nurl = \"https://127.0.0.1:{port}\"\ntoken_file = \"{t}\"\nindex = \"security\"\nca_file = \"{ca}\"\n\n\
+             [[sink]]\nkind = \"splunk-hec\"\nurl = \"https://127.0.0.1:{port}/refuse/collector\"\ntoken_file = \"{t}\"\nca_file = \"{ca}\"\n\n\
+             [[sink]]\nkind = \"splunk-hec\"\nurl = \"https://127.0.0.1:{port}/untrusted/collector\"\ntoken_file = \"{t}\"\n"
+        ),
     );
-    let requests = requests.lock().unwrap();
-    assert_eq!(requests.len(), 2, "the batch, then the one retried item");
-    let mut sent = Vec::new();
-    for r in requests.iter() {
-        assert_eq!(r.path, "/_bulk");
-        assert_eq!(r.header("authorization"), Some("ApiKey ZXMta2V5"));
-        assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
-        let lines: Vec<Value> = r
-            .body
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        for pair in lines.chunks(2) {
+    let good = format!("splunk-hec https://127.0.0.1:{port}");
+    let refusing = format!("splunk-hec https://127.0.0.1:{port}/refuse/collector");
+    let untrusted = format!("splunk-hec https://127.0.0.1:{port}/untrusted/collector");
+
+    let tls = Fixture::tls();
+    let name = "hec-https-first.api.openai.com";
+    let (pid, alert) = curl_alert(&daemon, tls.port, name);
+    check_ecs(&alert, pid, name, tls.port);
+    // A second client after the first: each sink delivers in order and retries a batch before
+    // it takes the next, so once this one's alert has come, the first one's will not come again.
+    let (pid2, alert2) = curl_alert(&daemon, tls.port, "hec-https-second.api.openai.com");
+
+    let of_pid = |envelopes: &[(Value, Request)], pid: u32| -> Vec<(Value, Request)> {
+        envelopes
+            .iter()
+            .filter(|(e, _)| e["event"]["process"]["pid"] == pid && is_alert(&e["event"]))
+            .cloned()
+            .collect()
+    };
+    // Every alert document of both clients reaches both trusted paths (the daemon raises one
+    // when the connection starts and one when it ends).
+    let sorted = |mut docs: Vec<Value>| {
+        docs.sort_by_key(Value::to_string);
+        docs
+    };
+    let docs_at = |path: &str, p: u32| -> Vec<Value> {
+        of_pid(&hec_envelopes(&collector.requests(), path), p)
+            .into_iter()
+            .map(|(e, _)| e["event"].clone())
+            .collect()
+    };
+    wait_until(
+        "both clients' alerts at both trusted paths",
+        Duration::from_secs(30),
+        || {
+            ["/services/collector/event", "/refuse/collector"]
+                .iter()
+                .all(|path| {
+                    [pid, pid2]
+                        .iter()
+                        .all(|&p| sorted(docs_at(path, p)) == sorted(alert_docs(&daemon, p)))
+                })
+        },
+    );
+    let requests = collector.requests();
+
+    // Delivered: the daemon's alert documents for the client, each exactly once (the lists
+    // are equal, duplicates included), in HEC envelopes, with the token.
+    let delivered = hec_envelopes(&requests, "/services/collector/event");
+    for (p, first) in [(pid, &alert), (pid2, &alert2)] {
+        let envelopes = of_pid(&delivered, p);
+        let (e, request) = envelopes
+            .iter()
+            .find(|(e, _)| e["event"] == *first)
+            .expect("the alert was delivered");
+        assert_eq!(
+            (
+                e["source"].as_str(),
+                e["sourcetype"].as_str(),
+                e["index"].as_str(),
+                &e["host"],
+            ),
+            (
+                Some("relaywatch"),
+                Some("relaywatch:alert"),
+                Some("security"),
+                &first["host"]["name"],
+            ),
+            "{e:#}"
+        );
+        assert_eq!(
+            e["time"].as_f64(),
+            Some(epoch_ms(first["@timestamp"].as_str().unwrap()))
+        );
+        for (_, r) in &envelopes {
             assert_eq!(
-                pair[0],
-                json!({"create": {"_index": "logs-relaywatch-test"}})
+                r.header("authorization"),
+                Some(format!("Splunk {TOKEN}").as_str())
             );
-            sent.push(pair[1]["event"]["sequence"].as_u64().unwrap());
+        }
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+    let h = wait_health(&daemon, &good, "both delivered", |h| {
+        h["delivered"].as_u64() >= Some(2)
+    });
+    assert_eq!(
+        (h["failed"].as_u64(), &h["last_error"]),
+        (Some(0), &Value::Null),
+        "{h:#}"
+    );
+
+    // Refused with 400: sent once (the second alert's request came after it), counted as
+    // failed, not delivered, and the log says why.
+    let refused = hec_envelopes(&requests, "/refuse/collector");
+    assert_eq!(
+        of_pid(&refused, pid).len(),
+        alert_docs(&daemon, pid).len(),
+        "not retried: {refused:#?}"
+    );
+    for (_, r) in &refused {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Splunk {TOKEN}").as_str())
+        );
+    }
+    let h = wait_health(&daemon, &refusing, "every refused alert counted", |h| {
+        h["failed"].as_u64()
+            == Some(hec_envelopes(&collector.requests(), "/refuse/collector").len() as u64)
+    });
+    assert_eq!(
+        (h["delivered"].as_u64(), h["last_error"].as_str(),),
+        (
+            Some(0),
+            Some(r#"HTTP 400 Bad Request: {"text":"Invalid data format","code":6}"#)
+        ),
+        "{h:#}"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "sink {refusing}: 1 alerts refused by the collector, not retried: HTTP 400 Bad Request"
+        )),
+        "{stderr}"
+    );
+
+    // No trust in the collector's certificate: the handshake is refused, nothing reaches the
+    // collector on that sink's path, and the alerts stay queued.
+    assert!(
+        Path::new("/etc/ssl/certs/ca-certificates.crt").exists(),
+        "no system CA bundle: `cargo xtask setup` installs ca-certificates"
+    );
+    let h = wait_health(&daemon, &untrusted, "a TLS handshake error", |h| {
+        h["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("TLS handshake with 127.0.0.1:{port}")))
+    });
+    assert!(
+        h["last_error"].as_str().unwrap().contains("UnknownIssuer"),
+        "{h:#}"
+    );
+    assert_eq!(
+        (h["delivered"].as_u64(), h["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{h:#}"
+    );
+    assert!(h["queued"].as_u64() >= Some(2), "both alerts wait: {h:#}");
+    assert!(h["errors"].as_u64() >= Some(1), "{h:#}");
+    assert!(
+        collector
+            .requests()
+            .iter()
+            .all(|r| r.path != "/untrusted/collector"),
+        "{:#?}",
+        collector.requests()
+    );
+
+    // `relaywatch status` shows each sink's state on its line.
+    let out = daemon.cli(&["status"]);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.lines().any(|l| l.contains(&format!("{refusing}: "))
+            && l.contains(" failed, last error: HTTP 400 Bad Request")),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains(&format!("{untrusted}: "))
+                && l.contains("last error: TLS handshake with")),
+        "{summary}"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        !stderr.contains(TOKEN),
+        "the token must never be logged:\n{stderr}"
+    );
+}
+
+/// How the test's Elasticsearch answers a client's documents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// 400 mapper_parsing_exception: refused for good.
+    Refused,
+    /// 429 the first time a document is seen, then 201.
+    Busy,
+    /// 503 the first time a document is seen, then 201.
+    Unavailable,
+    /// 201.
+    Created,
+}
+
+/// Holds bulk requests while closed (at most 30 s each), counting them.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    held: AtomicUsize,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let open = self.open.lock().unwrap();
+        if !*open {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _ = self
+                .opened
+                .wait_timeout_while(open, Duration::from_secs(30), |open| !*open)
+                .unwrap();
         }
     }
-    assert_eq!(sent, [0, 1, 2, 3, 2]);
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// The documents of a bulk request (every second line).
+fn bulk_docs(r: &Request) -> Vec<Value> {
+    r.body
+        .lines()
+        .skip(1)
+        .step_by(2)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn elasticsearch_over_https_gets_the_daemons_alerts_and_bulk_items_are_handled_one_by_one() {
+    let dir = TempDir::new("sinks-es-https");
+    let roles: Arc<Mutex<HashMap<u64, Role>>> = Arc::default();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let gate: Arc<Gate> = Arc::default();
+    let respond: Responder = {
+        let (roles, seen, gate) = (roles.clone(), seen.clone(), gate.clone());
+        Arc::new(move |r: &Request| {
+            if r.path != "/_bulk" {
+                return (404, "{}".into());
+            }
+            gate.pass();
+            let roles = roles.lock().unwrap();
+            let mut seen = seen.lock().unwrap();
+            let mut errors = false;
+            let items: Vec<Value> = bulk_docs(r)
+                .iter()
+                .map(|doc| {
+                    let role = doc["process"]["pid"]
+                        .as_u64()
+                        .and_then(|p| roles.get(&p).copied())
+                        .unwrap_or(Role::Created);
+                    let first = seen.insert(doc.to_string());
+                    let item = match role {
+                        Role::Refused => json!({"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse field [process.pid]"}}),
+                        Role::Busy if first => json!({"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution"}}),
+                        Role::Unavailable if first => json!({"status": 503, "error": {"type": "unavailable_shards_exception", "reason": "primary shard is not active"}}),
+                        _ => json!({"status": 201, "result": "created"}),
+                    };
+                    errors |= item["status"] != 201;
+                    json!({ "create": item })
+                })
+                .collect();
+            (
+                200,
+                json!({"took": 3, "errors": errors, "items": items}).to_string(),
+            )
+        })
+    };
+    let collector = HttpsCollector::start(&dir, respond);
+    let port = collector.port;
+    let key = dir.write("es.key", "ZXMta2V5OnNlY3JldA==\n");
+    let daemon = daemon_with_sinks(
+        &dir,
+        &format!(
+            "[[sink]]\nkind = \"elasticsearch\"\nurl = \"https://127.0.0.1:{port}/\"\ntoken_file = \"{}\"\nindex = \"logs-relaywatch-test\"\nca_file = \"{}\"\n",
+            key.display(),
+            dir.join("ca.pem").display()
+        ),
+    );
+    let sink = format!("elasticsearch https://127.0.0.1:{port}/");
+    let tls = Fixture::tls();
+
+    // So that the documents of several clients are answered in one bulk response, the
+    // collector holds the first request it gets until they are all queued behind it.
+    let (warm_up, _) = curl_alert(&daemon, tls.port, "es-https-hold.api.openai.com");
+    wait_until("a bulk request held", Duration::from_secs(30), || {
+        gate.held.load(Ordering::SeqCst) >= 1
+    });
+    let mut clients = Vec::new();
+    for (role, name) in [
+        (Role::Refused, "es-https-refused.api.openai.com"),
+        (Role::Busy, "es-https-busy.api.openai.com"),
+        (Role::Created, "es-https-created.api.openai.com"),
+        (Role::Unavailable, "es-https-unavailable.api.openai.com"),
+    ] {
+        let (pid, alert) = curl_alert(&daemon, tls.port, name);
+        check_ecs(&alert, pid, name, tls.port);
+        roles.lock().unwrap().insert(u64::from(pid), role);
+        clients.push((role, pid, alert));
+    }
+    // Everything the daemon has raised so far is in the sink's queue (the one request held
+    // included): the sinks get each alert after it is written on stdout.
+    let raised = daemon.all_lines().iter().filter(|r| is_alert(r)).count() as u64;
+    wait_health(&daemon, &sink, "every alert so far queued", |h| {
+        h["queued"].as_u64() >= Some(raised)
+    });
+    gate.open();
+
+    // A last client: delivery is in order and a batch's retries come before the next batch, so
+    // once this one's alert has come, the earlier ones will not be sent again.
+    let (last, _) = curl_alert(&daemon, tls.port, "es-https-last.api.openai.com");
+    let received = |pid: u32| -> Vec<Value> {
+        collector
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/_bulk")
+            .flat_map(bulk_docs)
+            .filter(|d| d["process"]["pid"] == pid)
+            .collect()
+    };
+    let distinct = |docs: Vec<Value>| -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        for d in docs {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    };
+    let sorted = |mut docs: Vec<Value>| {
+        docs.sort_by_key(Value::to_string);
+        docs
+    };
+    let refused_pid = clients[0].1;
+    let mut h = Value::Null;
+    wait_until(
+        "every client's alerts at the collector, the refused ones counted",
+        Duration::from_secs(60),
+        || {
+            h = sink_health(&daemon, &sink);
+            !received(last).is_empty()
+                && clients.iter().all(|(_, pid, _)| {
+                    sorted(distinct(received(*pid))) == sorted(alert_docs(&daemon, *pid))
+                })
+                && h["failed"].as_u64() == Some(received(refused_pid).len() as u64)
+        },
+    );
+    for (role, pid, _) in &clients {
+        let docs = received(*pid);
+        let times = match role {
+            Role::Busy | Role::Unavailable => 2,
+            Role::Refused | Role::Created => 1,
+        };
+        for doc in distinct(docs.clone()) {
+            assert_eq!(
+                docs.iter().filter(|d| **d == doc).count(),
+                times,
+                "{role:?} documents are sent {times} times: {doc:#}"
+            );
+        }
+    }
+    assert!(!received(refused_pid).is_empty());
+    assert!(
+        h["delivered"].as_u64()
+            >= Some(
+                clients
+                    .iter()
+                    .filter(|(role, ..)| *role != Role::Refused)
+                    .map(|(_, pid, _)| alert_docs(&daemon, *pid).len() as u64)
+                    .sum()
+            ),
+        "{h:#}"
+    );
+
+    // One bulk request carried the four clients' alerts and got the mixed answer; the next
+    // one carried only the two to send again.
+    let requests: Vec<Request> = collector
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/_bulk")
+        .collect();
+    let carries = |r: &Request, alert: &Value| bulk_docs(r).contains(alert);
+    let mixed = requests
+        .iter()
+        .position(|r| carries(r, &clients[0].2))
+        .expect("the refused client's alert was sent");
+    for (role, _, alert) in &clients {
+        assert!(
+            carries(&requests[mixed], alert),
+            "{role:?} is in the batch: {:#?}",
+            requests[mixed]
+        );
+    }
+    let retry = &requests[mixed + 1];
+    let retried: Vec<u64> = bulk_docs(retry)
+        .iter()
+        .map(|d| d["process"]["pid"].as_u64().unwrap())
+        .collect();
+    assert!(
+        retried
+            .iter()
+            .all(|p| [clients[1].1, clients[3].1].contains(&(*p as u32)))
+            && carries(retry, &clients[1].2)
+            && carries(retry, &clients[3].2),
+        "only the 429 and 503 items are sent again: {retried:?}"
+    );
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some("ApiKey ZXMta2V5OnNlY3JldA==")
+        );
+        assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+        for action in r.body.lines().step_by(2) {
+            assert_eq!(
+                serde_json::from_str::<Value>(action).unwrap(),
+                json!({"create": {"_index": "logs-relaywatch-test"}})
+            );
+        }
+    }
+    assert!(!received(warm_up).is_empty());
+
+    // The log names each kind of failure with its own reason.
+    let stderr = daemon.stderr();
+    let refusals: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("refused by the collector, not retried"))
+        .collect();
+    assert!(
+        !refusals.is_empty()
+            && refusals.iter().all(|l| l.ends_with(
+                "not retried: item 400: mapper_parsing_exception failed to parse field [process.pid]"
+            )),
+        "{stderr}"
+    );
+    let retries: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("delivery failed (attempt 1), retrying: "))
+        .collect();
+    assert!(
+        !retries.is_empty()
+            && retries.iter().all(|l| l
+                .contains("retrying: item 429: es_rejected_execution_exception")
+                || l.contains("retrying: item 503: unavailable_shards_exception")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ZXMta2V5OnNlY3JldA=="), "{stderr}");
+    let out = daemon.cli(&["status"]);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.lines().any(|l| l.contains(&format!("{sink}: "))
+            && l.contains(&format!(", {} failed, ", h["failed"]))),
+        "{summary}"
+    );
 }

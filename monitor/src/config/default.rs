@@ -60,12 +60,14 @@ pub(super) const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # url = "https://splunk.example.com:8088"
 # token_file = "/etc/relaywatch/hec.token"
 # index = "security"              # optional; the token's default index otherwise
+# ca_file = "/etc/relaywatch/siem-ca.pem"   # optional (https://): trust this CA instead of the system's
 #
 # [[sink]]
 # kind = "elasticsearch"          # also OpenSearch; url is required
 # url = "https://elastic.example.com:9200"
 # token_file = "/etc/relaywatch/elastic.apikey"   # optional API key
 # index = "logs-relaywatch-default"               # the default
+# ca_file = "/etc/relaywatch/siem-ca.pem"         # optional (https://), as above
 
 [blocklists]
 # List files: absolute paths or glob patterns.
@@ -88,6 +90,8 @@ pub(super) const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # sha256 = "0000000000000000000000000000000000000000000000000000000000000000"   # optional pin
 # interval_s = 3600               # 10 to 604800 (default 3600)
 # ca_file = "/etc/relaywatch/feed-ca.pem"   # optional: trust this CA instead of the system's
+# max_bytes = 67108864            # largest list accepted: 1024 to 67108864 (default 64 MiB)
+# timeout_s = 120                 # one check, connecting to the end of the body: 1 to 600 (default 120)
 
 [blocklists.actions]
 # What a match in each category does: "ignore", "alert", or "block" (enforcement, opt-in).

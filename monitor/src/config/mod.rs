@@ -233,13 +233,35 @@ pub struct Feed {
     /// PEM file of the CA to trust instead of the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The largest body accepted: a longer answer is refused as soon as its Content-Length says
+    /// so, or when this many bytes have been read.
+    #[serde(default = "Feed::default_max_bytes")]
+    pub max_bytes: u64,
+    /// Time allowed for one check, from connecting to the end of the body.
+    #[serde(default = "Feed::default_timeout_s")]
+    pub timeout_s: u64,
 }
 
 impl Feed {
     fn default_interval_s() -> u64 {
         3600
     }
+
+    pub fn default_max_bytes() -> u64 {
+        FEED_MAX_BYTES.1
+    }
+
+    pub fn default_timeout_s() -> u64 {
+        120
+    }
 }
+
+/// Bounds of `[[blocklists.feed]] max_bytes`: the default is the most, since the body is held
+/// in memory while it is checked.
+pub const FEED_MAX_BYTES: (u64, u64) = (1024, 64 << 20);
+
+/// Bounds of `[[blocklists.feed]] timeout_s`.
+pub const FEED_TIMEOUT_S: (u64, u64) = (1, 600);
 
 /// Bounds of `[[blocklists.feed]] interval_s`: often enough to be useful in tests and for
 /// fast-moving lists, never so often that a fleet of agents hammers the list's server.
@@ -646,6 +668,8 @@ mod tests {
                 sha256: Some("0".repeat(64)),
                 interval_s: 3600,
                 ca_file: Some("/etc/relaywatch/feed-ca.pem".into()),
+                max_bytes: 64 << 20,
+                timeout_s: 120,
             }]
         );
     }
@@ -668,15 +692,17 @@ mod tests {
         assert_eq!(
             (
                 c.blocklists.feeds[0].interval_s,
-                c.blocklists.feeds[0].category
+                c.blocklists.feeds[0].category,
+                c.blocklists.feeds[0].max_bytes,
+                c.blocklists.feeds[0].timeout_s,
             ),
-            (3600, None)
+            (3600, None, 64 << 20, 120)
         );
         assert_eq!(
             errors(
                 "[[blocklists.feed]]\nurl = \"http://lists.example.com/a.list\"\nsha256 = \"abc\"\ninterval_s = 5\nca_file = \"ca.pem\"\n\
-                 [[blocklists.feed]]\nurl = \"https://h/a\"\ninterval_s = 604801\n\
-                 [[blocklists.feed]]\nurl = \"https://h/a\"\n"
+                 [[blocklists.feed]]\nurl = \"https://h/a\"\ninterval_s = 604801\nmax_bytes = 67108865\ntimeout_s = 601\n\
+                 [[blocklists.feed]]\nurl = \"https://h/a\"\nmax_bytes = 1023\ntimeout_s = 0\n"
             ),
             [
                 "c.toml: blocklists.feed[0].url: \"http://lists.example.com/a.list\": scheme \"http\" is not supported here (expected https://)",
@@ -684,6 +710,10 @@ mod tests {
                 "c.toml: blocklists.feed[0].interval_s: 5 is outside 10 to 604800",
                 "c.toml: blocklists.feed[0].ca_file: \"ca.pem\" is not an absolute path",
                 "c.toml: blocklists.feed[1].interval_s: 604801 is outside 10 to 604800",
+                "c.toml: blocklists.feed[1].max_bytes: 67108865 is outside 1024 to 67108864",
+                "c.toml: blocklists.feed[1].timeout_s: 601 is outside 1 to 600",
+                "c.toml: blocklists.feed[2].max_bytes: 1023 is outside 1024 to 67108864",
+                "c.toml: blocklists.feed[2].timeout_s: 0 is outside 1 to 600",
                 "c.toml: blocklists.feed[2].url: \"https://h/a\" is already a feed",
             ]
         );

@@ -285,12 +285,14 @@ fn check_feed(feed: &mut Feed, at: &str) -> Vec<Problem> {
             );
         }
     }
-    let (min, max) = FEED_INTERVAL_S;
-    if !(min..=max).contains(&feed.interval_s) {
-        problem(
-            "interval_s",
-            format!("{} is outside {min} to {max}", feed.interval_s),
-        );
+    for (key, value, (min, max)) in [
+        ("interval_s", feed.interval_s, FEED_INTERVAL_S),
+        ("max_bytes", feed.max_bytes, FEED_MAX_BYTES),
+        ("timeout_s", feed.timeout_s, FEED_TIMEOUT_S),
+    ] {
+        if !(min..=max).contains(&value) {
+            problem(key, format!("{value} is outside {min} to {max}"));
+        }
     }
     if let Some(p) = feed.ca_file.as_ref().filter(|p| !p.is_absolute()) {
         problem(

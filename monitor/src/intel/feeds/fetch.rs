@@ -1,9 +1,12 @@
 //! One conditional GET of a feed over HTTPS, with the sinks' HTTP client (hyper over rustls,
 //! system roots or the feed's `ca_file`).
 //!
-//! Bounds: connecting and the TLS handshake `net::CONNECT_TIMEOUT` each, the whole exchange
-//! `REQUEST_TIMEOUT`, the body `MAX_BODY`. Redirects are not followed (the configured URL is the
-//! one trusted). Error messages name the status, never the body: a server's answer is not logged.
+//! Bounds: connecting and the TLS handshake `net::CONNECT_TIMEOUT` each, and the whole check
+//! (connecting, the handshake, the request and the body) the feed's `timeout_s`; the body the
+//! feed's `max_bytes` (an answer whose Content-Length is larger is refused before its body is
+//! read, one without Content-Length when that many bytes have come). Redirects are not followed
+//! (the configured URL is the one trusted). Error messages name the status, never the body: a
+//! server's answer is not logged.
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, header};
@@ -15,11 +18,6 @@ use crate::{
         net::{Connector, Endpoint},
     },
 };
-
-/// The largest list body accepted.
-pub const MAX_BODY: usize = 64 << 20;
-/// Time allowed for one exchange, from sending the request to the end of the body.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Validators of the cached copy, sent so that an unchanged list costs a 304.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,8 +64,8 @@ pub async fn fetch(feed: &Feed, cached: Option<&Validators>) -> Result<Fetched, 
         .send(
             request,
             Limits {
-                timeout: REQUEST_TIMEOUT,
-                max_body: MAX_BODY,
+                timeout: std::time::Duration::from_secs(feed.timeout_s),
+                max_body: usize::try_from(feed.max_bytes).unwrap_or(usize::MAX),
             },
         )
         .await
@@ -88,9 +86,59 @@ pub async fn fetch(feed: &Feed, cached: Option<&Validators>) -> Result<Fetched, 
             body: answer.body,
         }),
         StatusCode::NOT_MODIFIED if cached.is_some() => Ok(Fetched::NotModified),
-        s if s.is_redirection() => Err(format!(
-            "HTTP {s} (redirects are not followed: configure the list's final URL)"
+        s if is_redirect(s) => Err(redirect_refused(
+            s,
+            &feed.url,
+            text(header::LOCATION).as_deref(),
         )),
         s => Err(format!("HTTP {s}")),
+    }
+}
+
+/// The statuses that send a client elsewhere (with a Location).
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The error for a redirect: the feed's URL and where it points, without their queries (which
+/// may hold a token).
+fn redirect_refused(status: StatusCode, url: &str, location: Option<&str>) -> String {
+    let to = location.map_or_else(
+        || "elsewhere (no Location header)".to_owned(),
+        crate::config::redacted_url,
+    );
+    format!(
+        "HTTP {status}: {} redirects to {to}; redirects are not followed (configure the list's final URL)",
+        crate::config::redacted_url(url)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_refused_naming_both_urls() {
+        for code in [301, 302, 303, 307, 308] {
+            assert!(is_redirect(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        // 304 (to an unconditional request) and 300 do not point anywhere.
+        for code in [300, 304, 305] {
+            assert!(!is_redirect(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        assert_eq!(
+            redirect_refused(
+                StatusCode::FOUND,
+                "https://h/a.list?token=s3cret",
+                Some("https://mirror.example/b.list?sig=x")
+            ),
+            "HTTP 302 Found: https://h/a.list?… redirects to https://mirror.example/b.list?…; \
+             redirects are not followed (configure the list's final URL)"
+        );
+        assert_eq!(
+            redirect_refused(StatusCode::PERMANENT_REDIRECT, "https://h/a.list", None),
+            "HTTP 308 Permanent Redirect: https://h/a.list redirects to elsewhere (no Location \
+             header); redirects are not followed (configure the list's final URL)"
+        );
     }
 }

@@ -484,6 +484,8 @@ mod tests {
             sha256: None,
             interval_s: 3600,
             ca_file: None,
+            max_bytes: Feed::default_max_bytes(),
+            timeout_s: Feed::default_timeout_s(),
         }
     }
 

@@ -161,14 +161,14 @@ fn classify(status: StatusCode, body: &[u8], n: usize) -> Option<Outcome> {
     {
         Some(Outcome {
             retry: (0..n).collect(),
-            rejected: 0,
             error: Some(reason()),
+            ..Outcome::default()
         })
     } else {
         Some(Outcome {
-            retry: Vec::new(),
             rejected: n,
-            error: Some(reason()),
+            refused: Some(reason()),
+            ..Outcome::default()
         })
     }
 }
@@ -176,8 +176,8 @@ fn classify(status: StatusCode, body: &[u8], n: usize) -> Option<Outcome> {
 fn whole_batch_failed(e: anyhow::Error, n: usize) -> Outcome {
     Outcome {
         retry: (0..n).collect(),
-        rejected: 0,
         error: Some(format!("{e:#}")),
+        ..Outcome::default()
     }
 }
 
@@ -304,8 +304,8 @@ pub fn bulk_items(body: &[u8], n: usize) -> Outcome {
     let Ok(response) = serde_json::from_slice::<Value>(body) else {
         return Outcome {
             retry: (0..n).collect(),
-            rejected: 0,
             error: Some("bulk response is not JSON".into()),
+            ..Outcome::default()
         };
     };
     if response["errors"] == false {
@@ -318,11 +318,11 @@ pub fn bulk_items(body: &[u8], n: usize) -> Outcome {
     if items.len() != n {
         return Outcome {
             retry: (0..n).collect(),
-            rejected: 0,
             error: Some(format!(
                 "bulk response has {} items for {n} documents",
                 items.len()
             )),
+            ..Outcome::default()
         };
     }
     let mut outcome = Outcome::default();
@@ -343,12 +343,15 @@ pub fn bulk_items(body: &[u8], n: usize) -> Outcome {
         )
         .trim()
         .to_owned();
+        // The first reason of each kind: the log and health name why items are sent again
+        // and why others are refused, each with its own.
         if status == 429 || status >= 500 || status == 0 {
             outcome.retry.push(i);
+            outcome.error.get_or_insert(reason);
         } else {
             outcome.rejected += 1;
+            outcome.refused.get_or_insert(reason);
         }
-        outcome.error = Some(reason);
     }
     outcome
 }
@@ -375,8 +378,8 @@ impl Outcome {
             .filter_map(|&i| parsed.get(i).map(|p| p.0))
             .collect();
         self.rejected += unparsable;
-        if unparsable > 0 && self.error.is_none() {
-            self.error = Some("a queued record is not JSON".into());
+        if unparsable > 0 && self.refused.is_none() {
+            self.refused = Some("a queued record is not JSON".into());
         }
     }
 }
@@ -462,6 +465,14 @@ mod tests {
         let o = bulk_items(body, 5);
         assert_eq!(o.retry, [2, 4]);
         assert_eq!(o.rejected, 1);
+        // Each kind of failure keeps its own reason, whatever the order of the items.
+        assert_eq!(
+            (o.error.as_deref(), o.refused.as_deref()),
+            (
+                Some("item 429: es_rejected_execution_exception busy"),
+                Some("item 400: mapper_parsing_exception bad field")
+            )
+        );
         assert_eq!(bulk_items(b"<html>", 2).retry, [0, 1]);
         assert_eq!(
             bulk_items(br#"{"errors":true,"items":[]}"#, 2).retry,
@@ -490,9 +501,9 @@ mod tests {
             2,
         )
         .unwrap();
-        assert_eq!((o.retry.len(), o.rejected), (0, 2));
+        assert_eq!((o.retry.len(), o.rejected, &o.error), (0, 2, &None));
         assert_eq!(
-            o.error.unwrap(),
+            o.refused.unwrap(),
             r#"HTTP 403 Forbidden: {"text":"Invalid token","code":4}"#
         );
     }

@@ -70,8 +70,11 @@ pub struct Outcome {
     pub retry: Vec<usize>,
     /// Records the collector refused for good.
     pub rejected: usize,
-    /// The last problem, for health and logs.
+    /// Why the `retry` records failed, for health and logs.
     pub error: Option<String>,
+    /// Why the `rejected` records were refused (kept apart from `error`: one bulk answer can
+    /// refuse some items for good and ask for others again).
+    pub refused: Option<String>,
 }
 
 /// One sink's state, as `health()` reports it.
@@ -680,7 +683,7 @@ async fn deliver_batch(transport: &mut Transport, records: &[String], shared: &S
                 .counters
                 .failed
                 .fetch_add(outcome.rejected as u64, Ordering::Relaxed);
-            let e = outcome.error.as_deref().unwrap_or("refused");
+            let e = outcome.refused.as_deref().unwrap_or("refused");
             log::error!(
                 "sink {}: {} alerts refused by the collector, not retried: {e}",
                 shared.name,

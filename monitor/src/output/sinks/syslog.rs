@@ -297,7 +297,8 @@ impl SyslogTransport {
         let mut outcome = Outcome {
             retry: Vec::new(),
             rejected,
-            error: (rejected > 0).then(|| "a queued record is not JSON".to_owned()),
+            error: None,
+            refused: (rejected > 0).then(|| "a queued record is not JSON".to_owned()),
         };
         let failed_at = match &mut self.link {
             Link::Udp { socket } => send_datagrams(socket, &self.host, self.port, &messages).await,
