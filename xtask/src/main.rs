@@ -1,7 +1,10 @@
 //! Developer workflows: `cargo xtask setup | build | run | test | bench | package`.
+//! `test` is: setup, lint (fmt, clippy), the fuzz targets briefly (`fuzz.rs`), build, package,
+//! then every test binary, with skips counted as failures.
 //!
 //! `setup` is the only place that installs anything. It is idempotent and checks before it
 //! acts, so `run`, `test` and `bench` call it every time at the cost of a few file lookups.
+mod fuzz;
 mod package;
 mod setup;
 
@@ -100,6 +103,7 @@ fn run(task: Task) -> Result<()> {
             require_root("the integration tests load eBPF programs")?;
             setup::ensure(true)?;
             lint(&root)?;
+            fuzz::run_all(&root)?;
             let bin = build(&root, false)?;
             // The packaging tests (tests/service.rs) inspect and install this .deb.
             let deb = package::build_deb(&root, false)?;
