@@ -621,6 +621,55 @@ mod tests {
         );
     }
 
+    /// ClientHellos (TLS records, as the client sent them) cut from FoxIO's own captures in
+    /// github.com/FoxIO-LLC/ja4 `pcap/`, with the JA4 that FoxIO expects for them: the snapshot
+    /// files of their Rust tool (`rust/ja4/src/snapshots/ja4__insta@<capture>.snap`), which
+    /// their Python tool's `python/test/testdata/<capture>.json` agree with. Each covers a rule
+    /// the Chrome-like examples do not.
+    const FOXIO_VECTORS: [(&str, &str, &str); 5] = [
+        // TLS 1.0 in legacy_version and no supported_versions; SNI is the only extension, so
+        // the extension hash is the all-zero value and there is no ALPN (`00`).
+        (
+            include_str!("testdata/foxio_https3_301_get.hex"),
+            "www.github.com",
+            "t10d230100_6a57a6f57151_000000000000",
+        ),
+        // TLS 1.2 without supported_versions or ALPN (latest.pcapng, stream 3).
+        (
+            include_str!("testdata/foxio_latest_tls12_no_alpn.hex"),
+            "discovery.cem.cloud.us",
+            "t12d190800_d83cc789557e_7af1ed941c26",
+        ),
+        // 46 cipher suites, TLS 1.2 (also FoxIO's ipv6.pcapng).
+        (
+            include_str!("testdata/foxio_tls_alpn_h2.hex"),
+            "www.cloudflare.com",
+            "t12d4605h2_85626a9a5f7f_aaf95bb78ec9",
+        ),
+        // Firefox: no GREASE, record_size_limit, 11 signature algorithms in its own order.
+        (
+            include_str!("testdata/foxio_tls12_firefox.hex"),
+            "contile.services.mozilla.com",
+            "t13d1715h2_5b57614c22b0_3d5424432f57",
+        ),
+        // Chrome without ALPN (mtalk.google.com in tls-handshake.pcapng).
+        (
+            include_str!("testdata/foxio_tls_handshake_no_alpn.hex"),
+            "mtalk.google.com",
+            "t13d151400_8daaf6152771_de4a06bb82e3",
+        ),
+    ];
+
+    #[test]
+    fn ja4_matches_foxio_captures() {
+        for (hex, sni, ja4) in FOXIO_VECTORS {
+            let bytes = unhex(hex);
+            let hello = parse_client_hello(&bytes).unwrap();
+            assert_eq!(hello.sni.as_deref(), Some(sni));
+            assert_eq!(hello.ja4, ja4, "{sni}");
+        }
+    }
+
     #[test]
     fn ja4_matches_the_spec_example() {
         // The JA4 README's example: its raw form lists these ciphers, extensions and signature
