@@ -445,17 +445,44 @@ fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'
     )
 }
 
-/// First and last character of the first ALPN value; when either end byte is not an ASCII letter
-/// or digit, the first and last hex digit of the value instead; `00` without ALPN.
+/// The two characters of JA4_a for the first ALPN value (`None`: no ALPN extension or no name).
+///
+/// No value or an empty one: `00`, as the spec and FoxIO's tools agree. Otherwise one character
+/// for each end of the value, as FoxIO's tool prints it: an ASCII letter or digit is itself
+/// (`h2`, `h1` for http/1.1), a byte above 0x7f is `9`. Their tool reads the value as text,
+/// where such a byte becomes a replacement character, and writes `9` for any non-ASCII one.
+/// Here the spec differs, giving the first hex digit of the first byte and the last one of the
+/// last byte instead: FoxIO's capture tls-non-ascii-alpn (0xba 0xad) reads `bd` by the spec and
+/// `99` in the expected output of both their Rust and Python tools, which is what SIEMs fed by
+/// those tools hold. FoxIO calls the spec's rule the intended one (github.com/FoxIO-LLC/ja4
+/// issue 178, and 326 for their Python tool): when their tools change, this should follow.
+///
+/// A value of one byte gives its character then `0`, as FoxIO's tool prints it (the spec, since
+/// 2024, repeats the character).
+///
+/// An ASCII byte that is neither letter nor digit at either end (a space, `_`, `/`, a control
+/// byte) takes the spec's hex digits for the whole value: FoxIO's tool writes that byte into the
+/// fingerprint as text, and a `_` or a space there breaks the `a_b_c` form, so nothing could
+/// match it anyway. Every result is two ASCII letters or digits.
 fn alpn_chars(first: Option<&[u8]>) -> String {
-    let Some((&head, &tail)) = first.and_then(|p| Some((p.first()?, p.last()?))) else {
-        return "00".to_owned();
+    let (head, tail) = match first.unwrap_or_default() {
+        [] => return "00".to_owned(),
+        [only] => (*only, None),
+        [head, .., tail] => (*head, Some(*tail)),
     };
-    if head.is_ascii_alphanumeric() && tail.is_ascii_alphanumeric() {
-        format!("{}{}", char::from(head), char::from(tail))
-    } else {
-        format!("{:x}{:x}", head >> 4, tail & 0x0f)
+    let symbol = |b: u8| b.is_ascii() && !b.is_ascii_alphanumeric();
+    if symbol(head) || tail.is_some_and(symbol) {
+        let last = tail.unwrap_or(head);
+        return format!("{:x}{:x}", head >> 4, last & 0x0f);
     }
+    let shown = |b: u8| {
+        if b.is_ascii_alphanumeric() {
+            char::from(b)
+        } else {
+            '9'
+        }
+    };
+    format!("{}{}", shown(head), tail.map_or('0', shown))
 }
 
 fn hex_list(values: &[u16]) -> String {
@@ -697,6 +724,55 @@ mod tests {
         }
     }
 
+    /// FoxIO's capture tls-non-ascii-alpn.pcapng: a Chrome hello whose first ALPN value is the
+    /// two bytes 0xba 0xad; FoxIO's Rust snapshot and Python test data both expect `99`.
+    const FOXIO_NON_ASCII_ALPN: &str = include_str!("testdata/foxio_tls_non_ascii_alpn.hex");
+
+    #[test]
+    fn ja4_alpn_characters() {
+        let hello = parse_client_hello(&unhex(FOXIO_NON_ASCII_ALPN)).unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("clientservices.googleapis.com"));
+        assert_eq!(hello.alpn, vec!["\u{fffd}\u{fffd}", "http/1.1"]);
+        assert_eq!(hello.ja4, "t13d151699_8daaf6152771_e5627efa2ab1");
+
+        let cases: [(&[u8], &str); 17] = [
+            (b"h2", "h2"),
+            (b"http/1.1", "h1"),
+            (b"h3", "h3"),
+            // Bytes above 0x7f: `9` at that end (FoxIO's tool); the spec's hex digits on the right.
+            (&[0xba, 0xad], "99"), // spec: bd
+            (&[0xab, 0xcd], "99"), // spec: ad
+            (&[0x30, 0xab], "09"), // spec: 3b
+            (b"h\xff", "h9"),      // spec: 6f
+            (b"\xc3\xa9t", "9t"),  // spec: c4
+            (b"0\xab\xcd1", "01"), // both ends digits
+            // One byte: its character then `0` (FoxIO's tool; the spec repeats it).
+            (b"h", "h0"),
+            (&[0xab], "90"),
+            // An ASCII symbol at an end: the spec's hex digits (the tool would print the byte).
+            (&[0x20], "20"),
+            (b" a", "21"),
+            (b"a ", "60"),
+            (b"_x_", "5f"),
+            (b"h2/", "6f"),
+            (&[0x01, 0xab], "0b"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(alpn_chars(Some(value)), expected, "{value:02x?}");
+        }
+        assert_eq!(alpn_chars(None), "00");
+        assert_eq!(alpn_chars(Some(b"")), "00");
+        // Whatever the bytes, two ASCII letters or digits: the fingerprint keeps its form.
+        for a in 0..=255u8 {
+            for value in (0..=255u8).map(|b| [a, b]) {
+                let chars = alpn_chars(Some(&value));
+                assert!(chars.len() == 2 && chars.bytes().all(|c| c.is_ascii_alphanumeric()));
+            }
+            let chars = alpn_chars(Some(&[a]));
+            assert!(chars.len() == 2 && chars.bytes().all(|c| c.is_ascii_alphanumeric()));
+        }
+    }
+
     #[test]
     fn ja4_matches_the_spec_example() {
         // The JA4 README's example: its raw form lists these ciphers, extensions and signature
@@ -746,13 +822,6 @@ mod tests {
         let hello = parse_client_hello_handshake(&msg, false).unwrap();
         assert!(hello.ja4.ends_with("_000000000000"), "{}", hello.ja4);
         assert!(hello.ja4.starts_with("t12d0102h1_"), "{}", hello.ja4);
-        // ALPN values whose ends are not alphanumeric use hex digits.
-        assert_eq!(alpn_chars(Some(&[0xab])), "ab");
-        assert_eq!(alpn_chars(Some(&[0xab, 0xcd])), "ad");
-        assert_eq!(alpn_chars(Some(&[0x30, 0xab])), "3b");
-        assert_eq!(alpn_chars(Some(b"0\xab1")), "01");
-        assert_eq!(alpn_chars(Some(b"h")), "hh");
-        assert_eq!(alpn_chars(None), "00");
         assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0a1a) && !is_grease(0x1301));
     }
 
