@@ -490,6 +490,24 @@ mod tests {
         );
     }
 
+    /// Chrome's first Initial (one UDP payload, 1,250 bytes) from FoxIO's capture
+    /// `pcap/quic-with-several-tls-frames.pcapng` in github.com/FoxIO-LLC/ja4; the JA4 is the
+    /// one in their Rust tool's snapshot for that capture.
+    const FOXIO_CHROME_INITIAL: &str =
+        include_str!("testdata/foxio_quic_several_tls_frames_initial.hex");
+
+    #[test]
+    fn ja4_matches_foxio_quic_capture() {
+        let initial = parse_initial(&unhex(FOXIO_CHROME_INITIAL)).unwrap();
+        assert!(
+            initial.crypto.len() > 1,
+            "the hello comes in several frames"
+        );
+        let hello = initial.client_hello.unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("ogs.google.com"));
+        assert_eq!(hello.ja4, "q13d0310h3_55b375c5d22e_cd85d2d88918");
+    }
+
     #[test]
     fn shuffled_crypto_frames_like_chrome() {
         let hello = build::chrome_like("api.anthropic.com");

@@ -11,11 +11,19 @@
 //! Limits: a record holds at most 2^14 bytes (RFC 8446 section 5.1); the handshake message at most
 //! [`MAX_HANDSHAKE_LEN`]; at most [`MAX_EXTENSIONS`] extensions and [`MAX_ALPN`] ALPN values.
 //!
-//! JA4 follows the FoxIO specification (technical_details/JA4.md): `t`/`q`, version (highest of
-//! supported_versions, else legacy_version), `d`/`i` for an SNI extension, cipher and extension
-//! counts (GREASE removed, at most 99), first and last character of the first ALPN value, then
-//! the first 12 hex digits of SHA-256 over the sorted ciphers and over the sorted extensions
-//! (without SNI and ALPN) joined by `_` to the signature algorithms in wire order.
+//! JA4 follows the FoxIO specification (technical_details/JA4.md in github.com/FoxIO-LLC/ja4) and,
+//! where the spec is silent or FoxIO's own tool prints something else, what that tool prints (the
+//! expected outputs of its Rust version): fingerprints in SIEMs and shared lists come from it, and
+//! one that differs matches nothing. The exceptions are cases where the tool's output would not be
+//! a usable fingerprint; the comments in `ja4` and `alpn_chars` say which rule each case follows.
+//! `t`/`q` by transport; the version: the highest non-GREASE value of supported_versions when the
+//! extension is there (`00` if it holds none), else legacy_version, `00` when unknown; `d`/`i` for
+//! an SNI extension, whatever it holds; cipher and extension counts (GREASE removed, repeats and
+//! SNI and ALPN counted, at most 99); two characters for the first ALPN value (see `alpn_chars`);
+//! then the first 12 hex digits of SHA-256 over the sorted ciphers, and over the sorted extensions
+//! without SNI and ALPN joined by `_` to the signature algorithms in wire order (GREASE removed, no
+//! `_` when there are none). An empty list hashes to twelve zeros instead. Lists the RFCs forbid to
+//! be empty (the cipher suites, an ALPN name) are read anyway, since JA4 defines a value for them.
 use sha2::{Digest, Sha256};
 
 use super::cursor::{Cursor, u16_list};
@@ -175,6 +183,7 @@ struct Fields<'a> {
     sni: Option<String>,
     has_sni: bool,
     alpn: Vec<&'a [u8]>,
+    has_supported_versions: bool,
     supported_versions: Vec<u16>,
     extensions: Vec<u16>,
     signature_algorithms: Vec<u16>,
@@ -193,7 +202,10 @@ fn parse_body(body: &[u8], quic: bool) -> Result<ClientHello, ParseError> {
         ));
     }
     let ciphers = r.u16_prefixed()?;
-    if ciphers.is_empty() || ciphers.len() % 2 != 0 {
+    // An empty list breaks RFC 8446 (at least one suite) but is read anyway: the server will
+    // refuse it, and JA4 defines its fingerprint (count `00`, cipher hash all zeros), which is
+    // what a scanner sending it should be recognised by.
+    if ciphers.len() % 2 != 0 {
         return Err(ParseError::Invalid(
             "ClientHello cipher suite list malformed",
         ));
@@ -238,6 +250,7 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
         sni: None,
         has_sni: false,
         alpn: Vec::new(),
+        has_supported_versions: false,
         supported_versions: Vec::new(),
         extensions: Vec::new(),
         signature_algorithms: Vec::new(),
@@ -262,6 +275,7 @@ fn parse_extensions(block: &[u8]) -> Result<Fields<'_>, ParseError> {
             }
             EXT_ALPN if first => fields.alpn = alpn(data)?,
             EXT_SUPPORTED_VERSIONS if first => {
+                fields.has_supported_versions = true;
                 fields.supported_versions = u16_vector(data, true, "supported_versions malformed")?;
             }
             EXT_SIGNATURE_ALGORITHMS if first => {
@@ -292,7 +306,9 @@ fn server_name(data: &[u8]) -> Result<Option<String>, ParseError> {
     Ok(None)
 }
 
-/// ALPN protocol names (RFC 7301 section 3.1), at most [`MAX_ALPN`] kept.
+/// ALPN protocol names (RFC 7301 section 3.1), at most [`MAX_ALPN`] kept. An empty name breaks
+/// RFC 7301 but is kept, not fatal: JA4 defines its value (`00` when it comes first), and
+/// refusing the hello would lose its SNI too.
 fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
     let malformed = "ALPN extension malformed";
     let mut list = Cursor::new(
@@ -302,9 +318,6 @@ fn alpn(data: &[u8]) -> Result<Vec<&[u8]>, ParseError> {
     let mut names = Vec::new();
     while !list.is_empty() {
         let name = list.u8_prefixed()?;
-        if name.is_empty() {
-            return Err(ParseError::Invalid("empty ALPN protocol name"));
-        }
         if names.len() < MAX_ALPN {
             names.push(name);
         }
@@ -345,23 +358,30 @@ fn u16_vector(
 }
 
 fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'_>) -> String {
-    let version = fields
-        .supported_versions
-        .iter()
-        .copied()
-        .filter(|v| !is_grease(*v))
-        .max()
-        .unwrap_or(legacy_version);
+    // The highest value of supported_versions, numerically: an unknown value above 0x0304 (a
+    // TLS 1.3 draft such as 0x7f1c) wins and gives `00`, as in FoxIO's tools. When the extension
+    // is there but holds nothing but GREASE, the spec gives no rule and FoxIO's tools print no
+    // JA4 at all; `00` (unknown) is written rather than falling back to legacy_version, which a
+    // client offering supported_versions pins at 0x0303 whatever it speaks.
+    let version = if fields.has_supported_versions {
+        fields
+            .supported_versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+    } else {
+        Some(legacy_version)
+    };
+    // The spec's table also maps the DTLS versions (d1, d2, d3), for its `d` fingerprints. This
+    // parser only sees TLS over TCP and QUIC, where FoxIO's tools print `00` for them.
     let version = match version {
-        0x0304 => "13",
-        0x0303 => "12",
-        0x0302 => "11",
-        0x0301 => "10",
-        0x0300 => "s3",
-        0x0002 => "s2",
-        0xfeff => "d1",
-        0xfefd => "d2",
-        0xfefc => "d3",
+        Some(0x0304) => "13",
+        Some(0x0303) => "12",
+        Some(0x0302) => "11",
+        Some(0x0301) => "10",
+        Some(0x0300) => "s3",
+        Some(0x0002) => "s2",
         _ => "00",
     };
     let mut ciphers: Vec<u16> = cipher_suites
@@ -380,6 +400,10 @@ fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'
         .copied()
         .filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN)
         .collect();
+    // GREASE is removed here too, as the spec says (and FoxIO's Python tool does). Their Rust
+    // tool keeps it in this one list; that is not followed: RFC 8701 lets a client GREASE its
+    // signature algorithms, and random values in the hash would give it a new fingerprint on
+    // every connection, which is what the spec's rule is for.
     let signature_algorithms: Vec<u16> = fields
         .signature_algorithms
         .iter()
@@ -405,6 +429,9 @@ fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'
             hex_list(&signature_algorithms)
         ))
     };
+    // `q` by transport, as the spec says. FoxIO's Rust tool looks for quic_transport_parameters
+    // (0x0039) instead, which every QUIC v1 and v2 ClientHello carries (RFC 9001 section 8.2),
+    // so both agree on the traffic this parser reads.
     format!(
         "{}{}{}{:02}{:02}{}_{}_{}",
         if quic { 'q' } else { 't' },
@@ -418,17 +445,44 @@ fn ja4(quic: bool, legacy_version: u16, cipher_suites: &[u16], fields: &Fields<'
     )
 }
 
-/// First and last character of the first ALPN value; when either end byte is not an ASCII letter
-/// or digit, the first and last hex digit of the value instead; `00` without ALPN.
+/// The two characters of JA4_a for the first ALPN value (`None`: no ALPN extension or no name).
+///
+/// No value or an empty one: `00`, as the spec and FoxIO's tools agree. Otherwise one character
+/// for each end of the value, as FoxIO's tool prints it: an ASCII letter or digit is itself
+/// (`h2`, `h1` for http/1.1), a byte above 0x7f is `9`. Their tool reads the value as text,
+/// where such a byte becomes a replacement character, and writes `9` for any non-ASCII one.
+/// Here the spec differs, giving the first hex digit of the first byte and the last one of the
+/// last byte instead: FoxIO's capture tls-non-ascii-alpn (0xba 0xad) reads `bd` by the spec and
+/// `99` in the expected output of both their Rust and Python tools, which is what SIEMs fed by
+/// those tools hold. FoxIO calls the spec's rule the intended one (github.com/FoxIO-LLC/ja4
+/// issue 178, and 326 for their Python tool): when their tools change, this should follow.
+///
+/// A value of one byte gives its character then `0`, as FoxIO's tool prints it (the spec, since
+/// 2024, repeats the character).
+///
+/// An ASCII byte that is neither letter nor digit at either end (a space, `_`, `/`, a control
+/// byte) takes the spec's hex digits for the whole value: FoxIO's tool writes that byte into the
+/// fingerprint as text, and a `_` or a space there breaks the `a_b_c` form, so nothing could
+/// match it anyway. Every result is two ASCII letters or digits.
 fn alpn_chars(first: Option<&[u8]>) -> String {
-    let Some((&head, &tail)) = first.and_then(|p| Some((p.first()?, p.last()?))) else {
-        return "00".to_owned();
+    let (head, tail) = match first.unwrap_or_default() {
+        [] => return "00".to_owned(),
+        [only] => (*only, None),
+        [head, .., tail] => (*head, Some(*tail)),
     };
-    if head.is_ascii_alphanumeric() && tail.is_ascii_alphanumeric() {
-        format!("{}{}", char::from(head), char::from(tail))
-    } else {
-        format!("{:x}{:x}", head >> 4, tail & 0x0f)
+    let symbol = |b: u8| b.is_ascii() && !b.is_ascii_alphanumeric();
+    if symbol(head) || tail.is_some_and(symbol) {
+        let last = tail.unwrap_or(head);
+        return format!("{:x}{:x}", head >> 4, last & 0x0f);
     }
+    let shown = |b: u8| {
+        if b.is_ascii_alphanumeric() {
+            char::from(b)
+        } else {
+            '9'
+        }
+    };
+    format!("{}{}", shown(head), tail.map_or('0', shown))
 }
 
 fn hex_list(values: &[u16]) -> String {
@@ -621,6 +675,104 @@ mod tests {
         );
     }
 
+    /// ClientHellos (TLS records, as the client sent them) cut from FoxIO's own captures in
+    /// github.com/FoxIO-LLC/ja4 `pcap/`, with the JA4 that FoxIO expects for them: the snapshot
+    /// files of their Rust tool (`rust/ja4/src/snapshots/ja4__insta@<capture>.snap`), which
+    /// their Python tool's `python/test/testdata/<capture>.json` agree with. Each covers a rule
+    /// the Chrome-like examples do not.
+    const FOXIO_VECTORS: [(&str, &str, &str); 5] = [
+        // TLS 1.0 in legacy_version and no supported_versions; SNI is the only extension, so
+        // the extension hash is the all-zero value and there is no ALPN (`00`).
+        (
+            include_str!("testdata/foxio_https3_301_get.hex"),
+            "www.github.com",
+            "t10d230100_6a57a6f57151_000000000000",
+        ),
+        // TLS 1.2 without supported_versions or ALPN (latest.pcapng, stream 3).
+        (
+            include_str!("testdata/foxio_latest_tls12_no_alpn.hex"),
+            "discovery.cem.cloud.us",
+            "t12d190800_d83cc789557e_7af1ed941c26",
+        ),
+        // 46 cipher suites, TLS 1.2 (also FoxIO's ipv6.pcapng).
+        (
+            include_str!("testdata/foxio_tls_alpn_h2.hex"),
+            "www.cloudflare.com",
+            "t12d4605h2_85626a9a5f7f_aaf95bb78ec9",
+        ),
+        // Firefox: no GREASE, record_size_limit, 11 signature algorithms in its own order.
+        (
+            include_str!("testdata/foxio_tls12_firefox.hex"),
+            "contile.services.mozilla.com",
+            "t13d1715h2_5b57614c22b0_3d5424432f57",
+        ),
+        // Chrome without ALPN (mtalk.google.com in tls-handshake.pcapng).
+        (
+            include_str!("testdata/foxio_tls_handshake_no_alpn.hex"),
+            "mtalk.google.com",
+            "t13d151400_8daaf6152771_de4a06bb82e3",
+        ),
+    ];
+
+    #[test]
+    fn ja4_matches_foxio_captures() {
+        for (hex, sni, ja4) in FOXIO_VECTORS {
+            let bytes = unhex(hex);
+            let hello = parse_client_hello(&bytes).unwrap();
+            assert_eq!(hello.sni.as_deref(), Some(sni));
+            assert_eq!(hello.ja4, ja4, "{sni}");
+        }
+    }
+
+    /// FoxIO's capture tls-non-ascii-alpn.pcapng: a Chrome hello whose first ALPN value is the
+    /// two bytes 0xba 0xad; FoxIO's Rust snapshot and Python test data both expect `99`.
+    const FOXIO_NON_ASCII_ALPN: &str = include_str!("testdata/foxio_tls_non_ascii_alpn.hex");
+
+    #[test]
+    fn ja4_alpn_characters() {
+        let hello = parse_client_hello(&unhex(FOXIO_NON_ASCII_ALPN)).unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("clientservices.googleapis.com"));
+        assert_eq!(hello.alpn, vec!["\u{fffd}\u{fffd}", "http/1.1"]);
+        assert_eq!(hello.ja4, "t13d151699_8daaf6152771_e5627efa2ab1");
+
+        let cases: [(&[u8], &str); 17] = [
+            (b"h2", "h2"),
+            (b"http/1.1", "h1"),
+            (b"h3", "h3"),
+            // Bytes above 0x7f: `9` at that end (FoxIO's tool); the spec's hex digits on the right.
+            (&[0xba, 0xad], "99"), // spec: bd
+            (&[0xab, 0xcd], "99"), // spec: ad
+            (&[0x30, 0xab], "09"), // spec: 3b
+            (b"h\xff", "h9"),      // spec: 6f
+            (b"\xc3\xa9t", "9t"),  // spec: c4
+            (b"0\xab\xcd1", "01"), // both ends digits
+            // One byte: its character then `0` (FoxIO's tool; the spec repeats it).
+            (b"h", "h0"),
+            (&[0xab], "90"),
+            // An ASCII symbol at an end: the spec's hex digits (the tool would print the byte).
+            (&[0x20], "20"),
+            (b" a", "21"),
+            (b"a ", "60"),
+            (b"_x_", "5f"),
+            (b"h2/", "6f"),
+            (&[0x01, 0xab], "0b"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(alpn_chars(Some(value)), expected, "{value:02x?}");
+        }
+        assert_eq!(alpn_chars(None), "00");
+        assert_eq!(alpn_chars(Some(b"")), "00");
+        // Whatever the bytes, two ASCII letters or digits: the fingerprint keeps its form.
+        for a in 0..=255u8 {
+            for value in (0..=255u8).map(|b| [a, b]) {
+                let chars = alpn_chars(Some(&value));
+                assert!(chars.len() == 2 && chars.bytes().all(|c| c.is_ascii_alphanumeric()));
+            }
+            let chars = alpn_chars(Some(&[a]));
+            assert!(chars.len() == 2 && chars.bytes().all(|c| c.is_ascii_alphanumeric()));
+        }
+    }
+
     #[test]
     fn ja4_matches_the_spec_example() {
         // The JA4 README's example: its raw form lists these ciphers, extensions and signature
@@ -670,14 +822,98 @@ mod tests {
         let hello = parse_client_hello_handshake(&msg, false).unwrap();
         assert!(hello.ja4.ends_with("_000000000000"), "{}", hello.ja4);
         assert!(hello.ja4.starts_with("t12d0102h1_"), "{}", hello.ja4);
-        // ALPN values whose ends are not alphanumeric use hex digits.
-        assert_eq!(alpn_chars(Some(&[0xab])), "ab");
-        assert_eq!(alpn_chars(Some(&[0xab, 0xcd])), "ad");
-        assert_eq!(alpn_chars(Some(&[0x30, 0xab])), "3b");
-        assert_eq!(alpn_chars(Some(b"0\xab1")), "01");
-        assert_eq!(alpn_chars(Some(b"h")), "hh");
-        assert_eq!(alpn_chars(None), "00");
         assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0a1a) && !is_grease(0x1301));
+    }
+
+    fn ja4_of(ciphers: &[u16], extensions: &[Vec<u8>]) -> String {
+        parse_client_hello_handshake(&client_hello(ciphers, extensions), false)
+            .unwrap()
+            .ja4
+    }
+
+    #[test]
+    fn ja4_version_rules() {
+        let versions = |list: &[u16]| {
+            let mut data = vec![(list.len() * 2) as u8];
+            data.extend(list.iter().flat_map(|v| v.to_be_bytes()));
+            ext(0x002b, &data)
+        };
+        let version = |extensions: &[Vec<u8>]| ja4_of(&[0x1301], extensions)[1..3].to_owned();
+        // Highest non-GREASE value, wherever it sits in the list.
+        assert_eq!(version(&[versions(&[0x0303, 0x0a0a, 0x0304])]), "13");
+        assert_eq!(version(&[versions(&[0x0301, 0x0302])]), "11");
+        // An unknown value above TLS 1.3 (a draft) is the highest: unknown.
+        assert_eq!(version(&[versions(&[0x7f1c, 0x0304])]), "00");
+        // Present but empty or only GREASE: unknown, not legacy_version's 0x0303.
+        assert_eq!(version(&[versions(&[0x1a1a])]), "00");
+        assert_eq!(version(&[versions(&[])]), "00");
+        // DTLS numbers are not TLS versions here.
+        assert_eq!(version(&[versions(&[0xfefd])]), "00");
+        // Without the extension, legacy_version (0x0303 in these hellos).
+        assert_eq!(version(&[]), "12");
+        let mut msg = client_hello(&[0x1301], &[]);
+        msg[4..6].copy_from_slice(&[0x03, 0x00]);
+        let hello = parse_client_hello_handshake(&msg, false).unwrap();
+        assert_eq!(&hello.ja4[1..3], "s3");
+    }
+
+    #[test]
+    fn ja4_counts_and_empty_lists() {
+        let zeros = "000000000000";
+        let groups = ext(0x000a, &u16_vec(&[0x0017]));
+        let groups_hash = truncated_sha256("000a");
+        // No cipher suites at all (against RFC 8446, still fingerprinted), or only GREASE ones.
+        for ciphers in [&[][..], &[0x0a0a, 0xfafa][..]] {
+            let hello = parse_client_hello_handshake(
+                &client_hello(ciphers, std::slice::from_ref(&groups)),
+                false,
+            )
+            .unwrap();
+            assert_eq!(hello.cipher_suites, ciphers);
+            assert_eq!(hello.ja4, format!("t12i000100_{zeros}_{groups_hash}"));
+        }
+        // An ALPN extension whose first name is empty (against RFC 7301, still read), or that
+        // lists no name: `00`, as without the extension.
+        let msg = client_hello(&[0x1301], &[ext(0x0010, &[0, 4, 0, 2, b'h', b'2'])]);
+        let hello = parse_client_hello_handshake(&msg, false).unwrap();
+        assert_eq!(hello.alpn, vec!["", "h2"]);
+        assert!(hello.ja4.starts_with("t12i010100_"), "{}", hello.ja4);
+        assert!(ja4_of(&[0x1301], &[ext(0x0010, &[0, 0])]).starts_with("t12i010100_"));
+        // No extensions at all.
+        let c = truncated_sha256("1301");
+        assert_eq!(ja4_of(&[0x1301], &[]), format!("t12i010000_{c}_{zeros}"));
+        // signature_algorithms present but empty, or only GREASE: no `_` before an empty list.
+        for sig in [u16_vec(&[]), u16_vec(&[0x0a0a])] {
+            assert_eq!(
+                ja4_of(&[0x1301], &[groups.clone(), ext(0x000d, &sig)]),
+                format!("t12i010200_{c}_{}", truncated_sha256("000a,000d"))
+            );
+        }
+        // GREASE signature algorithms are dropped, the rest keep their wire order.
+        assert_eq!(
+            ja4_of(
+                &[0x1301],
+                &[ext(0x000d, &u16_vec(&[0x0804, 0x2a2a, 0x0403]))]
+            ),
+            format!("t12i010100_{c}_{}", truncated_sha256("000d_0804,0403"))
+        );
+        // A repeated extension counts and is hashed each time it appears.
+        assert_eq!(
+            ja4_of(&[0x1301], &[groups.clone(), groups.clone()]),
+            format!("t12i010200_{c}_{}", truncated_sha256("000a,000a"))
+        );
+        // Counts stop at 99; SNI and ALPN count but are not hashed.
+        let ciphers: Vec<u16> = (0x0100..0x0100 + 120).collect();
+        let mut extensions: Vec<Vec<u8>> = (0x0100..0x0100 + 108).map(|k| ext(k, &[])).collect();
+        extensions.push(sni_ext("a.example"));
+        extensions.push(alpn_ext(&["h2"]));
+        let ja4 = ja4_of(&ciphers, &extensions);
+        assert!(ja4.starts_with("t12d9999h2_"), "{ja4}");
+        let hashed: Vec<u16> = (0x0100..0x0100 + 108).collect();
+        assert!(
+            ja4.ends_with(&truncated_sha256(&hex_list(&hashed))),
+            "{ja4}"
+        );
     }
 
     #[test]
