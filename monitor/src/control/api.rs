@@ -5,7 +5,9 @@
 //! exists; in addition every connection's peer credentials (SO_PEERCRED) are checked, so a
 //! loosened file mode does not open the API: uid 0, or a process whose primary group or
 //! supplementary groups (/proc/PID/status `Groups:`) include `relaywatch`, is served; anyone
-//! else gets 403 on every request and the attempt is logged with uid and pid.
+//! else gets 403 on every request and the attempt is logged with uid and pid. The socket is
+//! bound (`listen`) before the daemon reports that it is up, and served (`Listener::serve`)
+//! from its event loop.
 //!
 //! HTTP is hyper's (http1 server): a hand-written parser would have to get request smuggling,
 //! chunked encoding and pipelining right for little gain. Its limits: 16 KiB for the request
@@ -437,16 +439,20 @@ struct Server {
     gid: Option<u32>,
 }
 
-/// Serve the API on `socket` until the returned future is dropped (the socket file is removed
-/// then) or accepting fails for good. Only root and members of `group` are served.
-pub async fn serve(
-    socket: &Path,
-    group: &str,
-    daemon: Arc<dyn Daemon>,
-    store: StoreHandle,
-) -> anyhow::Result<()> {
+/// The bound API socket (see `listen`); the socket file is removed when it is dropped.
+pub struct Listener {
+    listener: UnixListener,
+    socket_file: SocketFile,
+    group: String,
+    gid: Option<u32>,
+}
+
+/// Bind the API socket at `socket` (mode 0660, group `group` when it exists). Clients can
+/// connect as soon as this returns, so the daemon binds before it says it is up; they are
+/// answered once `Listener::serve` runs. Only root and members of `group` are served.
+pub fn listen(socket: &Path, group: &str) -> anyhow::Result<Listener> {
     let gid = group_id(group);
-    let (listener, _socket_file) = bind(socket, gid)?;
+    let (listener, socket_file) = bind(socket, gid)?;
     match gid {
         Some(gid) => log::info!(
             "api: listening on {} (root and group {group}, gid {gid})",
@@ -457,19 +463,49 @@ pub async fn serve(
             socket.display()
         ),
     }
-    let server = Arc::new(Server {
-        daemon,
-        store,
+    Ok(Listener {
+        listener,
+        socket_file,
         group: group.to_owned(),
         gid,
-    });
-    let limits = accept::Limits {
-        name: "api",
-        max_connections: MAX_CONNECTIONS,
-        retry_after: Duration::from_millis(200),
-        full_log_level: log::Level::Warn,
-    };
-    match accept::serve(listener, limits, |stream| server.clone().connection(stream)).await {}
+    })
+}
+
+impl Listener {
+    /// Serve the API until the returned future is dropped (the socket file is removed then)
+    /// or accepting fails for good.
+    pub async fn serve(self, daemon: Arc<dyn Daemon>, store: StoreHandle) -> anyhow::Result<()> {
+        let Listener {
+            listener,
+            socket_file: _socket_file,
+            group,
+            gid,
+        } = self;
+        let server = Arc::new(Server {
+            daemon,
+            store,
+            group,
+            gid,
+        });
+        let limits = accept::Limits {
+            name: "api",
+            max_connections: MAX_CONNECTIONS,
+            retry_after: Duration::from_millis(200),
+            full_log_level: log::Level::Warn,
+        };
+        match accept::serve(listener, limits, |stream| server.clone().connection(stream)).await {}
+    }
+}
+
+/// Bind `socket` and serve the API on it until the returned future is dropped (see `listen`
+/// and `Listener::serve`).
+pub async fn serve(
+    socket: &Path,
+    group: &str,
+    daemon: Arc<dyn Daemon>,
+    store: StoreHandle,
+) -> anyhow::Result<()> {
+    listen(socket, group)?.serve(daemon, store).await
 }
 
 impl Server {
