@@ -1,13 +1,13 @@
 //! The local control API: HTTP/1.1 + JSON over a unix socket (default
 //! /run/relaywatch/relaywatch.sock), used by the `relaywatch` query commands.
 //!
-//! Who may connect: the socket file is mode 0660, owned by root:relaywatch when that group
-//! exists; in addition every connection's peer credentials (SO_PEERCRED) are checked, so a
-//! loosened file mode does not open the API: uid 0, or a process whose primary group or
-//! supplementary groups (/proc/PID/status `Groups:`) include `relaywatch`, is served; anyone
-//! else gets 403 on every request and the attempt is logged with uid and pid. The socket is
-//! bound (`listen`) before the daemon reports that it is up, and served (`Listener::serve`)
-//! from its event loop.
+//! Who may connect: the socket file is mode 0660, owned by root:relaywatch (the group is
+//! `agent.socket_group`) when that group exists; in addition every connection's peer
+//! credentials (SO_PEERCRED) are checked, so a loosened file mode does not open the API: uid 0,
+//! or a process whose primary group or supplementary groups (/proc/PID/status `Groups:`)
+//! include the group, is served; anyone else gets 403 on every request and the attempt is
+//! logged with uid and pid. The socket is bound (`listen`) before the daemon reports that it
+//! is up, and served (`Listener::serve`) from its event loop.
 //!
 //! HTTP is hyper's (http1 server): a hand-written parser would have to get request smuggling,
 //! chunked encoding and pipelining right for little gain. Its limits: 16 KiB for the request
@@ -350,6 +350,37 @@ pub fn group_id(name: &str) -> Option<u32> {
             continue;
         }
         return (rc == 0 && !result.is_null()).then_some(grp.gr_gid);
+    }
+}
+
+/// The name of group `gid`, if it has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut size = 4096;
+    loop {
+        let mut buf = vec![0u8; size];
+        // SAFETY: as in `group_id`: getgrgid_r fills `grp` with pointers into `buf`, which
+        // outlives the call; gr_name is read (copied) before `buf` goes.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: gr_name points to a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
+        return Some(name.to_string_lossy().into_owned());
     }
 }
 
@@ -838,5 +869,6 @@ mod tests {
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(group_id("no-such-group-relaywatch-test"), None);
         assert_eq!(group_id("nul\0byte"), None);
+        assert_eq!(group_name(0).as_deref(), Some("root"));
     }
 }
