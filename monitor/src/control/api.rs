@@ -528,17 +528,6 @@ impl Listener {
     }
 }
 
-/// Bind `socket` and serve the API on it until the returned future is dropped (see `listen`
-/// and `Listener::serve`).
-pub async fn serve(
-    socket: &Path,
-    group: &str,
-    daemon: Arc<dyn Daemon>,
-    store: StoreHandle,
-) -> anyhow::Result<()> {
-    listen(socket, group)?.serve(daemon, store).await
-}
-
 impl Server {
     async fn connection(self: Arc<Self>, stream: UnixStream) {
         let allowed = match stream.peer_cred() {
