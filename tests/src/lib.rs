@@ -60,7 +60,7 @@ pub fn relaywatch_bin() -> PathBuf {
     p
 }
 
-/// The test suite's `relaywatch-diag` binary (store soak, API over a store, sink send): built
+/// The test suite's `relaywatch-diag` binary (store soak, sink send): built
 /// beside the test executables by `cargo test`.
 pub fn diag_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -186,7 +186,13 @@ impl Daemon {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = fresh_dir(&format!("test-{n}"));
         let state_dir = state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf);
-        let socket = dir.join("relaywatch.sock");
+        // A test may place the socket itself (`--socket PATH` in ARGS); its own directory else.
+        let own_socket = !args.contains(&"--socket");
+        let socket = args
+            .iter()
+            .position(|a| *a == "--socket")
+            .and_then(|i| args.get(i + 1))
+            .map_or_else(|| dir.join("relaywatch.sock"), PathBuf::from);
         // Never the host's /etc/relaywatch/config.toml: its sinks or feeds would receive test
         // alerts or be fetched. A test that needs settings passes its own file.
         let own_config = if args.contains(&"--config") {
@@ -208,8 +214,12 @@ impl Daemon {
             .arg("run")
             .arg("--state-dir")
             .arg(&state_dir)
-            .arg("--socket")
-            .arg(&socket)
+            .args(
+                own_socket
+                    .then(|| [Path::new("--socket"), socket.as_path()])
+                    .into_iter()
+                    .flatten(),
+            )
             // Blocklist names are resolved only through loopback (here: a closed port), never
             // through the machine's resolver.
             .args(["--nameserver", NO_NAMESERVER])

@@ -12,7 +12,8 @@ Exit codes of the query commands (status, alerts, connections, reload):
   1  the daemon answered with an error (or another error)
   2  usage error (bad flag or value)
   3  the daemon cannot be reached (not running, wrong --socket)
-  4  permission denied (only root and members of group relaywatch may query the agent)";
+  4  permission denied (only root and members of the socket's group, relaywatch by default,
+     may query the agent)";
 
 #[derive(Parser, Debug)]
 #[command(

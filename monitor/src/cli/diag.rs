@@ -1,14 +1,10 @@
 //! Test and diagnostic commands, built only with the `diagnostics` feature into the test
 //! suite's own `relaywatch-diag` binary (never into `relaywatch` or the package): they exercise
-//! the store, the control API and the sinks as real processes, without loading kernel programs.
+//! the store and the sinks as real processes, without loading kernel programs.
 //!
 //! - `relaywatch-diag store-soak --state-dir DIR [--count N]`: inserts alerts, each in its own
 //!   committed transaction, printing every committed id on stdout. The `store` integration
 //!   test SIGKILLs it at random moments and checks that every printed id survived.
-//! - `relaywatch-diag api-serve --socket PATH --state-dir DIR [--group G]`: `api::serve` over a real
-//!   store, with a fixed status and a reload that always succeeds. Lines on stdin are stored:
-//!   `{"alert": {...}}` answers `alert ID`, `{"connection": {ECS record}}` answers `connection`
-//!   once committed (`error: ...` otherwise). Stops on SIGTERM/SIGINT, removing the socket.
 //! - `relaywatch-diag sink-send --config FILE --state-dir DIR [--timeout-ms MS]`: reads alert JSON
 //!   lines on stdin, sends each through `sinks::Sinks` built from the file's `[[sink]]` tables,
 //!   shuts the sinks down (delivering for at most MS) and prints their health as one JSON line.
@@ -16,24 +12,14 @@
 use std::{
     io::{BufRead as _, Write as _},
     path::PathBuf,
-    sync::Arc,
-    time::Instant,
 };
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::broadcast,
-};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    clock,
-    control::api::{self, DEFAULT_GROUP, DEFAULT_SOCKET},
-    output::store::{ConnectionSummaryUpdate, Store, StoreHandle},
-};
+use crate::{clock, output::store::Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,10 +36,6 @@ enum DiagCommand {
     /// Insert alerts into the store in DIR one committed transaction at a time, printing each
     /// committed id (used to check the store survives kill -9).
     StoreSoak(StoreSoakArgs),
-    /// Serve the control API over the store in DIR with a fixed status and a no-op reload,
-    /// without loading any kernel program. Reads lines `{"alert": {...}}` or
-    /// `{"connection": {ECS record}}` on stdin and stores them.
-    ApiServe(ApiServeArgs),
     /// Send the alert JSON lines read on stdin through the `[[sink]]`s of a configuration file
     /// (queues under DIR), shut the sinks down, and print their health as one JSON line.
     SinkSend(SinkSendArgs),
@@ -83,25 +65,11 @@ pub struct SinkSendArgs {
     pub timeout_ms: u64,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct ApiServeArgs {
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: PathBuf,
-
-    /// Group whose members may use the API (besides root).
-    #[arg(long, default_value = DEFAULT_GROUP)]
-    pub group: String,
-}
-
 /// `relaywatch-diag`'s entry point.
 pub fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match DiagCli::parse().command {
         DiagCommand::StoreSoak(args) => store_soak(args),
-        DiagCommand::ApiServe(args) => api_serve(args),
         DiagCommand::SinkSend(args) => sink_send(args),
     };
     match result {
@@ -175,94 +143,4 @@ fn store_soak(args: StoreSoakArgs) -> Result<()> {
             .context("writing to stdout")?;
     }
     Ok(())
-}
-
-/// A stand-in for the daemon: fixed status, reload always succeeds, live items from the store.
-struct HarnessDaemon {
-    started: Instant,
-    store: StoreHandle,
-}
-
-impl api::Daemon for HarnessDaemon {
-    fn status(&self) -> Value {
-        json!({
-            "daemon": "relaywatch api-serve (test harness)",
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": self.started.elapsed().as_secs(),
-        })
-    }
-
-    fn reload(&self) -> Result<Value, String> {
-        Ok(json!({ "reloaded": true }))
-    }
-
-    fn subscribe_alerts(&self) -> broadcast::Receiver<Value> {
-        self.store.subscribe_alerts()
-    }
-
-    fn subscribe_connections(&self) -> broadcast::Receiver<Value> {
-        self.store.subscribe_connections()
-    }
-}
-
-/// Store one stdin line; the answer line for stdout.
-async fn feed(store: &StoreHandle, line: &str) -> String {
-    let v: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
-        Err(e) => return format!("error: not JSON: {e}"),
-    };
-    if let Some(alert) = v.get("alert") {
-        return match store.insert_alert(alert.clone()).await {
-            Ok(id) => format!("alert {id}"),
-            Err(e) => format!("error: {e:#}"),
-        };
-    }
-    let Some(update) = v
-        .get("connection")
-        .and_then(ConnectionSummaryUpdate::from_ecs)
-    else {
-        return "error: expected {\"alert\": {...}} or {\"connection\": {ECS record with destination.ip and port}}".into();
-    };
-    store.record_connection(update);
-    match store.flush().await {
-        Ok(()) => "connection".into(),
-        Err(e) => format!("error: {e:#}"),
-    }
-}
-
-fn api_serve(args: ApiServeArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = StoreHandle::open(&args.state_dir)?;
-        let daemon = Arc::new(HarnessDaemon {
-            started: Instant::now(),
-            store: store.clone(),
-        });
-        let feeder = store.clone();
-        let handle = tokio::runtime::Handle::current();
-        // std's stdin blocks: read it on its own thread, store through the handle.
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let answer = handle.block_on(feed(&feeder, &line));
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
-            }
-        });
-        let mut sigterm =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut sigint =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        tokio::select! {
-            result = api::serve(&args.socket, &args.group, daemon, store.clone()) => result,
-            _ = sigterm.recv() => Ok(()),
-            _ = sigint.recv() => Ok(()),
-        }
-    })
 }

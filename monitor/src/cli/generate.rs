@@ -95,7 +95,7 @@ mod tests {
                 "{expected} missing from {names:?}"
             );
         }
-        let hidden = ["generate", "help", "store-soak", "api-serve"];
+        let hidden = ["generate", "help", "store-soak", "sink-send"];
         assert!(
             !names.iter().any(|n| hidden.iter().any(|h| n.contains(h))),
             "hidden or help commands got pages: {names:?}"

@@ -103,6 +103,18 @@ fn block_on<F: Future<Output = Result<(), Failure>>>(f: F) -> Result<(), Failure
     runtime.block_on(f)
 }
 
+/// The group the daemon gave its socket (`agent.socket_group`), for the permission message;
+/// the default group's name when the socket is still root's (that group does not exist yet).
+fn socket_group(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(socket)
+        .ok()
+        .map(|m| m.gid())
+        .filter(|&gid| gid != 0)
+        .and_then(api::group_name)
+        .unwrap_or_else(|| api::DEFAULT_GROUP.to_owned())
+}
+
 async fn request(
     socket: &Path,
     method: Method,
@@ -114,7 +126,7 @@ async fn request(
             return Err(Failure::Denied(format!(
                 "permission denied connecting to {}: only root and members of group {} may query the agent",
                 socket.display(),
-                api::DEFAULT_GROUP
+                socket_group(socket)
             )));
         }
         Ok(Err(e)) => return Err(unreachable(socket, &reason(&e))),

@@ -1,11 +1,13 @@
 //! The local control API: HTTP/1.1 + JSON over a unix socket (default
 //! /run/relaywatch/relaywatch.sock), used by the `relaywatch` query commands.
 //!
-//! Who may connect: the socket file is mode 0660, owned by root:relaywatch when that group
-//! exists; in addition every connection's peer credentials (SO_PEERCRED) are checked, so a
-//! loosened file mode does not open the API: uid 0, or a process whose primary group or
-//! supplementary groups (/proc/PID/status `Groups:`) include `relaywatch`, is served; anyone
-//! else gets 403 on every request and the attempt is logged with uid and pid.
+//! Who may connect: the socket file is mode 0660, owned by root:relaywatch (the group is
+//! `agent.socket_group`) when that group exists; in addition every connection's peer
+//! credentials (SO_PEERCRED) are checked, so a loosened file mode does not open the API: uid 0,
+//! or a process whose primary group or supplementary groups (/proc/PID/status `Groups:`)
+//! include the group, is served; anyone else gets 403 on every request and the attempt is
+//! logged with uid and pid. The socket is bound (`listen`) before the daemon reports that it
+//! is up, and served (`Listener::serve`) from its event loop.
 //!
 //! HTTP is hyper's (http1 server): a hand-written parser would have to get request smuggling,
 //! chunked encoding and pipelining right for little gain. Its limits: 16 KiB for the request
@@ -351,6 +353,37 @@ pub fn group_id(name: &str) -> Option<u32> {
     }
 }
 
+/// The name of group `gid`, if it has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut size = 4096;
+    loop {
+        let mut buf = vec![0u8; size];
+        // SAFETY: as in `group_id`: getgrgid_r fills `grp` with pointers into `buf`, which
+        // outlives the call; gr_name is read (copied) before `buf` goes.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: gr_name points to a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
 /// The gids on the `Groups:` line of /proc/PID/status.
 pub fn parse_status_groups(status: &str) -> Option<Vec<u32>> {
     let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
@@ -437,16 +470,20 @@ struct Server {
     gid: Option<u32>,
 }
 
-/// Serve the API on `socket` until the returned future is dropped (the socket file is removed
-/// then) or accepting fails for good. Only root and members of `group` are served.
-pub async fn serve(
-    socket: &Path,
-    group: &str,
-    daemon: Arc<dyn Daemon>,
-    store: StoreHandle,
-) -> anyhow::Result<()> {
+/// The bound API socket (see `listen`); the socket file is removed when it is dropped.
+pub struct Listener {
+    listener: UnixListener,
+    socket_file: SocketFile,
+    group: String,
+    gid: Option<u32>,
+}
+
+/// Bind the API socket at `socket` (mode 0660, group `group` when it exists). Clients can
+/// connect as soon as this returns, so the daemon binds before it says it is up; they are
+/// answered once `Listener::serve` runs. Only root and members of `group` are served.
+pub fn listen(socket: &Path, group: &str) -> anyhow::Result<Listener> {
     let gid = group_id(group);
-    let (listener, _socket_file) = bind(socket, gid)?;
+    let (listener, socket_file) = bind(socket, gid)?;
     match gid {
         Some(gid) => log::info!(
             "api: listening on {} (root and group {group}, gid {gid})",
@@ -457,19 +494,38 @@ pub async fn serve(
             socket.display()
         ),
     }
-    let server = Arc::new(Server {
-        daemon,
-        store,
+    Ok(Listener {
+        listener,
+        socket_file,
         group: group.to_owned(),
         gid,
-    });
-    let limits = accept::Limits {
-        name: "api",
-        max_connections: MAX_CONNECTIONS,
-        retry_after: Duration::from_millis(200),
-        full_log_level: log::Level::Warn,
-    };
-    match accept::serve(listener, limits, |stream| server.clone().connection(stream)).await {}
+    })
+}
+
+impl Listener {
+    /// Serve the API until the returned future is dropped (the socket file is removed then)
+    /// or accepting fails for good.
+    pub async fn serve(self, daemon: Arc<dyn Daemon>, store: StoreHandle) -> anyhow::Result<()> {
+        let Listener {
+            listener,
+            socket_file: _socket_file,
+            group,
+            gid,
+        } = self;
+        let server = Arc::new(Server {
+            daemon,
+            store,
+            group,
+            gid,
+        });
+        let limits = accept::Limits {
+            name: "api",
+            max_connections: MAX_CONNECTIONS,
+            retry_after: Duration::from_millis(200),
+            full_log_level: log::Level::Warn,
+        };
+        match accept::serve(listener, limits, |stream| server.clone().connection(stream)).await {}
+    }
 }
 
 impl Server {
@@ -802,5 +858,6 @@ mod tests {
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(group_id("no-such-group-relaywatch-test"), None);
         assert_eq!(group_id("nul\0byte"), None);
+        assert_eq!(group_name(0).as_deref(), Some("root"));
     }
 }

@@ -137,17 +137,6 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         Some(l) => Some(watch(l, "the eBPF log buffer")?),
         None => None,
     };
-    log::info!(
-        "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
-        PROGRAM_COUNT,
-        host.cgroup2.display(),
-        if config.agent.include_loopback {
-            "included"
-        } else {
-            "skipped"
-        },
-        config.agent.udp_window_ms
-    );
 
     let daemon_state = Arc::new(DaemonState {
         started: std::time::Instant::now(),
@@ -165,19 +154,28 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         reloading: Mutex::new(()),
         applied: Mutex::new(applied_blocklists),
     });
+    // Bound now, before the agent says it is up (the log line below, READY=1): a client that
+    // sees it up finds the socket. Requests are answered once the event loop runs.
     let api_task = {
-        let (socket, socket_group, daemon, store) = (
-            socket.clone(),
-            socket_group,
-            daemon_state.clone(),
-            store.clone(),
-        );
+        let listener = api::listen(&socket, &socket_group);
+        let (daemon, store) = (daemon_state.clone(), store.clone());
         tokio::spawn(async move {
-            if let Err(e) = api::serve(&socket, &socket_group, daemon, store).await {
+            if let Err(e) = async { listener?.serve(daemon, store).await }.await {
                 log::error!("control API on {}: {e:#}", socket.display());
             }
         })
     };
+    log::info!(
+        "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
+        PROGRAM_COUNT,
+        host.cgroup2.display(),
+        if config.agent.include_loopback {
+            "included"
+        } else {
+            "skipped"
+        },
+        config.agent.udp_window_ms
+    );
 
     let name_wait = Duration::from_millis(config.agent.name_wait_ms);
     let discovery_variables = config.discovery.active_variables();

@@ -83,7 +83,7 @@ impl StoreHandle {
         self.queue(Write::Connection(update));
     }
 
-    #[cfg(any(test, feature = "diagnostics"))]
+    #[cfg(test)]
     /// Store an alert and wait until it is committed; returns its id.
     pub async fn insert_alert(&self, alert: Value) -> Result<i64> {
         let (reply, answer) = oneshot::channel();

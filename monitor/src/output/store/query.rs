@@ -235,7 +235,7 @@ impl ConnectionSummaryUpdate {
     }
 
     /// From a connection record's ECS document (see `from_record`).
-    #[cfg(any(test, feature = "diagnostics"))]
+    #[cfg(test)]
     pub fn from_ecs(record: &Value) -> Option<ConnectionSummaryUpdate> {
         ConnectionSummaryUpdate::from_record(&Record::from_ecs(record)?)
     }
