@@ -66,7 +66,10 @@ pub fn run_all(root: &Path) -> Result<()> {
 fn run_one(bin: &Path, target: &str, fuzz_dir: &Path, target_dir: &Path) -> Result<()> {
     let seeds = fuzz_dir.join("seeds").join(target);
     if !seeds.is_dir() {
-        bail!("fuzz target {target} has no seeds directory {}", seeds.display());
+        bail!(
+            "fuzz target {target} has no seeds directory {}",
+            seeds.display()
+        );
     }
     let corpus: PathBuf = target_dir.join("corpus").join(target);
     let artifacts = target_dir.join("artifacts").join(target);
