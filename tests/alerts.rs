@@ -164,15 +164,27 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     );
     assert!(daemon.everything_for(pid2).is_empty());
 
-    // The store has the alert, its end record and the summary, for `relaywatch alerts`.
-    let out = daemon.cli(&["alerts", "--json", "--category", "ai-provider"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    // Only this test's name: the daemon also sees concurrent tests' loopback connections.
-    let stored: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|a| a["destination"]["domain"] == name)
-        .collect();
+    // The store has the alert, its end record and the summary, for `relaywatch alerts` (it
+    // commits in the background: wait for it).
+    let stored = poll(
+        Instant::now() + Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let out = daemon.cli(&["alerts", "--json", "--category", "ai-provider"]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            // Only this test's name: the daemon also sees concurrent tests' loopback connections.
+            let stored: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|a| a["destination"]["domain"] == name)
+                .collect();
+            if stored.len() >= 3 {
+                Ok(stored)
+            } else {
+                Err(format!("{} of 3 stored: {stored:#?}", stored.len()))
+            }
+        },
+    );
     assert_eq!(stored.len(), 3, "{stored:#?}");
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every client here talks only to loopback peers: a TLS server with a throwaway certificate,
 //! HTTP CONNECT and SOCKS5 proxies that send every tunnel to that server whatever host was asked
-//! (no name is ever resolved by a real resolver), dnsmasq on 127.0.0.2 answering from a fixed
+//! (no name is ever resolved by a real resolver), dnsmasq on a loopback address of its own answering from a fixed
 //! table, and a UDP socket that receives a QUIC Initial.
 use std::{process::Command, time::Duration};
 
@@ -73,7 +73,7 @@ fn curl_tls_sni_names_the_destination() {
     assert_named(&r, "api.openai.com", "sni");
     assert_tls(&r, "api.openai.com");
     assert!(
-        r["tls"]["client"]["alpn"]
+        r["relaywatch"]["tls"]["alpn"]
             .as_array()
             .is_some_and(|a| a.iter().any(|p| p == "http/1.1")),
         "{r:#}"
@@ -143,7 +143,7 @@ fn post_quantum_sized_client_hello_in_two_sends_is_read_whole() {
     let r = record_to(&daemon, pid, sink.port);
     assert_named(&r, "api.openai.com", "sni");
     assert_tls(&r, "api.openai.com");
-    assert_eq!(r["tls"]["client"]["alpn"], json!(["h2", "http/1.1"]));
+    assert_eq!(r["relaywatch"]["tls"]["alpn"], json!(["h2", "http/1.1"]));
 }
 
 #[test]
@@ -460,7 +460,7 @@ fn a_quic_client_hello_spanning_two_initials_is_reassembled() {
         );
         assert_named(&r, "api.anthropic.com", "quic_sni");
         assert!(
-            r["tls"]["client"]["alpn"]
+            r["relaywatch"]["tls"]["alpn"]
                 .as_array()
                 .is_some_and(|a| a.len() == 6),
             "{r:#}"
@@ -494,7 +494,7 @@ fn quic_initial_from_aioquic_is_named_by_its_sni() {
     let ja4 = r["relaywatch"]["tls"]["ja4"].as_str().unwrap_or_default();
     assert!(ja4.starts_with("q13d"), "QUIC JA4 {ja4:?}");
     assert!(
-        r["tls"]["client"]["alpn"]
+        r["relaywatch"]["tls"]["alpn"]
             .as_array()
             .is_some_and(|a| a.iter().any(|p| p == "h3")),
         "{r:#}"

@@ -940,13 +940,39 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback TCP port that was free a moment ago (for a server the test starts later).
+/// A loopback port for a server the test starts later (rsyslogd, a metrics listener), which
+/// nothing else will take in between: it lies below the kernel's ephemeral range (so no client's
+/// connect is given it), comes from this process's own sequence (so tests in parallel, in this
+/// binary or another, pick different ones), and is free for TCP and UDP when handed out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let (low, high) = ephemeral_range();
+    // Ports 10000 up to the ephemeral range, spread by pid.
+    let span = low.saturating_sub(10_000).max(1000);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < span, "no free port left below {low}");
+        let port = 10_000 + (start + n * 13) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        if (u32::from(port) < low || u32::from(port) > high)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`).
+fn ephemeral_range() -> (u32, u32) {
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text.split_whitespace().filter_map(|v| v.parse().ok());
+    match (it.next(), it.next()) {
+        (Some(low), Some(high)) => (low, high),
+        _ => (32_768, 60_999),
+    }
 }
 
 /// Poll until `attempt` succeeds (every `every`) and return its value; an attempt that fails
