@@ -142,6 +142,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     records: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads reading stdout and stderr (joined by `stop_collecting`).
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -220,9 +222,15 @@ impl Daemon {
                     .into_iter()
                     .flatten(),
             )
-            // Blocklist names are resolved only through loopback (here: a closed port), never
-            // through the machine's resolver.
-            .args(["--nameserver", NO_NAMESERVER])
+            // Blocklist names are resolved only through loopback (here: a closed port, unless
+            // the test passes its own loopback DNS server), never through the machine's
+            // resolver.
+            .args(
+                (!args.contains(&"--nameserver"))
+                    .then_some(["--nameserver", NO_NAMESERVER])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(own_config.iter().flat_map(|c| [Path::new("--config"), c.as_path()]))
             .args(args)
             .stdin(Stdio::null())
@@ -235,8 +243,9 @@ impl Daemon {
         let records = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = records.clone();
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
                     let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
@@ -244,24 +253,25 @@ impl Daemon {
                     });
                     sink.lock().unwrap().push(v);
                 }
-            });
+            }));
         }
         let err = child.stderr.take().unwrap();
         let log = stderr.clone();
-        thread::spawn(move || {
+        readers.push(thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
-        });
+        }));
         let mut daemon = Daemon {
             child,
             state_dir,
             socket,
             records,
             stderr,
+            readers,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !daemon.stderr().contains("attached") {
@@ -394,22 +404,49 @@ impl Daemon {
 
     /// Send `signal` and wait for the exit; returns the status and the whole stderr.
     pub fn stop_with(mut self, signal: i32) -> (ExitStatus, String) {
+        let status = self.signal_and_wait(signal);
+        // Let the reader threads see EOF.
+        thread::sleep(Duration::from_millis(50));
+        (status, self.stderr())
+    }
+
+    /// Send `signal`, wait for the exit and for the daemon's stdout and stderr to be read to
+    /// their end; returns the status, the whole stderr and every line written to stdout
+    /// (records written on the way out included).
+    pub fn stop_collecting(mut self, signal: i32) -> (ExitStatus, String, Vec<Value>) {
+        let status = self.signal_and_wait(signal);
+        for reader in std::mem::take(&mut self.readers) {
+            reader.join().expect("a reader thread panicked");
+        }
+        (status, self.stderr(), self.all_lines())
+    }
+
+    fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
+        loop {
             if let Some(s) = self.child.try_wait().expect("wait relaywatch") {
-                break s;
+                return s;
             }
             assert!(
                 Instant::now() < deadline,
                 "relaywatch did not exit within 20 s of signal {signal}"
             );
             thread::sleep(Duration::from_millis(20));
-        };
-        // Let the reader threads see EOF.
-        thread::sleep(Duration::from_millis(50));
-        (status, self.stderr())
+        }
+    }
+
+    /// `relaywatch status --json` against this daemon, parsed (asserting it answered).
+    pub fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "relaywatch status failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 
     pub fn stop(self) -> (ExitStatus, String) {

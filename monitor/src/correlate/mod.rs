@@ -69,6 +69,9 @@ struct PendingDatagram {
 
 /// Streams waiting for their first bytes at most; beyond, the oldest are written early.
 pub const MAX_PENDING_STREAMS: usize = 16_384;
+/// Datagram windows waiting to close at most (the kernel's `UDP_FLOWS` forgets counts beyond as
+/// many destinations anyway); beyond, the oldest are written early with their count so far.
+pub const MAX_PENDING_DATAGRAMS: usize = 16_384;
 
 /// (socket cookie, destination, port): a datagram flow's first datagram is matched by these.
 type DatagramKey = (u64, IpAddr, u16);
@@ -80,10 +83,21 @@ pub struct Correlator {
     /// Stream deadlines in arrival order (all waits are equal, so this is deadline order).
     stream_deadlines: VecDeque<(Instant, u64)>,
     datagrams: HashMap<DatagramKey, PendingDatagram>,
-    datagram_deadlines: VecDeque<(Instant, DatagramKey)>,
+    /// Deadlines in arrival order, each with the `ts_boot_ns` of the window it is for: a key's
+    /// record can leave before its deadline (the next window began), and a later window of the
+    /// same key must not leave at the earlier one's deadline.
+    datagram_deadlines: VecDeque<(Instant, DatagramKey, u64)>,
+    /// Records finished outside `due` (a window closed by the next one), handed out by
+    /// `overflow`.
+    ready: Vec<Finished>,
+    /// Records written before their wait was over because more than the bound were waiting.
+    pub written_early: u64,
     pub dns: DnsCache,
     /// Addresses the blocklists' names resolve to (the last fallback), when resolution runs.
     pub resolved: Option<crate::intel::resolve::ResolvedNames>,
+    /// The agent's own pid: answers to its own queries (resolving the lists' names) are not
+    /// DNS the host saw, and must not pass for `dns_answer_host` evidence (0: none).
+    pub own_pid: u32,
     /// DNS over TCP answers longer than their first chunk, reassembled per socket (bounded:
     /// the least recently fed goes first).
     dns_tcp: lru::LruCache<u64, StreamPrefix>,
@@ -101,8 +115,11 @@ impl Correlator {
             stream_deadlines: VecDeque::new(),
             datagrams: HashMap::new(),
             datagram_deadlines: VecDeque::new(),
+            ready: Vec::new(),
+            written_early: 0,
             dns: DnsCache::new(dns_capacity),
             resolved: None,
+            own_pid: 0,
             dns_tcp: lru::LruCache::new(
                 std::num::NonZeroUsize::new(DNS_TCP_PENDING).expect("non-zero"),
             ),
@@ -140,7 +157,8 @@ impl Correlator {
             }
             Hook::Sendmsg => {
                 let key = (cookie, observation.destination, observation.port);
-                self.datagrams.insert(
+                let window = observation.raw.ts_boot_ns;
+                let previous = self.datagrams.insert(
                     key,
                     PendingDatagram {
                         observation,
@@ -148,8 +166,14 @@ impl Correlator {
                         datagrams: Vec::new(),
                     },
                 );
+                // The kernel opened the next window of this flow: the previous one is closed
+                // (its final count is kept beside the new one), so its record is complete.
+                if let Some(previous) = previous {
+                    let finished = self.finish_datagram(previous, now);
+                    self.ready.push(finished);
+                }
                 self.datagram_deadlines
-                    .push_back((now + self.datagram_wait, key));
+                    .push_back((now + self.datagram_wait, key, window));
             }
         }
     }
@@ -157,7 +181,9 @@ impl Correlator {
     /// A chunk of captured payload. Returns a finished record when this chunk named it.
     pub fn on_payload(&mut self, chunk: &PayloadChunk, now: Instant) -> Option<Finished> {
         if !chunk.egress {
-            self.on_dns_answer(chunk, now);
+            if self.own_pid == 0 || chunk.header.owner_tgid != self.own_pid {
+                self.on_dns_answer(chunk, now);
+            }
             return None;
         }
         let cookie = chunk.header.cookie;
@@ -289,6 +315,25 @@ impl Correlator {
         }
     }
 
+    fn finish_datagram(&mut self, d: PendingDatagram, now: Instant) -> Finished {
+        let naming = self.fallback(&d.observation, examine_datagrams(&d.datagrams).naming, now);
+        Finished {
+            observation: d.observation,
+            process: d.process,
+            naming,
+            is_datagram: true,
+            captured_bytes: 0,
+        }
+    }
+
+    /// The pending record of the window `window` of datagram flow `key`, if it still waits.
+    fn take_datagram(&mut self, key: &DatagramKey, window: u64) -> Option<PendingDatagram> {
+        match self.datagrams.get(key) {
+            Some(d) if d.observation.raw.ts_boot_ns == window => self.datagrams.remove(key),
+            _ => None,
+        }
+    }
+
     fn finish_stream(&mut self, cookie: u64, now: Instant) -> Option<Finished> {
         let s = self.streams.remove(&cookie)?;
         let naming = self.fallback(&s.observation, s.best, now);
@@ -304,7 +349,7 @@ impl Correlator {
 
     /// Records whose wait is over (all pending records if `all`), oldest first.
     pub fn due(&mut self, now: Instant, all: bool) -> Vec<Finished> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.ready);
         while let Some(&(deadline, cookie)) = self.stream_deadlines.front() {
             if !all && deadline > now {
                 break;
@@ -314,39 +359,49 @@ impl Correlator {
                 out.push(f);
             }
         }
-        while let Some(&(deadline, key)) = self.datagram_deadlines.front() {
+        while let Some(&(deadline, key, window)) = self.datagram_deadlines.front() {
             if !all && deadline > now {
                 break;
             }
             self.datagram_deadlines.pop_front();
-            if let Some(d) = self.datagrams.remove(&key) {
-                let naming =
-                    self.fallback(&d.observation, examine_datagrams(&d.datagrams).naming, now);
-                out.push(Finished {
-                    observation: d.observation,
-                    process: d.process,
-                    naming,
-                    is_datagram: true,
-                    captured_bytes: 0,
-                });
+            if let Some(d) = self.take_datagram(&key, window) {
+                let finished = self.finish_datagram(d, now);
+                out.push(finished);
             }
         }
         out
     }
 
-    /// When more streams wait than `MAX_PENDING_STREAMS` (a connect storm), the oldest are
-    /// written now with what is known, so memory stays bounded whatever the connect rate.
+    /// Records to write now, outside their deadline: windows closed by the next one, and, when
+    /// more streams wait than `MAX_PENDING_STREAMS` or more datagram windows than
+    /// `MAX_PENDING_DATAGRAMS` (a connect or send storm), the oldest, with what is known so far
+    /// (counted in `written_early`), so memory stays bounded whatever the rate.
     pub fn overflow(&mut self, now: Instant) -> Vec<Finished> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.ready);
         while self.streams.len() > MAX_PENDING_STREAMS {
             let Some((_, cookie)) = self.stream_deadlines.pop_front() else {
                 break;
             };
             if let Some(f) = self.finish_stream(cookie, now) {
+                self.written_early += 1;
                 out.push(f);
             }
         }
+        while self.datagrams.len() > MAX_PENDING_DATAGRAMS {
+            let Some((_, key, window)) = self.datagram_deadlines.pop_front() else {
+                break;
+            };
+            if let Some(d) = self.take_datagram(&key, window) {
+                self.written_early += 1;
+                out.push(self.finish_datagram(d, now));
+            }
+        }
         out
+    }
+
+    /// Records waiting for their name or their window to close.
+    pub fn pending(&self) -> usize {
+        self.streams.len() + self.datagrams.len()
     }
 
     /// The earliest moment a pending record is due.
@@ -457,6 +512,23 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_the_agent_s_own_queries_are_not_host_dns_evidence() {
+        let mut c = Correlator::new(Duration::from_secs(2), Duration::from_secs(2), 64);
+        c.own_pid = 7; // the owner of `dns_tcp_chunk`'s socket
+        let now = Instant::now();
+        let framed = tcp_dns_response("listed.relay.example", [10, 0, 0, 1]);
+        c.on_payload(&dns_tcp_chunk(5, 1, &framed), now);
+        assert!(c.dns.lookup(8, "10.0.0.1".parse().unwrap(), now).is_none());
+        // Another process's answer is.
+        c.own_pid = 99;
+        c.on_payload(&dns_tcp_chunk(6, 1, &framed), now);
+        assert_eq!(
+            c.dns.lookup(8, "10.0.0.1".parse().unwrap(), now),
+            Some(("listed.relay.example".into(), DnsScope::Host))
+        );
+    }
+
+    #[test]
     fn dns_answer_names_what_the_payload_did_not_and_pending_streams_are_bounded() {
         let mut c = Correlator::new(Duration::from_secs(2), Duration::from_secs(2), 64);
         let now = Instant::now();
@@ -483,5 +555,76 @@ mod tests {
         );
         assert_eq!(early[0].observation.raw.cookie, 100);
         assert_eq!(c.streams.len(), MAX_PENDING_STREAMS);
+        assert_eq!(c.written_early, 10, "counted");
+        assert_eq!(c.pending(), MAX_PENDING_STREAMS);
+    }
+
+    /// An unconnected datagram from socket `cookie` to 10.0.0.1:`port`, opening the window
+    /// that starts at `ts`.
+    fn datagram(cookie: u64, port: u16, ts: u64) -> Observation {
+        ConnectEventBuilder::tcp_v4(7, [10, 0, 0, 1], port)
+            .udp_sendmsg()
+            .cookie(cookie)
+            .at(ts)
+            .comm("t")
+            .observation()
+    }
+
+    #[test]
+    fn pending_datagram_windows_are_bounded_and_the_early_ones_counted() {
+        let mut c = Correlator::new(Duration::from_secs(2), Duration::from_secs(600), 64);
+        let now = Instant::now();
+        for port in 0..(MAX_PENDING_DATAGRAMS as u16 + 10) {
+            c.on_connection(datagram(1, 1024 + port, 1), None, now);
+        }
+        let early = c.overflow(now);
+        assert_eq!(
+            early.len(),
+            10,
+            "the oldest beyond the bound are written now"
+        );
+        assert!(early.iter().all(|f| f.is_datagram));
+        assert_eq!(early[0].observation.port, 1024);
+        assert_eq!(early[9].observation.port, 1033);
+        assert_eq!(c.written_early, 10);
+        assert_eq!(c.pending(), MAX_PENDING_DATAGRAMS);
+        // The rest leave at their deadline, each once.
+        assert!(c.due(now + Duration::from_secs(1), false).is_empty());
+        let rest = c.due(now + Duration::from_secs(601), false);
+        assert_eq!(rest.len(), MAX_PENDING_DATAGRAMS);
+        assert_eq!(rest[0].observation.port, 1034);
+        assert_eq!(c.pending(), 0);
+        assert_eq!(c.written_early, 10, "leaving at the deadline is not early");
+    }
+
+    #[test]
+    fn the_next_window_of_a_flow_writes_the_previous_one_and_not_the_other_way_round() {
+        let wait = Duration::from_millis(2100);
+        let mut c = Correlator::new(Duration::from_secs(2), wait, 64);
+        let t0 = Instant::now();
+        // Window 1 of the flow, then (the daemon a little behind) window 2 of the same socket
+        // and destination while window 1's record still waits.
+        c.on_connection(datagram(5, 443, 1_000), None, t0);
+        let t1 = t0 + Duration::from_millis(2000);
+        c.on_connection(datagram(5, 443, 2_000_001_000), None, t1);
+        let closed = c.overflow(t1);
+        assert_eq!(closed.len(), 1, "window 1 is closed: written now");
+        assert_eq!(closed[0].observation.raw.ts_boot_ns, 1_000);
+        assert_eq!(c.written_early, 0, "not early: its window is over");
+        assert_eq!(c.pending(), 1);
+        // Window 1's deadline passes: window 2 is still open and keeps waiting.
+        assert!(c.due(t0 + wait, false).is_empty());
+        assert_eq!(c.pending(), 1);
+        let done = c.due(t1 + wait, false);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].observation.raw.ts_boot_ns, 2_000_001_000);
+        assert_eq!(c.pending(), 0);
+
+        // On shutdown (`all`), a window closed by the next one comes out too, once.
+        c.on_connection(datagram(6, 443, 10), None, t1);
+        c.on_connection(datagram(6, 443, 20), None, t1);
+        let all = c.due(t1, true);
+        let windows: Vec<u64> = all.iter().map(|f| f.observation.raw.ts_boot_ns).collect();
+        assert_eq!(windows, [10, 20]);
     }
 }

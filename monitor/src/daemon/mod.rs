@@ -201,6 +201,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         correlator: {
             let mut c = Correlator::new(name_wait, window + WINDOW_GRACE, DNS_CACHE_ENTRIES);
             c.resolved = Some(resolved);
+            c.own_pid = std::process::id();
             c
         },
         discovery: crate::intel::discovery::RelayDiscovery::new(discovery_variables),

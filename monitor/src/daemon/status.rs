@@ -1,6 +1,7 @@
 //! The status the control API serves (`relaywatch status`), refreshed once a second by the event
 //! loop, with the counters behind it: events read, lost to a full ring buffer, payload chunks,
-//! malformed records. Losses are also logged as they grow and exported as metrics.
+//! malformed records, records pending and written early (over the pending bound), addresses
+//! the lists' names resolved to. Losses are also logged as they grow and exported as metrics.
 use std::time::Instant;
 
 use monitor_common::{
@@ -34,6 +35,12 @@ pub(super) struct Status {
     payload_chunks_total: u64,
     payload_chunks_lost: u64,
     records_malformed: u64,
+    /// Records waiting for their name or for their UDP window to close.
+    records_pending: usize,
+    /// Records written before their wait was over: more than the bound were waiting.
+    records_written_early: u64,
+    /// Addresses the lists' names (and suspected relays) resolve to, with an unexpired answer.
+    resolved_addresses: usize,
     processes_tracked: usize,
     blocklists: Value,
     relay_discovery: Value,
@@ -64,6 +71,7 @@ pub(super) struct Stats {
     cgroup: String,
     previous: (Instant, Counters),
     lost_reported: u64,
+    early_reported: u64,
 }
 
 impl Stats {
@@ -72,6 +80,7 @@ impl Stats {
             cgroup,
             previous: (Instant::now(), Counters::default()),
             lost_reported: 0,
+            early_reported: 0,
         }
     }
 
@@ -97,6 +106,16 @@ impl Stats {
             );
             self.lost_reported = lost;
         }
+        let early = reporter.correlator.written_early;
+        if early > self.early_reported {
+            log::warn!(
+                "{} records written before their name wait was over: more than {} of a kind were \
+                 waiting ({early} in total)",
+                early - self.early_reported,
+                crate::correlate::MAX_PENDING_STREAMS
+            );
+            self.early_reported = early;
+        }
         let secs = now
             .0
             .duration_since(self.previous.0)
@@ -114,6 +133,9 @@ impl Stats {
             payload_chunks_total: counters.payload_chunks,
             payload_chunks_lost: counters.payload_lost,
             records_malformed: reporter.malformed,
+            records_pending: reporter.correlator.pending(),
+            records_written_early: reporter.correlator.written_early,
+            resolved_addresses: reporter.correlator.resolved.as_ref().map_or(0, |r| r.len()),
             processes_tracked: reporter.processes.len(),
             blocklists: state.lists_report(),
             relay_discovery: state
