@@ -59,10 +59,15 @@ struct Setup {
 
 impl Setup {
     fn new(tag: &str, extra: &str) -> Setup {
+        Setup::with_window(tag, extra, 3)
+    }
+
+    /// With a dedupe window of `window_s` seconds.
+    fn with_window(tag: &str, extra: &str, window_s: u64) -> Setup {
         let dir = fresh_dir(&format!("alerts-{tag}"));
         std::fs::create_dir_all(dir.join("blocklist.d")).unwrap();
         let config = format!(
-            "[blocklists]\nfiles = [\"{}/blocklist.d/*.list\"]\n\n[alerts]\ndedupe_window_s = 3\n{extra}",
+            "[blocklists]\nfiles = [\"{}/blocklist.d/*.list\"]\n\n[alerts]\ndedupe_window_s = {window_s}\n{extra}",
             dir.display()
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
@@ -80,12 +85,15 @@ impl Setup {
 
 #[test]
 fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
-    let setup = Setup::new("provider", "");
+    // A window long enough that the repeats and the control below all fall inside it on a busy
+    // machine.
+    let setup = Setup::with_window("provider", "", 10);
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
     // A name no other test of this file connects to: every test's daemon sees every test's
     // connections, and another curl to the same name would share this dedupe window.
-    let name = "dedupe-test.api.openai.com";
+    let name = format!("dedupe-{}.api.openai.com", std::process::id());
+    let name = name.as_str();
     let pid = curl_tls(name, server.port);
     let alerts = wait_alerts(&daemon, pid, 1);
     assert_eq!(alerts.len(), 1, "{alerts:#?}\n{}", daemon.stderr());
@@ -140,8 +148,20 @@ fn tls_connection_to_an_ai_provider_raises_one_ecs_alert_then_a_summary() {
     let pid2 = curl_tls(name, server.port);
     let pid3 = curl_tls(name, server.port);
     control_alert(&daemon, server.port);
-    assert!(alerts_for(&daemon, pid2).is_empty() && alerts_for(&daemon, pid3).is_empty());
-    let summary = wait_alerts(&daemon, pid3, 1);
+    let starts = |pid| {
+        daemon
+            .everything_for(pid)
+            .into_iter()
+            .filter(|r| r["event"]["type"] == json!(["connection", "start"]))
+            .count()
+    };
+    assert_eq!(
+        (starts(pid2), starts(pid3)),
+        (0, 0),
+        "repeats raise no alert"
+    );
+    // The summary comes when the window closes.
+    let summary = daemon.wait_matching(pid3, 1, Duration::from_secs(30), is_alert);
     assert_eq!(summary.len(), 1, "{summary:#?}");
     assert_eq!(
         summary[0]["relaywatch"]["dedupe"]["repeats"], 2,
@@ -213,13 +233,16 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     let setup = Setup::new("reload", "");
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::tls();
-    let before = curl_tls("chat.relay-test.example", server.port);
+    // Names of this run's own (the pid): another run's daemon would share their dedupe windows.
+    let relay = format!("chat.relay-test-{}.example", std::process::id());
+    let gateway = format!("gateway-test-{}.example", std::process::id());
+    let before = curl_tls(&relay, server.port);
     control_alert(&daemon, server.port);
     assert!(alerts_for(&daemon, before).is_empty());
 
     setup.write_list(
         "relays.list",
-        "# relaywatch: category=ai-relay source=test version=1\nfull:chat.relay-test.example\n",
+        &format!("# relaywatch: category=ai-relay source=test version=1\nfull:{relay}\n"),
     );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGHUP) };
@@ -235,11 +258,11 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
             }
         },
     );
-    let pid = curl_tls("chat.relay-test.example", server.port);
+    let pid = curl_tls(&relay, server.port);
     let a = wait_alerts(&daemon, pid, 1);
     assert_eq!(a.len(), 1, "{}", daemon.stderr());
     assert_eq!(a[0]["rule"]["category"], "ai-relay");
-    assert_eq!(a[0]["rule"]["name"], "full:chat.relay-test.example");
+    assert_eq!(a[0]["rule"]["name"], format!("full:{relay}"));
     assert_eq!(a[0]["relaywatch"]["blocklist"]["line"], 2);
 
     // A broken list: `relaywatch reload` fails naming FILE:LINE and the old lists stay.
@@ -294,11 +317,11 @@ fn lists_reload_on_sighup_and_through_the_cli_and_bad_lists_are_refused() {
     std::fs::remove_file(setup.dir.join("blocklist.d/broken.list")).unwrap();
     setup.write_list(
         "more.list",
-        "# relaywatch: category=ai-aggregator\ndomain:gateway-test.example\n",
+        &format!("# relaywatch: category=ai-aggregator\ndomain:{gateway}\n"),
     );
     let out = daemon.cli(&["reload"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pid = curl_tls("api.gateway-test.example", server.port);
+    let pid = curl_tls(&format!("api.{gateway}"), server.port);
     let a = wait_alerts(&daemon, pid, 1);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["rule"]["category"], "ai-aggregator");
@@ -310,12 +333,12 @@ fn a_closed_alerted_connection_reports_its_volume() {
     let setup = Setup::new("volume", "");
     let daemon = Daemon::start(&["--include-loopback", "--config", &setup.config()]);
     let server = Fixture::start(&["bulk", "50000"]);
-    // Plain HTTP to "api.anthropic.com": named by its Host header, then 100,000 bytes of body
+    // Plain HTTP to a name under api.anthropic.com: named by its Host header, then 100,000 bytes of body
     // up and 50,000 down, sent after a pause so that the whole transfer is counted.
     let script = "import socket,sys,time\n\
         s=socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
         body=b'p'*100000\n\
-        s.sendall(b'POST /v1/messages HTTP/1.1\\r\\nHost: api.anthropic.com\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body))\n\
+        s.sendall(b'POST /v1/messages HTTP/1.1\\r\\nHost: %s\\r\\nContent-Length: %d\\r\\n\\r\\n' % (sys.argv[2].encode(), len(body)))\n\
         time.sleep(0.5)\n\
         s.sendall(body)\n\
         got=b''\n\
@@ -325,10 +348,14 @@ fn a_closed_alerted_connection_reports_its_volume() {
         \x20   got+=c\n\
         assert len(got) > 50000, len(got)\n\
         s.close()";
+    // A name of this run's own under anthropic.com: other python clients would share its
+    // dedupe window.
+    let host = format!("volume-{}.api.anthropic.com", std::process::id());
     let pid = run_client(Command::new(integration_tests::PYTHON).args([
         "-c",
         script,
         &server.port.to_string(),
+        &host,
     ]));
     let end = poll(
         Instant::now() + Duration::from_secs(10),
@@ -348,7 +375,7 @@ fn a_closed_alerted_connection_reports_its_volume() {
         },
     );
     assert_eq!(end["rule"]["category"], "ai-provider");
-    assert_eq!(end["destination"]["domain"], "api.anthropic.com");
+    assert_eq!(end["destination"]["domain"], host.as_str());
     assert_eq!(end["relaywatch"]["name_source"], "http_host");
     let sent = end["source"]["bytes"].as_u64().unwrap();
     let received = end["destination"]["bytes"].as_u64().unwrap();
@@ -500,7 +527,10 @@ fn prometheus_metrics_count_events_and_alerts() {
     let server = Fixture::tls();
     // A name of its own: other tests' connections to api.openai.com (this daemon sees all
     // loopback traffic) must not dedupe this one away.
-    let pid = curl_tls("metrics-test.api.openai.com", server.port);
+    let pid = curl_tls(
+        &format!("metrics-{}.api.openai.com", std::process::id()),
+        server.port,
+    );
     assert_eq!(wait_alerts(&daemon, pid, 1).len(), 1);
     let scrape = || {
         use std::io::{Read as _, Write as _};

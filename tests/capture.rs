@@ -19,6 +19,20 @@ fn only_record(daemon: &Daemon, pid: u32) -> Value {
     records.into_iter().next().unwrap()
 }
 
+/// The positive control for "no more records": a datagram from a fresh process to `host:port`,
+/// sent after the client under test. Its record is written when its repeat window closes; once
+/// it is there, every window the client opened earlier has closed too.
+fn udp_control(daemon: &Daemon, host: &str, port: u16) {
+    let pid = run_client(Command::new(PYTHON).args([
+        "-c",
+        "import socket,sys\nh=sys.argv[1]\nu=socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET, socket.SOCK_DGRAM)\nu.sendto(b'c', (h, int(sys.argv[2])))",
+        host,
+        &port.to_string(),
+    ]));
+    let r = only_record(daemon, pid);
+    assert_eq!(r["destination"]["port"], port, "{r:#}");
+}
+
 fn assert_identity(r: &Value, pid: u32, name: &str, executable: &str) {
     assert_eq!(r["process"]["pid"], pid, "{r:#}");
     assert_eq!(
@@ -245,7 +259,7 @@ fn connected_udp_is_reported_at_connect() {
     assert_destination(&r, "::1", port, "udp", "ipv6");
     assert_eq!(r["event"]["action"], "connect");
     // Sends on a connected socket carry no destination: they add no records.
-    std::thread::sleep(Duration::from_millis(2500));
+    udp_control(&daemon, "::1", port);
     assert_eq!(daemon.records_for(pid).len(), 1);
 }
 
@@ -289,7 +303,7 @@ fn udp_burst_is_one_record_with_its_count() {
     assert_destination(&r, "127.0.0.1", port, "udp", "ipv4");
     assert_eq!(r["relaywatch"]["repeat_count"], 10_000, "{r:#}");
     // Nothing more arrives for it later.
-    std::thread::sleep(Duration::from_millis(500));
+    udp_control(&daemon, "127.0.0.1", port);
     assert_eq!(daemon.records_for(pid).len(), 1);
 }
 
@@ -320,9 +334,11 @@ fn default_config_skips_loopback_but_reports_egress() {
         &net.peer_v4,
         &net.peer_v6,
     ]));
-    // The two connects to the test host are egress; wait past the UDP window for stragglers.
+    // The two connects to the test host are egress. A datagram to the test host from another
+    // process, sent afterwards, is egress too: once its record is there (its repeat window
+    // closed), the loopback datagrams' windows, opened before, have closed as well.
     let records = daemon.wait_records(pid, 2, WAIT);
-    std::thread::sleep(Duration::from_millis(2500));
+    udp_control(&daemon, &net.peer_v4, 9);
     let records_after = daemon.records_for(pid);
     assert_eq!(
         records.len(),

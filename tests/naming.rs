@@ -273,7 +273,22 @@ fn local_traffic_that_is_not_a_proxy_stays_unreported() {
     let daemon = Daemon::start(&["--log-connections"]);
     let server = Fixture::tls();
     let pid = curl_tls("api.openai.com", server.port, "/");
-    std::thread::sleep(Duration::from_millis(2500));
+    // The positive control: a curl through a local HTTP CONNECT proxy afterwards is reported
+    // under the same configuration; once its record is there, the plain one was judged.
+    let proxy = Fixture::start(&["connect-proxy", &server.port.to_string()]);
+    let control = run_client(Command::new("curl").args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-x",
+        &format!("http://127.0.0.1:{}", proxy.port),
+        "https://api.openai.com/v1/models",
+    ]));
+    let r = record_to(&daemon, control, proxy.port);
+    assert_named(&r, "api.openai.com", "sni");
     assert!(
         daemon.records_for(pid).is_empty(),
         "{:#?}",

@@ -22,6 +22,16 @@ use integration_tests::{
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// One burst at a time: every daemon sees every burst, so a frozen daemon's ring could fill with
+/// another test's events first.
+static ONE_BURST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_burst_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BURST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 /// The daemon's bound on records waiting for their name, of each kind (streams and
 /// unconnected datagrams): `correlate::MAX_PENDING_STREAMS` / `MAX_PENDING_DATAGRAMS`.
 const MAX_PENDING: u64 = 16_384;
@@ -103,6 +113,7 @@ fn datagram_burst(ip: &str, first_port: u16, n: u32) -> u32 {
 
 #[test]
 fn events_lost_to_a_full_ring_buffer_are_counted_and_the_daemon_recovers() {
+    let _serial = one_burst_at_a_time();
     let server = Fixture::tls();
     let daemon = Daemon::start(&["--include-loopback", "--log-connections"]);
     let rss_before = daemon.peak_rss_kib();
@@ -251,6 +262,7 @@ fn burst_beyond_the_pending_bound(
 
 #[test]
 fn streams_beyond_the_pending_bound_are_written_early_and_counted() {
+    let _serial = one_burst_at_a_time();
     let server = Fixture::tls();
     let daemon = Daemon::start(&[
         "--include-loopback",
@@ -277,6 +289,7 @@ fn streams_beyond_the_pending_bound_are_written_early_and_counted() {
 
 #[test]
 fn datagrams_beyond_the_pending_bound_are_written_early_and_counted() {
+    let _serial = one_burst_at_a_time();
     let server = Fixture::tls();
     let daemon = Daemon::start(&[
         "--include-loopback",

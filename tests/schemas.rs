@@ -3,7 +3,7 @@
 //! namespace) and OCSF 1.8.0 class 4001 Network Activity with the profiles each event lists.
 //!
 //! One real scenario per format, in one daemon with loopback included, every connection logged,
-//! a file sink, a 2 s dedupe window and the `ai-provider` category set to `block`: two curls to a
+//! a file sink, a 5 s dedupe window and the `ai-provider` category set to `block`: two curls to a
 //! name on the built-in provider list (a TCP connection record each, an alert, the alerted
 //! connection's end record, and the dedupe summary of the repeat), a curl over IPv6 and a python
 //! UDP sender (connection records). The same checks run on what the file sink wrote and, for ECS,
@@ -114,7 +114,7 @@ fn every_record_kind_is_valid(format: Format) {
     let config = dir.write(
         "config.toml",
         &format!(
-            "[alerts]\ndedupe_window_s = 2\n\n[blocklists.actions]\nai-provider = \"block\"\n\n\
+            "[alerts]\ndedupe_window_s = 5\n\n[blocklists.actions]\nai-provider = \"block\"\n\n\
              [[sink]]\nkind = \"file\"\npath = \"{}\"\n",
             sink.display()
         ),
