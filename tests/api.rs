@@ -208,6 +208,50 @@ impl Setup {
         String::from_utf8_lossy(&answer).into_owned()
     }
 
+    /// The positive control for a "nothing happened" check: a curl to a listed name no other
+    /// connection uses (`control-PID-N.api.openai.com`, under the built-in `openai.com` rule),
+    /// started after the clients under test, whose alert must arrive. Once it has, the daemon
+    /// has judged every connection made before it. Returns the control's alert.
+    fn control_alert(&self, port: u16) -> Value {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("control-{}-{n}.api.openai.com", std::process::id());
+        let pid = curl_tls(&name, port);
+        let alerts = self.daemon.wait_matching(pid, 1, WAIT, |r| {
+            r["event"]["kind"] == "alert" && kind_of(r) == "start"
+        });
+        assert_eq!(
+            alerts.len(),
+            1,
+            "the control connection to {name} raised no alert: {alerts:#?}\n{}",
+            self.daemon.stderr()
+        );
+        assert_eq!(alerts[0]["destination"]["domain"], name.as_str());
+        alerts[0].clone()
+    }
+
+    /// `status --json` from a refresh (once a second) made after `control` was raised: its
+    /// `last_alert` is the control or an alert the daemon wrote after it (other tests'
+    /// connections raise alerts too).
+    fn status_after(&self, control: &Value) -> Value {
+        poll(Instant::now() + WAIT, Duration::from_millis(100), || {
+            let out = self.cli(&["status", "--json"]);
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let lines = self.daemon.all_lines();
+            let fresh = lines
+                .iter()
+                .position(|l| l == control)
+                .is_some_and(|at| lines[at..].contains(&status["last_alert"]));
+            if fresh {
+                Ok(status)
+            } else {
+                Err(format!(
+                    "no status refreshed after the control alert: {status:#}"
+                ))
+            }
+        })
+    }
+
     /// Wait until `pid`'s alert and its flow-end record are on stdout and in the store; returns
     /// (alert, end).
     fn alert_and_end(&self, pid: u32) -> (Value, Value) {
@@ -454,15 +498,23 @@ fn status_and_reload_over_curl_and_cli() {
     );
 
     // Reload: a list file added after start is active only once reloaded.
+    // The paths of `blocklists.active`; `None` when it is not an array (a status that lacks it
+    // must fail the test, not read as "no list").
+    let active_paths = |status: &Value| -> Option<Vec<String>> {
+        status["blocklists"]["active"].as_array().map(|a| {
+            a.iter()
+                .map(|l| {
+                    l["path"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("an active list without a path: {l:#}"))
+                        .to_owned()
+                })
+                .collect()
+        })
+    };
     let active = |status: &Value| -> Vec<String> {
-        status["blocklists"]["active"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l["path"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        active_paths(status)
+            .unwrap_or_else(|| panic!("blocklists.active is not an array: {status:#}"))
     };
     let added = s.dir.join("lists/added.list");
     let added_path = added.to_string_lossy().into_owned();
@@ -478,8 +530,23 @@ fn status_and_reload_over_curl_and_cli() {
         format!("# relaywatch: category=ai-relay source=api-test version=2\nfull:{added_name}\n"),
     )
     .unwrap();
-    let out = s.cli(&["status", "--json"]);
-    let before: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Not used before the reload: a client reaches the added name, then the control (a listed
+    // name, started after it) must alert; only then does "no alert" say the name was judged
+    // without the new file. The status from a refresh after the control does not list it either.
+    let server = Fixture::tls();
+    let unlisted = curl_tls(&added_name, server.port);
+    let control = s.control_alert(server.port);
+    let early = s
+        .daemon
+        .everything_for(unlisted)
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "alert")
+        .collect::<Vec<_>>();
+    assert!(
+        early.is_empty(),
+        "{added_name} alerted before the reload: {early:#?}"
+    );
+    let before = s.status_after(&control);
     assert!(!active(&before).contains(&added_path), "{before:#}");
 
     let out = s.cli(&["reload"]);
@@ -508,9 +575,10 @@ fn status_and_reload_over_curl_and_cli() {
             }
         })
     };
-    status_where("the added list", &|st| active(st).contains(&added_path));
+    status_where("the added list", &|st| {
+        active_paths(st).is_some_and(|a| a.contains(&added_path))
+    });
     // ... and classifies with it.
-    let server = Fixture::tls();
     let pid = curl_tls(&added_name, server.port);
     let (alert, _) = s.alert_and_end(pid);
     assert_eq!(alert["rule"]["category"], "ai-relay", "{alert:#}");

@@ -9,7 +9,8 @@ use std::{
 };
 
 use integration_tests::{
-    Daemon, Fixture, TestNet, curl_resolving, fresh_dir, relaywatch_bin, run_client, wait_until,
+    Daemon, Fixture, KillOnDrop, TestNet, curl_resolving, fresh_dir, relaywatch_bin, run_client,
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +70,12 @@ fn status(daemon: &Daemon) -> Value {
 }
 
 fn discovered(daemon: &Daemon, host: &str) -> Option<Value> {
-    status(daemon)["relay_discovery"]["hosts"]
+    host_in(&status(daemon), host)
+}
+
+/// The entry of `host` in a status's `relay_discovery.hosts`.
+fn host_in(status: &Value, host: &str) -> Option<Value> {
+    status["relay_discovery"]["hosts"]
         .as_array()?
         .iter()
         .find(|h| h["host"] == host)
@@ -84,6 +90,48 @@ fn curl(name: &str, port: u16, env: &[(&str, String)]) -> u32 {
         cmd.env(k, v);
     }
     run_client(&mut cmd)
+}
+
+/// The positive control for a "nothing happened" check: a curl to a listed name no other
+/// connection uses (`control-PID-N.api.openai.com`, under the built-in `openai.com` rule), started
+/// after the clients under test, whose alert must arrive. Once it has, the daemon has judged
+/// every connection made before it. Returns the control's alert.
+fn control_alert(daemon: &Daemon, port: u16) -> Value {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("control-{}-{n}.api.openai.com", std::process::id());
+    let pid = curl(&name, port, &[]);
+    let a = wait_alert(daemon, pid);
+    assert_eq!(
+        (
+            a["destination"]["domain"].as_str(),
+            a["rule"]["category"].as_str()
+        ),
+        (Some(name.as_str()), Some("ai-provider")),
+        "the control connection's alert: {a:#}"
+    );
+    a
+}
+
+/// The daemon's status from a refresh (the event loop makes one a second) done after `control`
+/// was raised: its `last_alert` is the control or an alert the daemon wrote after it (other
+/// tests' connections raise alerts too). A snapshot from before the control could not show what
+/// the connections judged before the control did to the status.
+fn status_after(daemon: &Daemon, control: &Value) -> Value {
+    let mut last = Value::Null;
+    wait_until(
+        "a status refreshed after the control alert",
+        Duration::from_secs(10),
+        || {
+            last = status(daemon);
+            let lines = daemon.all_lines();
+            lines
+                .iter()
+                .position(|l| l == control)
+                .is_some_and(|at| lines[at..].contains(&last["last_alert"]))
+        },
+    );
+    last
 }
 
 /// Every byte the daemon wrote or stored: stdout records, stderr log, files under its state dir.
@@ -185,17 +233,19 @@ fn a_base_url_variable_makes_its_host_a_suspected_relay_for_every_process() {
     );
     assert_eq!(b["relaywatch"]["relay_config"]["pid"], pid);
 
-    // A name nobody configured stays quiet.
+    // A name nobody configured stays quiet: once the control (started after it) has alerted,
+    // its connection has been judged.
     let quiet = curl("unconfigured.relay.test", server.port, &[]);
-    std::thread::sleep(Duration::from_millis(2500));
+    let control = control_alert(&daemon, server.port);
     assert!(
         alerts(&daemon, quiet).is_empty(),
         "{:#?}",
         alerts(&daemon, quiet)
     );
 
-    // Status lists every host seen, with what it is.
-    let h = discovered(&daemon, relay).expect("relay host in status");
+    // Status lists every host seen, with what it is (from a refresh after the control).
+    let st = status_after(&daemon, &control);
+    let h = host_in(&st, relay).unwrap_or_else(|| panic!("relay host in status: {st:#}"));
     assert_eq!(
         (
             h["status"].as_str(),
@@ -210,7 +260,8 @@ fn a_base_url_variable_makes_its_host_a_suspected_relay_for_every_process() {
         "{h:#}"
     );
     assert_eq!(
-        discovered(&daemon, "api.anthropic.com").expect("first-party host in status")["status"],
+        host_in(&st, "api.anthropic.com")
+            .unwrap_or_else(|| panic!("first-party host in status: {st:#}"))["status"],
         "listed"
     );
     let (ok, table) = relaywatch(&daemon, &["blocklist", "list"]);
@@ -248,13 +299,17 @@ fn a_base_url_variable_makes_its_host_a_suspected_relay_for_every_process() {
 fn processes_running_before_the_agent_are_read_at_start_and_an_address_relay_matches_by_address() {
     let net = TestNet::create(60);
     // Started before the daemon: found by the start-up scan of /proc.
-    let mut early = Command::new("sleep")
-        .arg("60")
-        .env("OPENAI_API_BASE", format!("http://{}:9/v1", net.peer_v4))
-        .env("OPENAI_API_KEY", SECRETS[0])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop, also when an assertion fails.
+    let early = KillOnDrop(
+        Command::new("sleep")
+            .arg("60")
+            .env("OPENAI_API_BASE", format!("http://{}:9/v1", net.peer_v4))
+            .env("OPENAI_API_KEY", SECRETS[0])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let early_pid = early.0.id();
     let daemon = Daemon::start(&["--config", &config_dir("early", "")]);
     wait_until(
         "the early process's host in status",
@@ -269,7 +324,7 @@ fn processes_running_before_the_agent_are_read_at_start_and_an_address_relay_mat
             h["status"].as_str()
         ),
         (
-            Some(u64::from(early.id())),
+            Some(u64::from(early_pid)),
             Some("OPENAI_API_BASE"),
             Some("suspected-relay")
         )
@@ -286,10 +341,9 @@ fn processes_running_before_the_agent_are_read_at_start_and_an_address_relay_mat
         a["threat"]["enrichments"][0]["matched"]["field"],
         "destination.ip"
     );
-    assert_eq!(a["relaywatch"]["relay_config"]["pid"], early.id());
+    assert_eq!(a["relaywatch"]["relay_config"]["pid"], early_pid);
     assert!(a["destination"]["domain"].is_null(), "{a:#}");
-    let _ = early.kill();
-    let _ = early.wait();
+    drop(early);
     assert_no_secret_anywhere(&daemon);
 }
 
@@ -305,9 +359,12 @@ fn discovery_off_or_an_allow_rule_keeps_a_configured_host_quiet() {
         &config_dir("off", "[discovery]\nenabled = false\n"),
     ]);
     let pid = curl(relay, server.port, &env);
-    std::thread::sleep(Duration::from_millis(2500));
+    // The control, started after the client: once it has alerted, the client's connection (and
+    // the variables of its process) have been through this daemon.
+    let control = control_alert(&off, server.port);
     assert!(alerts(&off, pid).is_empty(), "{:#?}", alerts(&off, pid));
-    assert_eq!(status(&off)["relay_discovery"]["hosts"], json!([]));
+    let st = status_after(&off, &control);
+    assert_eq!(st["relay_discovery"]["hosts"], json!([]), "{st:#}");
     drop(off);
 
     // A sanctioned gateway on an allow list: seen, shown as allowed, never alerted.
@@ -330,7 +387,9 @@ fn discovery_off_or_an_allow_rule_keeps_a_configured_host_quiet() {
         Duration::from_secs(10),
         || discovered(&allowed, relay).is_some(),
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    // The host in the status says the variable was read, not that the connection was judged:
+    // the control, started after the client, says that.
+    control_alert(&allowed, server.port);
     assert!(
         alerts(&allowed, pid).is_empty(),
         "{:#?}",

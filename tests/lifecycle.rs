@@ -1,12 +1,17 @@
 //! Start-up, shutdown and refusal: what is attached while running, that nothing of ours stays
 //! attached after SIGTERM/SIGINT, and one-line errors when the host lacks what the agent needs.
 use std::{
-    process::Command,
+    io::Read as _,
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
     time::{Duration, Instant},
 };
 
 use integration_tests::{
-    Daemon, curl_resolving, fresh_dir, output_ok, poll, relaywatch_bin, require_root, run_client,
+    Daemon, KillOnDrop, NO_NAMESERVER, TempDir, curl_resolving, output_ok, poll, relaywatch_bin,
+    require_root, run_client,
 };
 use serde_json::Value;
 
@@ -166,18 +171,90 @@ fn sigint_detaches_everything() {
     shutdown_leaves_nothing_attached(libc::SIGINT);
 }
 
-/// Run `relaywatch run` through `sh -c PREFIX` and return (success, stderr).
-fn run_refused(wrapper: &[&str]) -> (bool, String) {
+/// How long a `relaywatch run` the test expects to refuse (or to stop) may take before it is
+/// killed and the test fails: a bound on a hang, not a measure of speed.
+const EXIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// `relaywatch run`'s own paths for a daemon a test starts itself (not through `Daemon`): a
+/// config file, state directory and control socket in `dir` (never the host's /etc/relaywatch
+/// or /run/relaywatch), and names resolved only through a closed loopback port.
+fn own_paths(dir: &Path) -> Vec<String> {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "# test daemon: built-in defaults\n").unwrap();
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    vec![
+        "--config".into(),
+        path(&config),
+        "--state-dir".into(),
+        path(&dir.join("state")),
+        "--socket".into(),
+        path(&dir.join("relaywatch.sock")),
+        "--nameserver".into(),
+        NO_NAMESERVER.into(),
+    ]
+}
+
+/// Wait for `child` until `limit`; past it, kill it and return `None`.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `cmd` (stdout discarded, stderr collected) and wait for it at most `EXIT_LIMIT` (killed
+/// past it, failing the test); returns (status, stderr).
+fn run_bounded(cmd: &mut Command) -> (ExitStatus, String) {
+    // In a process group of its own, so that a hang is ended with whatever the wrapper's shell
+    // started (which would otherwise hold stderr open).
+    let mut child = KillOnDrop(
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+    );
+    // Read in the background: a child that writes more than a pipe holds is not blocked.
+    let mut err = child.0.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = err.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let status = wait_bounded(&mut child.0, EXIT_LIMIT);
+    if status.is_none() {
+        // SAFETY: kill(2) on the process group our own child leads.
+        unsafe { libc::kill(-(child.0.id() as i32), libc::SIGKILL) };
+    }
+    let stderr = reader.join().expect("stderr reader");
+    let status = status.unwrap_or_else(|| {
+        panic!("{cmd:?} still ran after {EXIT_LIMIT:?} (killed); stderr:\n{stderr}")
+    });
+    (status, stderr)
+}
+
+/// Run `relaywatch run` through `WRAPPER` (which ends in `sh -c 'SCRIPT; exec "$RW_BIN" run
+/// "$@"' sh`: the daemon gets its own config file, state directory and socket in a temporary
+/// directory), bounded in time; returns (success, stderr).
+fn run_refused(tag: &str, wrapper: &[&str]) -> (bool, String) {
     require_root();
-    let out = Command::new(wrapper[0])
-        .args(&wrapper[1..])
-        .env("RW_BIN", relaywatch_bin())
-        .output()
-        .expect("spawn wrapper");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = TempDir::new(&format!("lifecycle-{tag}"));
+    let (status, stderr) = run_bounded(
+        Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .args(own_paths(&dir))
+            .env("RW_BIN", relaywatch_bin()),
+    );
+    (status.success(), stderr)
 }
 
 fn assert_one_line_error(stderr: &str, expected: &str) {
@@ -195,17 +272,21 @@ fn assert_one_line_error(stderr: &str, expected: &str) {
 
 #[test]
 fn unprivileged_user_gets_one_line_naming_the_capabilities() {
-    let (ok, stderr) = run_refused(&[
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "sh",
-        "-c",
-        "exec \"$RW_BIN\" run",
-    ]);
+    let (ok, stderr) = run_refused(
+        "unprivileged",
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "sh",
+            "-c",
+            "exec \"$RW_BIN\" run \"$@\"",
+            "sh",
+        ],
+    );
     assert!(!ok);
     assert_one_line_error(
         &stderr,
@@ -217,42 +298,53 @@ fn unprivileged_user_gets_one_line_naming_the_capabilities() {
 #[test]
 fn missing_cgroup2_is_one_line() {
     // A private mount namespace: unmounting cgroup2 there leaves the host untouched.
-    let (ok, stderr) = run_refused(&[
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "for m in $(awk '$3==\"cgroup2\"{print $2}' /proc/mounts); do umount -l \"$m\" || exit 90; done; exec \"$RW_BIN\" run",
-    ]);
+    let (ok, stderr) = run_refused(
+        "no-cgroup2",
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "for m in $(awk '$3==\"cgroup2\"{print $2}' /proc/mounts); do umount -l \"$m\" || exit 90; done; exec \"$RW_BIN\" run \"$@\"",
+            "sh",
+        ],
+    );
     assert!(!ok);
     assert_one_line_error(&stderr, "cgroup v2 is not mounted");
 }
 
 #[test]
 fn missing_btf_is_one_line() {
-    let (ok, stderr) = run_refused(&[
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t tmpfs none /sys/kernel/btf || exit 90; exec \"$RW_BIN\" run",
-    ]);
+    let (ok, stderr) = run_refused(
+        "no-btf",
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /sys/kernel/btf || exit 90; exec \"$RW_BIN\" run \"$@\"",
+            "sh",
+        ],
+    );
     assert!(!ok);
     assert_one_line_error(&stderr, "kernel BTF is missing");
 }
 
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
-    let out = Command::new(relaywatch_bin())
-        .args(["run", "--udp-window-ms", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Its own paths all the same, and bounded: were the flag accepted, the daemon would run.
+    let dir = TempDir::new("lifecycle-bad-arguments");
+    let (status, stderr) = run_bounded(
+        Command::new(relaywatch_bin())
+            .arg("run")
+            .args(own_paths(&dir))
+            .args(["--udp-window-ms", "0"]),
+    );
+    assert!(!status.success());
     assert!(
         stderr.contains("--udp-window-ms") && stderr.contains("0"),
         "{stderr}"
@@ -338,28 +430,26 @@ fn cli_reads_status_and_connections_from_the_running_daemon() {
 #[test]
 fn sd_notify_protocol_against_a_real_notify_socket() {
     require_root();
-    let dir = fresh_dir("notify");
+    let dir = TempDir::new("notify");
     let path = dir.join("notify.sock");
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     listener
         .set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
-    let mut child = Command::new(relaywatch_bin())
-        .args([
-            "run",
-            "--nameserver",
-            integration_tests::NO_NAMESERVER,
-            "--state-dir",
-        ])
-        .arg(dir.join("state"))
-        .arg("--socket")
-        .arg(dir.join("api.sock"))
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "1000000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop: a failed assertion does not leave it running with its programs attached.
+    let mut child = KillOnDrop(
+        Command::new(relaywatch_bin())
+            .arg("run")
+            .args(own_paths(&dir))
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "1000000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
     let mut received: Vec<String> = Vec::new();
     let read_until = |want: &str, received: &mut Vec<String>| {
         let mut buf = [0u8; 4096];
@@ -376,17 +466,20 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
     };
     read_until("READY=1", &mut received);
     // The programs are attached by the time READY=1 is sent.
-    assert_eq!(programs_of(child.id()).len(), 9);
+    assert_eq!(programs_of(pid).len(), 9);
     read_until("WATCHDOG=1", &mut received);
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     let reloading = read_until("RELOADING=1", &mut received);
     assert!(
         reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
         "{reloading}"
     );
     read_until("READY=1", &mut received);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     read_until("STOPPING=1", &mut received);
-    assert!(child.wait().unwrap().success());
-    std::fs::remove_dir_all(&dir).unwrap();
+    let status = wait_bounded(&mut child.0, EXIT_LIMIT)
+        .unwrap_or_else(|| panic!("still running {EXIT_LIMIT:?} after SIGTERM (killed)"));
+    assert!(status.success(), "{status}");
 }

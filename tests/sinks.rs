@@ -7,11 +7,16 @@
 //! Every daemon sees every test's traffic, so documents are picked by the pid of this test's
 //! client, and the collectors' answers depend only on those pids.
 //!
+//! The HEC queue across restarts runs through the daemon too, against the recording server on
+//! plain HTTP: daemons started one after another on one state directory (the sink's on-disk
+//! queue is under it), with the collector stopped and started again in between.
+//!
 //! Through `relaywatch-diag sink-send` (crafted alert JSON lines on stdin, the final health as
 //! one JSON line on stdout; no kernel programs): a real rsyslogd (UDP, TCP with octet counting,
-//! TLS through rsyslog's gtls driver), and an HEC queue across process restarts. These need
-//! alerts the daemon cannot be made to raise on demand: exact timestamps and executables with
-//! `"` and `]` (RFC 5424 escaping), and the same alerts offered again after a restart.
+//! TLS through rsyslog's gtls driver). The stand-in is used there only because those tests check
+//! each RFC 5424 line field by field against the alert that was sent, which needs alerts the
+//! daemon cannot be made to raise on demand: a fixed `@timestamp` (the header's TIMESTAMP) and an
+//! executable path containing `"` and `]` (the structured-data escaping).
 //!
 //! Every wait is bounded in time.
 use std::{
@@ -200,6 +205,11 @@ fn syslog_udp_and_tcp_reach_rsyslog() {
     std::fs::write(&config, format!("[[sink]]\nkind = \"syslog\"\nurl = \"udp://127.0.0.1:{udp}\"\n[[sink]]\nkind = \"syslog\"\nurl = \"tcp://127.0.0.1:{tcp}\"\n")).unwrap();
     let alerts: Vec<Value> = (0..5).map(alert).collect();
     let (health, stderr) = sink_send(&config, &dir.join("state"), &alerts, 10_000);
+    assert_eq!(
+        health.len(),
+        2,
+        "one health per sink: {health:#?}\n{stderr}"
+    );
     for h in &health {
         assert_eq!(
             (
@@ -264,8 +274,30 @@ fn syslog_tcp_queues_while_rsyslog_is_down() {
     for (line, expected) in lines.iter().zip(&alerts) {
         check_rfc5424(line, expected);
     }
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(rsyslog.lines("tcp.log", 3).len(), 3, "nothing sent twice");
+    // Nothing sent twice: a marker alert sent through the same sink (same queue) afterwards must
+    // arrive; once rsyslog has written it, whatever the earlier runs sent is in the file before
+    // it, and that is exactly the three queued alerts.
+    let marker = alert(42);
+    let (health, stderr) = sink_send(&config, &state, std::slice::from_ref(&marker), 15_000);
+    assert_eq!(
+        (
+            health[0]["queued"].as_u64(),
+            health[0]["delivered"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{}\n{stderr}",
+        health[0]
+    );
+    rsyslog.line_containing("tcp.log", "alert number 42");
+    let lines = rsyslog.lines("tcp.log", 4);
+    assert_eq!(
+        lines.len(),
+        4,
+        "the three alerts, then the marker: {lines:#?}"
+    );
+    for (line, expected) in lines.iter().zip(alerts.iter().chain([&marker])) {
+        check_rfc5424(line, expected);
+    }
 }
 
 #[test]
@@ -485,127 +517,217 @@ fn serve_conn(
 
 const TOKEN: &str = "hec-secret-0123456789";
 
-fn hec_events(requests: &[Request]) -> Vec<Value> {
-    requests
+/// The number in the daemon's log line `sink NAME: N alerts WHAT` (the last one), if any.
+fn queued_in_log(stderr: &str, sink: &str, what: &str) -> Option<u64> {
+    let prefix = format!("sink {sink}: ");
+    let suffix = format!(" alerts {what}");
+    stderr.lines().rev().find_map(|l| {
+        let rest = &l[l.find(&prefix)? + prefix.len()..];
+        rest.strip_suffix(&suffix)?.parse().ok()
+    })
+}
+
+/// A curl to the unique name `hec-restart-TAG-PID.api.openai.com` through `daemon`: its pid,
+/// once its alert and its flow end are on the daemon's stdout.
+fn hec_client(daemon: &Daemon, tls_port: u16, tag: &str) -> u32 {
+    let name = format!("hec-restart-{tag}-{}.api.openai.com", std::process::id());
+    let pid = curl_tls(&name, tls_port, "/v1/models");
+    let docs = daemon.wait_matching(pid, 2, Duration::from_secs(15), is_alert);
+    assert_eq!(
+        docs.len(),
+        2,
+        "an alert and its flow end for curl {pid}: {docs:#?}\n{}",
+        daemon.stderr()
+    );
+    check_ecs(&docs[0], pid, &name, tls_port);
+    assert_eq!(
+        docs[1]["event"]["type"],
+        json!(["connection", "end"]),
+        "{:#}",
+        docs[1]
+    );
+    pid
+}
+
+/// The alert documents of `pids` in `lines` (a daemon's stdout), in the order written.
+fn docs_of(lines: &[Value], pids: &[u32]) -> Vec<Value> {
+    lines
         .iter()
-        .flat_map(|r| {
-            r.body
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
+        .filter(|r| is_alert(r) && pids.iter().any(|p| r["process"]["pid"] == *p))
+        .cloned()
         .collect()
 }
 
-fn sequences(events: &[Value]) -> Vec<u64> {
-    events
-        .iter()
-        .filter_map(|e| e["event"]["event"]["sequence"].as_u64())
+/// The HEC envelopes of `pids`' documents the collector received, in the order received.
+fn envelopes_of(requests: &[Request], pids: &[u32]) -> Vec<(Value, Request)> {
+    hec_envelopes(requests, "/services/collector/event")
+        .into_iter()
+        .filter(|(e, _)| pids.iter().any(|p| e["event"]["process"]["pid"] == *p))
         .collect()
 }
 
+/// Through the real daemon, restarted on one state directory: alerts raised while the collector
+/// is down wait in the sink's on-disk queue across a stop and a start (two daemons, one of them
+/// started while the collector is still down), the next daemon delivers them in order once the
+/// collector is back, and a restart after that sends none of them again.
 #[test]
-fn splunk_hec_queue_survives_restarts_and_delivers_exactly_once() {
+fn splunk_hec_queue_survives_daemon_restarts_and_delivers_exactly_once() {
     let dir = TempDir::new("sinks-hec");
     let port = free_port();
-    let token = dir.join("hec.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[[sink]]\nkind = \"splunk-hec\"\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"{}\"\nindex = \"security\"\n", token.display()),
-    )
-    .unwrap();
+    let token = dir.write("hec.token", &format!("{TOKEN}\n"));
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[blocklists]\nfiles = []\n\n[[sink]]\nkind = \"splunk-hec\"\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"{}\"\nindex = \"security\"\n",
+            token.display()
+        ),
+    );
+    let config = config.to_string_lossy().into_owned();
+    let sink = format!("splunk-hec http://127.0.0.1:{port}");
+    // One state directory for every daemon of the test: the sink's queue lives under it.
     let state = dir.join("state");
+    let start = || Daemon::start_with_state(&state, &["--include-loopback", "--config", &config]);
     let requests = Arc::new(Mutex::new(Vec::new()));
     let ok: Responder = Arc::new(|_| (200, r#"{"text":"Success","code":0}"#.into()));
+    let tls = Fixture::tls();
+    // This test's clients, and every alert document the daemons wrote for them, in order.
+    let mut pids: Vec<u32> = Vec::new();
+    let mut raised: Vec<Value> = Vec::new();
     let mut stderr_all = String::new();
+    let collected = |pids: &[u32]| envelopes_of(&requests.lock().unwrap(), pids);
+    // Until the collector has as many of `pids`' documents as `want` (their content and order
+    // are checked at the end, once nothing more can come).
+    let wait_collected = |what: &str, pids: &[u32], want: &[Value]| {
+        wait_until(what, Duration::from_secs(30), || {
+            collected(pids).len() >= want.len()
+        });
+    };
 
     // Collector up: delivered at once.
     let server = HttpServer::start(port, requests.clone(), ok.clone());
-    let (health, err) = sink_send(&config, &state, &[alert(0), alert(1)], 10_000);
-    stderr_all += &err;
-    assert_eq!(
-        (
-            health[0]["delivered"].as_u64(),
-            health[0]["queued"].as_u64()
-        ),
-        (Some(2), Some(0)),
-        "{}",
-        health[0]
+    let daemon = start();
+    for tag in ["a0", "a1"] {
+        pids.push(hec_client(&daemon, tls.port, tag));
+    }
+    let so_far = docs_of(&daemon.all_lines(), &pids);
+    wait_collected(
+        "the first two clients' alerts at the collector",
+        &pids,
+        &so_far,
     );
+
+    // Collector down: the next alerts fail to go, and stay queued on disk when the daemon stops.
     server.stop();
-
-    // Collector down: alerts queue on disk, across two process runs.
-    let (health, err) = sink_send(&config, &state, &[alert(2), alert(3), alert(4)], 700);
-    stderr_all += &err;
-    assert_eq!(
-        (
-            health[0]["delivered"].as_u64(),
-            health[0]["queued"].as_u64()
-        ),
-        (Some(0), Some(3)),
-        "{}",
-        health[0]
+    for tag in ["a2", "a3", "a4"] {
+        pids.push(hec_client(&daemon, tls.port, tag));
+    }
+    let h = wait_health(
+        &daemon,
+        &sink,
+        "a failed delivery, the three clients' alerts queued",
+        |h| {
+            h["errors"].as_u64() >= Some(1)
+                && h["last_error"].is_string()
+                && h["queued"].as_u64() >= Some(6)
+        },
     );
-    assert!(health[0]["errors"].as_u64().unwrap() >= 1);
-    let (health, err) = sink_send(&config, &state, &[alert(5), alert(6)], 300);
-    stderr_all += &err;
-    assert_eq!(health[0]["queued"].as_u64(), Some(5), "{}", health[0]);
+    assert_eq!(h["failed"].as_u64(), Some(0), "nothing refused: {h:#}");
+    let (status, stderr, lines) = daemon.stop_collecting(libc::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    raised.extend(docs_of(&lines, &pids));
+    assert!(
+        queued_in_log(&stderr, &sink, "stay queued for the next start") >= Some(6),
+        "{stderr}"
+    );
+    stderr_all += &stderr;
 
-    // Collector back: a new run delivers the queue, in order, once.
+    // A daemon started while the collector is still down: the queue from before, and more.
+    let daemon = start();
+    assert!(
+        queued_in_log(&daemon.stderr(), &sink, "queued from before") >= Some(6),
+        "{}",
+        daemon.stderr()
+    );
+    for tag in ["b0", "b1"] {
+        pids.push(hec_client(&daemon, tls.port, tag));
+    }
+    let (status, stderr, lines) = daemon.stop_collecting(libc::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    raised.extend(docs_of(&lines, &pids[5..]));
+    assert!(
+        queued_in_log(&stderr, &sink, "stay queued for the next start") >= Some(10),
+        "{stderr}"
+    );
+    stderr_all += &stderr;
+    assert_eq!(
+        raised.len(),
+        14,
+        "seven clients, an alert and a flow end each: {raised:#?}"
+    );
+
+    // Collector back: the next daemon delivers the queue.
     let server = HttpServer::start(port, requests.clone(), ok);
-    let (health, err) = sink_send(&config, &state, &[], 20_000);
-    stderr_all += &err;
-    assert_eq!(
-        (
-            health[0]["delivered"].as_u64(),
-            health[0]["queued"].as_u64()
-        ),
-        (Some(5), Some(0)),
+    let daemon = start();
+    assert!(
+        queued_in_log(&daemon.stderr(), &sink, "queued from before") >= Some(10),
         "{}",
-        health[0]
+        daemon.stderr()
     );
-    let (health, _) = sink_send(&config, &state, &[], 2_000);
-    assert_eq!(
-        health[0]["delivered"].as_u64(),
-        Some(0),
-        "nothing left to send: {}",
-        health[0]
-    );
+    wait_collected("the queued alerts at the collector", &pids, &raised);
+    // A client of this daemon, delivered after the queue: then a clean stop, and a restart that
+    // must not send any of it again (the positive control: the last client's alerts, raised by
+    // the restarted daemon, arrive).
+    pids.push(hec_client(&daemon, tls.port, "c0"));
+    let mut so_far = raised.clone();
+    so_far.extend(docs_of(&daemon.all_lines(), &pids[7..]));
+    wait_collected("the queue and the next client's alerts", &pids, &so_far);
+    let (status, stderr, lines) = daemon.stop_collecting(libc::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    raised.extend(docs_of(&lines, &pids[7..]));
+    stderr_all += &stderr;
+    let daemon = start();
+    pids.push(hec_client(&daemon, tls.port, "d0"));
+    let mut so_far = raised.clone();
+    so_far.extend(docs_of(&daemon.all_lines(), &pids[8..]));
+    wait_collected("the restarted daemon's client's alerts", &pids, &so_far);
+    let (status, stderr, lines) = daemon.stop_collecting(libc::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    raised.extend(docs_of(&lines, &pids[8..]));
+    stderr_all += &stderr;
     server.stop();
 
-    let requests = requests.lock().unwrap().clone();
-    let events = hec_events(&requests);
-    assert_eq!(
-        sequences(&events),
-        [0, 1, 2, 3, 4, 5, 6],
-        "every alert exactly once, in order"
-    );
-    for r in &requests {
+    // Every document of this test's clients exactly once, in the order the daemons wrote them.
+    let envelopes = collected(&pids);
+    let got: Vec<Value> = envelopes.iter().map(|(e, _)| e["event"].clone()).collect();
+    assert_eq!(got, raised, "every alert exactly once, in order");
+    for (e, r) in &envelopes {
         assert_eq!(r.path, "/services/collector/event");
         assert_eq!(
             r.header("authorization"),
             Some(format!("Splunk {TOKEN}").as_str())
         );
+        let doc = &e["event"];
+        assert_eq!(
+            (
+                e["source"].as_str(),
+                e["sourcetype"].as_str(),
+                &e["host"],
+                e["index"].as_str()
+            ),
+            (
+                Some("relaywatch"),
+                Some("relaywatch:alert"),
+                &doc["host"]["name"],
+                Some("security")
+            ),
+            "{e:#}"
+        );
+        assert_eq!(
+            e["time"].as_f64(),
+            Some(epoch_ms(doc["@timestamp"].as_str().unwrap())),
+            "{e:#}"
+        );
     }
-    let e = &events[0];
-    assert_eq!(
-        (
-            e["source"].as_str(),
-            e["sourcetype"].as_str(),
-            e["host"].as_str(),
-            e["index"].as_str()
-        ),
-        (
-            Some("relaywatch"),
-            Some("relaywatch:alert"),
-            Some("build-01"),
-            Some("security")
-        )
-    );
-    assert_eq!(e["time"].as_f64(), Some(1788250500.123));
-    assert_eq!(e["event"], alert(0));
     assert!(
         !stderr_all.contains(TOKEN),
         "the token must never be logged:\n{stderr_all}"

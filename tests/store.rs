@@ -1,8 +1,20 @@
-//! The store keeps every committed alert when the process dies abruptly: `relaywatch
-//! store-soak` commits alerts one transaction at a time and prints each committed id; it is
+//! The store keeps every committed alert when the process dies abruptly: `relaywatch-diag
+//! store-soak` (the test suite's diagnostic binary, built beside the tests; not the `relaywatch`
+//! daemon) commits alerts one transaction at a time and prints each committed id; it is
 //! SIGKILLed at a random moment after its first commit, and after each kill the database must
 //! pass `PRAGMA integrity_check` and hold every id that was printed. Bounded: 5 rounds, each
 //! killed at most 1.3 s after its first commit (which is waited for, up to 30 s).
+//!
+//! Why a stand-in and not `relaywatch run`: the assertion is "every alert whose commit was
+//! acknowledged before the SIGKILL is still there", so the test must know exactly which alert
+//! ids were committed at the moment of each kill. Only the soak's per-commit acknowledgement (the
+//! store id printed right after that alert's own transaction commits) gives that. The daemon
+//! acknowledges no commit: it writes an alert on stdout before its store thread commits it (in
+//! batches, in the background), and nothing it answers says which store ids are committed at a
+//! given moment. (Its `alerts --follow` stream sends documents after their batch commits, but
+//! without store ids, as a broadcast a slow reader can fall behind, and only as fast as real
+//! connections raise alerts, so a kill at a random moment would seldom land during a commit; the
+//! soak commits back to back.)
 use std::{
     collections::HashSet,
     io::{BufRead as _, BufReader, Read as _},
