@@ -23,17 +23,17 @@ pub struct Record {
     pub ecs: EcsVersion,
     #[serde(default)]
     pub event: Event,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Network::is_unknown")]
     pub network: Network,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Destination::is_unknown")]
     pub destination: Destination,
     #[serde(default, skip_serializing_if = "Source::is_empty")]
     pub source: Source,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Process::is_unknown")]
     pub process: Process,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "User::is_unknown")]
     pub user: User,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Group::is_unknown")]
     pub group: Group,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
@@ -410,6 +410,38 @@ pub struct Ancestor {
 pub struct Dedupe {
     pub repeats: u64,
     pub window_seconds: u64,
+}
+
+// A record that is not about a connection (a sink's drop report) has no network, destination,
+// process, user or group: those are left out rather than written empty.
+impl Network {
+    fn is_unknown(&self) -> bool {
+        self == &Network::default()
+    }
+}
+
+impl Destination {
+    fn is_unknown(&self) -> bool {
+        self == &Destination::default()
+    }
+}
+
+impl Process {
+    fn is_unknown(&self) -> bool {
+        self == &Process::default()
+    }
+}
+
+impl User {
+    fn is_unknown(&self) -> bool {
+        self == &User::default()
+    }
+}
+
+impl Group {
+    fn is_unknown(&self) -> bool {
+        self == &Group::default()
+    }
 }
 
 impl Record {

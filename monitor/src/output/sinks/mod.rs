@@ -1032,5 +1032,10 @@ mod tests {
         assert_eq!(report["event"]["action"], "sink-dropped");
         assert_eq!(report["event"]["kind"], "event");
         assert_eq!(report["relaywatch"]["sink"]["dropped"], 5);
+        assert_eq!(report["ecs"]["version"], "9.4.0");
+        // Not about a connection: no empty network, destination, process, user or group.
+        for absent in ["network", "destination", "process", "user", "group"] {
+            assert!(report.get(absent).is_none(), "{absent} in {report}");
+        }
     }
 }
