@@ -51,6 +51,8 @@ const TEST_PACKAGES: &[&str] = &[
     "rsyslog-gnutls",
     // The system trust store: sinks and feeds must refuse a loopback server it does not vouch for.
     "ca-certificates",
+    // libFuzzer (C++), built into the fuzz targets `cargo xtask test` runs.
+    "g++",
 ];
 
 /// Python packages the tests drive from the test virtualenv (target/test-venv).
