@@ -545,6 +545,9 @@ pub fn status_summary(v: &Value, now: SystemTime) -> String {
     if let Some(n) = u("processes_tracked") {
         events.push(format!("{n} processes tracked"));
     }
+    if let Some(n) = u("records_pending") {
+        events.push(format!("{n} records waiting for a name"));
+    }
     if !events.is_empty() {
         labelled(&mut out, "events", &events.join(", "));
     }
@@ -553,6 +556,8 @@ pub fn status_summary(v: &Value, now: SystemTime) -> String {
         ("events_lost", "ring-buffer events"),
         ("payload_chunks_lost", "payload chunks"),
         ("records_malformed", "malformed records"),
+        // Not lost, but written before their name could arrive (the pending bound was hit).
+        ("records_written_early", "records written unnamed early"),
     ]
     .into_iter()
     .filter_map(|(key, what)| u(key).map(|n| (n, what)))
@@ -1283,6 +1288,18 @@ last alert  3m ago  high  ai-relay  curl (pid 4242) -> relay.example.net:443
             text.contains(
                 "\n            last reload refused at 2026-11-26T05:00:00Z: a.list:3: bad rule\n"
             ),
+            "{text}"
+        );
+        // The pending bound was hit: records waiting, and those written before their name.
+        v["records_pending"] = json!(16384);
+        v["records_written_early"] = json!(600);
+        let text = status_summary(&v, now);
+        assert!(
+            text.contains(", 16384 records waiting for a name\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(", malformed records 1, records written unnamed early 600\n"),
             "{text}"
         );
 
