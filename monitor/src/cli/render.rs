@@ -546,7 +546,8 @@ pub fn status_summary(v: &Value, now: SystemTime) -> String {
         events.push(format!("{n} processes tracked"));
     }
     if let Some(n) = u("records_pending") {
-        events.push(format!("{n} records waiting for a name"));
+        let s = if n == 1 { "" } else { "s" };
+        events.push(format!("{n} record{s} waiting for a name"));
     }
     if !events.is_empty() {
         labelled(&mut out, "events", &events.join(", "));
