@@ -517,9 +517,20 @@ fn dpkg_install_creates_the_group_and_purge_removes_the_files() {
         );
     });
     let purged = dpkg(&["--purge", "relaywatch"]);
-    // A real purge keeps the group (files may still belong to it); the test removes what it made.
+    // A real purge keeps the group (files may still belong to it); the test removes what it made,
+    // retrying while another groupadd/groupdel on the machine holds /etc/group (exit 10): a
+    // group left behind would make every later run believe it was the host's own.
+    let mut group_removed = true;
     if !group_was_there {
-        run(Command::new("groupdel").arg("relaywatch"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = run(Command::new("groupdel").arg("relaywatch"));
+            if out.status.success() || out.status.code() != Some(10) || Instant::now() > deadline {
+                group_removed = out.status.success();
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
     }
     if let Err(panic) = check {
         std::panic::resume_unwind(panic);
@@ -528,6 +539,10 @@ fn dpkg_install_creates_the_group_and_purge_removes_the_files() {
         purged.status.success(),
         "dpkg --purge: {}",
         String::from_utf8_lossy(&purged.stderr)
+    );
+    assert!(
+        group_was_there || (group_removed && !group_exists("relaywatch")),
+        "the relaywatch group the package created is still there"
     );
     for gone in [
         "/usr/bin/relaywatch",
