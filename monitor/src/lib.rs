@@ -29,6 +29,8 @@ pub(crate) mod daemon;
 pub(crate) mod dirs;
 pub mod intel;
 pub(crate) mod kernel;
+// The pure ELF reader of the kernel side, for its fuzz target; the loader wires it next.
+pub use kernel::tls_targets;
 pub mod naming;
 pub(crate) mod output;
 pub(crate) mod process;
