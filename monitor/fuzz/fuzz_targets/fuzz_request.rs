@@ -10,20 +10,41 @@ fuzz_target!(|data: &[u8]| {
         Ok(head) => {
             assert!(head.path.len() <= request::MAX_PATH_LEN);
             assert!(head.path.starts_with('/') || head.path == "*");
-            assert!(head.path.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'));
+            assert!(
+                head.path
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+            );
             assert!(head.method.len() <= 16 && !head.method.is_empty());
-            assert!(head.host.as_ref().is_none_or(|h| !h.is_empty() && h.len() <= 253));
+            assert!(
+                head.host
+                    .as_ref()
+                    .is_none_or(|h| !h.is_empty() && h.len() <= 253)
+            );
             assert!(head.api_headers.len() <= request::MAX_API_HEADERS);
-            assert!(head.user_agent.as_ref().is_none_or(|u| u.len() <= request::MAX_USER_AGENT_LEN));
+            assert!(
+                head.user_agent
+                    .as_ref()
+                    .is_none_or(|u| u.len() <= request::MAX_USER_AGENT_LEN)
+            );
             assert!(head.model.as_ref().is_none_or(|m| {
                 !m.is_empty()
                     && m.len() <= request::MAX_MODEL_LEN
-                    && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
+                    && m.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
             }));
-            assert!(head.key_prefix.is_none_or(|k| request::KEY_PREFIXES.contains(&k)));
+            assert!(
+                head.key_prefix
+                    .is_none_or(|k| request::KEY_PREFIXES.contains(&k))
+            );
             if let Some(evidence) = api_shape::classify(&head) {
                 assert_eq!(evidence.method, head.method);
-                assert!(evidence.prefix.as_ref().is_none_or(|p| p.len() <= api_shape::MAX_PREFIX_LEN));
+                assert!(
+                    evidence
+                        .prefix
+                        .as_ref()
+                        .is_none_or(|p| p.len() <= api_shape::MAX_PREFIX_LEN)
+                );
                 assert!(evidence.route.is_some() || evidence.prefix.is_none());
                 assert!(evidence.route.as_ref().is_none_or(|r| r.starts_with('/')));
             }
