@@ -132,12 +132,12 @@ fn head_len(buf: &[u8]) -> Option<usize> {
     None
 }
 
-fn trim_cr(line: &[u8]) -> &[u8] {
+pub(super) fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// `method SP target SP HTTP/1.x`, each part checked.
-fn request_line(line: &[u8]) -> Result<(&str, &[u8], &'static str), ParseError> {
+pub(super) fn request_line(line: &[u8]) -> Result<(&str, &[u8], &'static str), ParseError> {
     let mut parts = line.split(|b| *b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -162,7 +162,7 @@ fn request_line(line: &[u8]) -> Result<(&str, &[u8], &'static str), ParseError> 
 }
 
 /// Whether an unfinished first line can still become a request line.
-fn plausible_request_line_start(line: &[u8]) -> bool {
+pub(super) fn plausible_request_line_start(line: &[u8]) -> bool {
     let line = trim_cr(line);
     let mut parts = line.split(|b| *b == b' ');
     let method = parts.next().unwrap_or_default();
@@ -184,12 +184,12 @@ fn plausible_request_line_start(line: &[u8]) -> bool {
 }
 
 /// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `scheme://rest` of an absolute-form target.
-fn split_scheme(target: &[u8]) -> Option<(&str, &[u8])> {
+pub(super) fn split_scheme(target: &[u8]) -> Option<(&str, &[u8])> {
     let sep = target.windows(3).position(|w| w == b"://")?;
     let scheme = &target[..sep];
     let valid = scheme.first().is_some_and(u8::is_ascii_alphabetic)
@@ -213,7 +213,7 @@ fn path_of(target: &[u8]) -> String {
 
 /// `[userinfo@]host[:port]` with host a name, an IPv4 address or a bracketed IPv6 address.
 /// Userinfo is dropped; an empty port counts as none.
-fn authority(raw: &[u8]) -> Result<(String, Option<u16>), ParseError> {
+pub(super) fn authority(raw: &[u8]) -> Result<(String, Option<u16>), ParseError> {
     let raw = raw
         .iter()
         .rposition(|b| *b == b'@')

@@ -5,6 +5,9 @@
 //! the names it found, never the payload:
 //! - `tls`: a TLS ClientHello (SNI, ALPN, JA4 fingerprint), also spread over several records;
 //! - `http`: an HTTP/1.x request head (Host, absolute-form target, CONNECT target);
+//! - `request`: the first plaintext bytes of a TLS connection (HTTP/1.x or HTTP/2, as a uprobe
+//!   on the TLS library's write sees them): the API request they start, or the response's
+//!   status and relay software; `hpack` decodes HTTP/2's header blocks for it;
 //! - `socks`: the client side of a SOCKS4, SOCKS4a or SOCKS5 handshake (the proxied target);
 //! - `dns`: a DNS message (questions, A/AAAA/CNAME answers, which name each address answers);
 //! - `quic`: a QUIC v1/v2 client Initial packet, decrypted with the keys every observer can derive,
@@ -21,9 +24,11 @@
 //! copied into a result.
 pub mod dns;
 pub mod examine;
+pub mod hpack;
 pub mod http;
 pub mod model;
 pub mod quic;
+pub mod request;
 pub mod socks;
 pub mod stream;
 pub mod tls;
