@@ -17,5 +17,9 @@ pub const COUNTER_PAYLOAD_LOST: u32 = 5;
 /// Not a counter: bytes waiting in the ring buffer when this CPU last wrote a connect record
 /// (the daemon reports the fill ratio from the largest).
 pub const GAUGE_RINGBUF_PENDING: u32 = 6;
+/// TLS plaintext records written (uprobes, see `crate::tls`).
+pub const COUNTER_TLS_RECORDS: u32 = 7;
+/// TLS plaintext records lost to a full ring buffer or an unreadable user buffer.
+pub const COUNTER_TLS_LOST: u32 = 8;
 /// Entries of the array.
-pub const COUNTER_COUNT: u32 = 7;
+pub const COUNTER_COUNT: u32 = 9;

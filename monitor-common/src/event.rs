@@ -1,7 +1,7 @@
 //! The connect record and the codes every ring-buffer record is read by.
 //!
 //! Every record on the `EVENTS` ring buffer starts with a `u32` kind ([`EVENT_CONNECT`] ...
-//! [`EVENT_FLOW_END`]); the daemon reads the kind first and refuses records of a kind it does
+//! [`EVENT_TLS_DATA`]); the daemon reads the kind first and refuses records of a kind it does
 //! not know. A [`ConnectEvent`] carries the hook that saw the destination, its address family
 //! and its transport as raw codes (`HOOK_*`, `FAMILY_*`, `PROTO_*`); the daemon turns them into
 //! the typed `EventKind`, `Hook`, `Family` and `Transport` (feature `user`), refusing any
@@ -13,6 +13,7 @@ pub const EVENT_PAYLOAD: u32 = 2;
 pub const EVENT_EXEC: u32 = 3;
 pub const EVENT_EXIT: u32 = 4;
 pub const EVENT_FLOW_END: u32 = 5;
+pub const EVENT_TLS_DATA: u32 = 6;
 
 /// Which hook produced a [`ConnectEvent`].
 pub const HOOK_CONNECT: u8 = 1;
@@ -125,6 +126,8 @@ mod user {
         Exit = EVENT_EXIT,
         /// [`crate::FlowEndEvent`].
         FlowEnd = EVENT_FLOW_END,
+        /// [`crate::TlsDataHeader`] and its data.
+        TlsData = EVENT_TLS_DATA,
     }
 
     impl TryFrom<u32> for EventKind {
@@ -137,6 +140,7 @@ mod user {
                 EVENT_EXEC => EventKind::Exec,
                 EVENT_EXIT => EventKind::Exit,
                 EVENT_FLOW_END => EventKind::FlowEnd,
+                EVENT_TLS_DATA => EventKind::TlsData,
                 other => return Err(other),
             })
         }

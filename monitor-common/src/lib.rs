@@ -12,6 +12,8 @@
 //! - [`ProcessEvent`]: a program image started (exec), with its parent and arguments.
 //! - [`ExitEvent`]: a process ended.
 //! - [`FlowEndEvent`]: a socket whose bytes were counted was released, with the counts.
+//! - [`TlsDataEvent`]: plaintext a process wrote on a TLS connection (uprobes), with
+//!   [`TlsConnKey`] / [`TlsConnState`] of the `TLS_CONNS` map that bounds what is read.
 //! - [`TaskLayout`]: `task_struct`/`mm_struct` field offsets from BTF for the exec program.
 //! - [`CaptureState`]: the `CAPTURE` map's per-socket state (capture mode, watch, DNS owner).
 //! - [`FilterConfig`]: the single entry of the `CONFIG` array, written by the daemon before it
@@ -28,6 +30,7 @@
 //! - [`capture`]: capture modes, watch flags and the budgets that bound a capture.
 //! - [`ring`]: the ring buffer's size and when writers wake the daemon.
 //! - [`counters`]: indices of the per-CPU `COUNTERS` array.
+//! - [`tls`]: TLS plaintext records, libraries, directions and read budgets.
 //! - [`udp`]: the UDP repeat window and the `UDP_FLOWS` capacity.
 //! - [`config`]: [`FilterConfig`] and its defaults.
 //! - [`destination`]: [`Destination`]'s normalisation and locality rule.
@@ -47,6 +50,7 @@ pub mod first_payload;
 pub mod payload;
 pub mod process;
 pub mod ring;
+pub mod tls;
 pub mod udp;
 
 pub use capture::{CaptureState, FlowEndEvent};
@@ -55,6 +59,7 @@ pub use destination::Destination;
 pub use event::ConnectEvent;
 pub use payload::{PayloadEvent, PayloadHeader};
 pub use process::{ExitEvent, ProcessEvent, TaskLayout};
+pub use tls::{TlsConnKey, TlsConnState, TlsDataEvent, TlsDataHeader, TlsPendingRead};
 pub use udp::{UdpFlowKey, UdpFlowWindow};
 
 #[cfg(feature = "user")]
@@ -71,6 +76,10 @@ mod user {
     unsafe impl aya::Pod for super::FlowEndEvent {}
     unsafe impl aya::Pod for super::TaskLayout {}
     unsafe impl aya::Pod for super::ExitEvent {}
+    unsafe impl aya::Pod for super::TlsConnKey {}
+    unsafe impl aya::Pod for super::TlsConnState {}
+    unsafe impl aya::Pod for super::TlsDataHeader {}
+    unsafe impl aya::Pod for super::TlsPendingRead {}
 }
 
 #[cfg(test)]
@@ -97,6 +106,11 @@ mod tests {
         );
         assert_eq!(core::mem::size_of::<TaskLayout>(), 24);
         assert_eq!(core::mem::size_of::<ExitEvent>(), 16);
+        assert_eq!(core::mem::size_of::<TlsConnKey>(), 16);
+        assert_eq!(core::mem::size_of::<TlsConnState>(), 8);
+        assert_eq!(core::mem::size_of::<TlsDataHeader>(), 48);
+        assert_eq!(core::mem::size_of::<TlsPendingRead>(), 32);
+        assert_eq!(core::mem::size_of::<TlsDataEvent>(), 48 + tls::TLS_DATA_MAX);
     }
 
     #[test]

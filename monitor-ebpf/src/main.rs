@@ -8,6 +8,7 @@
 //! - `packet`, `payload`: cgroup_skb egress/ingress programs capturing the first payload of
 //!   each reported socket and DNS answers (see `payload.rs` for the capture design).
 //! - `process`: exec/exit tracepoints feeding the daemon's process table.
+//! - `tls`: uprobes on TLS libraries reading the first plaintext request of each connection.
 //!
 //! Hook choice: cgroup `sock_addr` programs attached to the cgroup v2 root. They run for every
 //! process on the host (all cgroups descend from the root), exist since Linux 4.17 (connect) and
@@ -31,11 +32,15 @@ mod payload;
 mod process;
 mod report;
 mod sock_addr;
+mod tls;
 mod udp_fold;
 
 use aya_ebpf::{
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, tracepoint},
-    programs::{SkBuffContext, SockAddrContext, SockContext, TracePointContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, tracepoint, uprobe, uretprobe},
+    programs::{
+        ProbeContext, RetProbeContext, SkBuffContext, SockAddrContext, SockContext,
+        TracePointContext,
+    },
 };
 
 /// Verdict for cgroup sock_addr programs: let the operation proceed.
@@ -103,6 +108,42 @@ pub fn relaywatch_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn relaywatch_exit(ctx: TracePointContext) -> u32 {
     process::exit(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn relaywatch_tls_write(ctx: ProbeContext) -> u32 {
+    tls::write(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn relaywatch_go_tls_write(ctx: ProbeContext) -> u32 {
+    tls::go_write(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn relaywatch_tls_forget(ctx: ProbeContext) -> u32 {
+    tls::forget_connection(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn relaywatch_tls_read(ctx: ProbeContext) -> u32 {
+    tls::read(&ctx);
+    0
+}
+
+#[uretprobe]
+pub fn relaywatch_tls_read_return(ctx: RetProbeContext) -> u32 {
+    tls::read_return(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn relaywatch_go_tls_forget(ctx: ProbeContext) -> u32 {
+    tls::go_forget_connection(&ctx);
     0
 }
 

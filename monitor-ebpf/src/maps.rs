@@ -27,19 +27,26 @@
 //!   exec program (parent pid, argument block). Written by the daemon before it attaches.
 //! - `CAPTURE_GATE` (socket-local storage, u32): 1 while the socket may have a `CAPTURE`
 //!   entry (gate.rs).
+//! - `TLS_CONNS` (LRU hash, `TLS_CONNS_CAPACITY`): `TlsConnKey` (tgid, the TLS library's
+//!   connection object) -> `TlsConnState`, what the TLS uprobes have read of a connection
+//!   (tls.rs; absent: nothing yet).
+//! - `TLS_READS` (LRU hash, `TLS_READS_CAPACITY`): pid_tgid -> `TlsPendingRead`, a read of an
+//!   answer's head between the read function's entry and its return (tls.rs).
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    CaptureState, ConnectEvent, FilterConfig, TaskLayout, UdpFlowKey, UdpFlowWindow,
+    CaptureState, ConnectEvent, FilterConfig, TaskLayout, TlsConnKey, TlsConnState, TlsPendingRead,
+    UdpFlowKey, UdpFlowWindow,
     capture::CAPTURE_CAPACITY,
     counters::{COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, GAUGE_RINGBUF_PENDING},
     ring::{
         BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, EVENTS_RINGBUF_BYTES, WAKE_ALWAYS_BYTES, WAKE_BYTES,
         WAKE_WINDOW,
     },
+    tls::{TLS_CONNS_CAPACITY, TLS_READS_CAPACITY},
     udp::UDP_FLOWS_CAPACITY,
 };
 
@@ -66,6 +73,14 @@ pub static UDP_FLOWS: LruHashMap<UdpFlowKey, UdpFlowWindow> =
 #[map(name = "CAPTURE")]
 pub static CAPTURE: LruHashMap<u64, CaptureState> =
     LruHashMap::with_max_entries(CAPTURE_CAPACITY, 0);
+
+#[map(name = "TLS_CONNS")]
+pub static TLS_CONNS: LruHashMap<TlsConnKey, TlsConnState> =
+    LruHashMap::with_max_entries(TLS_CONNS_CAPACITY, 0);
+
+#[map(name = "TLS_READS")]
+pub static TLS_READS: LruHashMap<u64, TlsPendingRead> =
+    LruHashMap::with_max_entries(TLS_READS_CAPACITY, 0);
 
 /// An all-zero `CaptureState` (per CPU, never written): what a new `CAPTURE` entry is inserted
 /// from before its fields are filled in place. Building entries in a shared scratch slot instead

@@ -63,6 +63,10 @@ pub enum Command {
     /// List connection summaries: one row per executable, user and destination.
     #[command(after_help = EXIT_CODES)]
     Connections(ListArgs),
+    /// List AI relays learned from the requests sent to them (hosts on no list): host, first
+    /// seen, by which process and user, the API evidence.
+    #[command(after_help = EXIT_CODES)]
+    Relays(ConnectArgs),
     /// Ask the running agent to reload its configuration and blocklists.
     #[command(after_help = EXIT_CODES)]
     Reload(ConnectArgs),

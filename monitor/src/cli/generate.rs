@@ -82,6 +82,7 @@ mod tests {
             "relaywatch-status.1",
             "relaywatch-alerts.1",
             "relaywatch-connections.1",
+            "relaywatch-relays.1",
             "relaywatch-reload.1",
             "relaywatch-blocklist.1",
             "relaywatch-blocklist-check.1",

@@ -43,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => return query::status(args),
         Command::Alerts(args) => return query::alerts(args),
         Command::Connections(args) => return query::connections(args),
+        Command::Relays(args) => return query::relays(args),
         Command::Reload(args) => return query::reload(args),
         // Has its own exit statuses (`test`: 0 match, 1 none, 2 error).
         Command::Blocklist(command) => return blocklist::run(&command),

@@ -227,6 +227,23 @@ pub fn blocklist_list(args: ConnectArgs) -> ExitCode {
     }))
 }
 
+/// `relaywatch relays`: the relays learned from the requests sent to them.
+pub fn relays(args: ConnectArgs) -> ExitCode {
+    finish(block_on(async {
+        let v = read_json(request(&args.socket, Method::GET, "/v1/relays").await?).await?;
+        let relays = v["relays"].as_array().cloned().unwrap_or_default();
+        if args.json {
+            let mut out = String::new();
+            for r in &relays {
+                out.push_str(&r.to_string());
+                out.push('\n');
+            }
+            return print(&out);
+        }
+        print(&render::relays(&relays))
+    }))
+}
+
 pub fn reload(args: ConnectArgs) -> ExitCode {
     finish(show_object(
         &args,

@@ -205,6 +205,60 @@ const RELAY_COLUMNS: &[Column] = &[
     left("FIRST SEEN"),
 ];
 
+const KNOWN_RELAY_COLUMNS: &[Column] = &[
+    left("HOST"),
+    left("FIRST SEEN"),
+    left("LAST SEEN"),
+    right("REQUESTS"),
+    left("API"),
+    left("MODEL"),
+    left("SOFTWARE"),
+    right("PID"),
+    left("USER"),
+    left("EXECUTABLE"),
+];
+
+/// `relaywatch relays`: relays learned from the API requests sent to them.
+pub fn relays(relays: &[Value]) -> String {
+    if relays.is_empty() {
+        return "no relays learned yet: an AI API request to a host on no list makes one\n".into();
+    }
+    let s = |v: &Value| {
+        Cell::plain(match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        })
+    };
+    let rows: Vec<Vec<Cell>> = relays
+        .iter()
+        .map(|r| {
+            let api = &r["api"];
+            let what = format!(
+                "{} {} {}",
+                api["family"].as_str().unwrap_or("-"),
+                api["method"].as_str().unwrap_or("-"),
+                api["route"].as_str().unwrap_or("-")
+            );
+            vec![
+                s(&r["host"]),
+                s(&r["first_seen"]),
+                s(&r["last_seen"]),
+                s(&r["requests"]),
+                Cell::plain(what),
+                s(&api["model"]),
+                s(&r["software"]),
+                s(&r["pid"]),
+                s(&r["user"]),
+                s(&r["executable"]),
+            ]
+        })
+        .collect();
+    let mut out = table(KNOWN_RELAY_COLUMNS, &rows, false);
+    out.push_str(&format!("{} relays\n", rows.len()));
+    out
+}
+
 /// `relaywatch blocklist list`: the active lists (status `blocklists`), then the hosts found in
 /// base-URL variables (status `relay_discovery`).
 pub fn blocklists(lists: &Value, discovery: &Value) -> String {

@@ -119,6 +119,25 @@ pub(super) const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # `relaywatch status` lists it. Names that look like secrets (KEY, TOKEN...) are refused.
 #enabled = true
 #variables = ["OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_URL", "GOOGLE_GEMINI_BASE_URL", "GEMINI_BASE_URL", "GEMINI_API_BASE_URL", "AZURE_OPENAI_ENDPOINT", "OPENROUTER_BASE_URL", "DEEPSEEK_BASE_URL", "MISTRAL_BASE_URL", "GROQ_BASE_URL", "XAI_BASE_URL"]
+# The request itself: the first request head of each TLS connection is read before encryption
+# (uprobes on OpenSSL, GnuTLS and Go's crypto/tls). An OpenAI / Anthropic / Gemini API request
+# (route, API headers) to a host no list names raises an ai-relay alert (rule "api-shape") and
+# the host becomes a known relay (`relaywatch relays`). Kept: method, route, Host, the names of
+# API headers, the key's provider prefix (sk-, sk-ant-, AIza), the User-Agent product, the
+# model. Never a header value that carries a credential, never the body or prompt.
+#api_requests = true
+# AI clients' configuration files of every user (Claude Code settings.json, Codex config.toml,
+# Gemini CLI .env, cc-switch, Cursor, systemd Environment=): their base URLs name relays for
+# that user's processes only. Only the host and the file's path are kept.
+#config_files = true
+# Sanctioned AI gateways (a company LiteLLM, a cloud AI gateway): API requests to them, or by
+# these programs / systemd units, are not relay traffic. Loopback is never a relay. E.g.
+# allow_hosts = ["llm-gateway.corp.example"], allow_cidrs = ["10.20.0.0/16"],
+# allow_executables = ["/opt/litellm/bin/litellm"], allow_units = ["litellm.service"].
+#allow_hosts = []
+#allow_cidrs = []
+#allow_executables = []
+#allow_units = []
 
 [metrics]
 # Prometheus text-format endpoint at http://LISTEN/metrics. Off by default. It has no

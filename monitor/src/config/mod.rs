@@ -355,6 +355,20 @@ pub struct Discovery {
     pub enabled: bool,
     /// The variables read from /proc/PID/environ; nothing else is read.
     pub variables: Vec<String>,
+    /// Read the first request of TLS connections (uprobes on TLS libraries) and alert on AI
+    /// API requests to hosts no list names (`rule.name: api-shape`).
+    pub api_requests: bool,
+    /// Read AI clients' configuration files (Claude Code, Codex, Gemini CLI, cc-switch,
+    /// Cursor, systemd units) for base URLs, per user.
+    pub config_files: bool,
+    /// Sanctioned AI gateways: an API request to one of these is not a relay.
+    pub allow_hosts: Vec<String>,
+    /// Sanctioned gateways by address (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+    pub allow_cidrs: Vec<String>,
+    /// Programs whose API requests never count as relay traffic (absolute paths).
+    pub allow_executables: Vec<String>,
+    /// systemd units whose API requests never count as relay traffic (`litellm.service`).
+    pub allow_units: Vec<String>,
 }
 
 impl Default for Discovery {
@@ -365,6 +379,12 @@ impl Default for Discovery {
                 .iter()
                 .map(|v| v.to_string())
                 .collect(),
+            api_requests: true,
+            config_files: true,
+            allow_hosts: Vec::new(),
+            allow_cidrs: Vec::new(),
+            allow_executables: Vec::new(),
+            allow_units: Vec::new(),
         }
     }
 }

@@ -110,6 +110,9 @@ pub(super) fn validate(raw: FileConfig) -> Result<Config, Vec<Problem>> {
             problem(format!("discovery.variables[{i}]: {why}"));
         }
     }
+    for why in crate::intel::relays::RelayAllow::check(&raw.discovery) {
+        problem(format!("discovery.{why}"));
+    }
 
     let mut blocklists = raw.blocklists;
     for (i, feed) in blocklists.feeds.iter_mut().enumerate() {

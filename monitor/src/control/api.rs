@@ -595,11 +595,12 @@ impl Server {
             "/v1/alerts" => (Method::GET, Some(ListKind::Alerts)),
             "/v1/connections" => (Method::GET, Some(ListKind::Connections)),
             "/v1/reload" => (Method::POST, None),
+            "/v1/relays" => (Method::GET, None),
             _ => {
                 return error_response(
                     StatusCode::NOT_FOUND,
                     format!(
-                        "no such endpoint: {path} (there are /v1/status, /v1/alerts, /v1/connections, /v1/reload)"
+                        "no such endpoint: {path} (there are /v1/status, /v1/alerts, /v1/connections, /v1/relays, /v1/reload)"
                     ),
                 );
             }
@@ -619,7 +620,20 @@ impl Server {
         match (list, path) {
             (Some(kind), _) => self.list(kind, req.uri().query().unwrap_or("")).await,
             (None, "/v1/status") => self.status().await,
+            (None, "/v1/relays") => self.relays().await,
             (None, _) => self.reload().await,
+        }
+    }
+
+    /// The relays learned from the requests sent to them (the store's copy), most recently
+    /// seen first.
+    async fn relays(&self) -> Response<ApiBody> {
+        match self.store.relays().await {
+            Ok(relays) => json_response(StatusCode::OK, &json!({ "relays": relays })),
+            Err(e) => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the known relays: {e:#}"),
+            ),
         }
     }
 

@@ -8,6 +8,7 @@
 //! (see correlate.rs). An unconnected datagram opens a repeat window in the kernel; its record
 //! waits until the window has closed so it can carry the window's final count (read from
 //! UDP_FLOWS). On shutdown every pending record is written with what is known so far.
+mod config_files;
 mod pacer;
 mod pipeline;
 mod state;
@@ -130,7 +131,11 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     let socket = config.agent.socket.clone();
     let socket_group = config.agent.socket_group.clone();
 
-    let mut agent = Agent::load_and_attach(&host, filter)?;
+    let mut agent = Agent::load_and_attach(
+        &host,
+        filter,
+        config.discovery.enabled && config.discovery.api_requests,
+    )?;
     let events = agent.events.take().context("ring buffer already taken")?;
     let mut events = watch(events, "the ring buffer")?;
     let mut logs = match agent.logger.take() {
@@ -178,6 +183,22 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     );
 
     let name_wait = Duration::from_millis(config.agent.name_wait_ms);
+    // Relays learned in earlier runs stay known.
+    let relays = match store.relays().await {
+        Ok(rows) => crate::intel::relays::KnownRelays::from_store(rows),
+        Err(e) => {
+            log::error!("store: reading the known relays: {e:#}");
+            crate::intel::relays::KnownRelays::default()
+        }
+    };
+    let relay_allow = crate::intel::relays::RelayAllow::new(&config.discovery);
+    // AI clients' configuration files (per user), scanned on a thread of their own.
+    let config_files = (config.discovery.enabled && config.discovery.config_files).then(|| {
+        config_files::spawn(
+            std::path::PathBuf::from("/"),
+            config.discovery.variables.clone(),
+        )
+    });
     let discovery_variables = config.discovery.active_variables();
     let dedupe_window = Duration::from_secs(config.alerts.dedupe_window_s);
     let mut reporter = Reporter {
@@ -211,6 +232,10 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         malformed: 0,
         last_alert: None,
         own_pid: std::process::id(),
+        requests: crate::correlate::requests::Requests::default(),
+        relays,
+        relay_allow,
+        config_files,
     };
     // Programs started before the agent: their base-URL variables are read once now (exec
     // events cover every later start).
@@ -233,7 +258,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     let mut next_drain = Instant::now() + pacer.interval;
 
     loop {
-        let due = reporter.correlator.next_due().map(Instant::from_std);
+        let due = reporter.next_due().map(Instant::from_std);
         tokio::select! {
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); notify("stopping", sdnotify::stopping()); break; }
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); notify("stopping", sdnotify::stopping()); break; }

@@ -12,11 +12,15 @@ use tokio::time::Instant;
 use crate::{
     config::{Config, Format},
     control::metrics::Metrics,
-    correlate::{Correlator, Finished},
+    correlate::{
+        Correlator, Finished,
+        requests::{Paired, PlainRequest, Recent, Requests},
+    },
     intel::{
         blocklist::{Action, Blocklists, Category},
         classify::{self, Classification, Finding, MatchedField, SharedLists},
         discovery::{RelayDiscovery, RelayEvidence},
+        relays::{KnownRelay, KnownRelays, RelayAllow},
     },
     kernel::{
         decode::{self as ingest, Lifecycle},
@@ -29,7 +33,7 @@ use crate::{
         connection::ConnectionRecord,
         dedupe::Deduper,
         host::HostInfo,
-        record::{Ancestor, Lineage, Parent, Record, RelayConfig},
+        record::{Ancestor, ApiRequest, Lineage, Parent, Record, RelayConfig, RelayFacts},
     },
 };
 
@@ -41,6 +45,12 @@ pub(crate) trait KernelMaps {
     fn watch(&mut self, cookie: u64, now_ns: u64);
     /// Nothing more is wanted from this socket.
     fn stop_capture(&mut self, cookie: u64);
+    /// Whether the TLS plaintext of this process is read (its TLS library or executable is
+    /// probed; probes new ones it maps on the way).
+    fn tls_readable(&mut self, tgid: u32) -> bool;
+    /// A program started: probe its executable if it carries its own TLS (Go, a Node.js build
+    /// with OpenSSL inside).
+    fn tls_exec(&mut self, tgid: u32);
 }
 
 impl KernelMaps for Agent {
@@ -56,6 +66,14 @@ impl KernelMaps for Agent {
     fn stop_capture(&mut self, cookie: u64) {
         Agent::stop_capture(self, cookie);
     }
+
+    fn tls_readable(&mut self, tgid: u32) -> bool {
+        Agent::tls_readable(self, tgid)
+    }
+
+    fn tls_exec(&mut self, tgid: u32) {
+        Agent::tls_exec(self, tgid);
+    }
 }
 
 /// What the lists and relay discovery say about one finished connection.
@@ -68,6 +86,8 @@ pub(crate) struct Judgement {
     pub finding: Option<Finding>,
     /// The discovery evidence, when the destination is a suspected relay.
     pub relay: Option<RelayEvidence>,
+    /// An allow rule of the lists matched (a sanctioned gateway): nothing else may alert.
+    pub allowed: bool,
 }
 
 /// The verdict on a connection to `destination` named `naming`: the lists first (an alerting
@@ -84,6 +104,7 @@ pub(crate) fn judge(
         naming: naming.clone(),
         finding: None,
         relay: None,
+        allowed: false,
     };
     let Some(lists) = lists else { return quiet() };
     let domain = naming.domain.as_deref();
@@ -97,7 +118,10 @@ pub(crate) fn judge(
             finding: Some(finding),
             ..quiet()
         },
-        Classification::Allowed => quiet(),
+        Classification::Allowed => Judgement {
+            allowed: true,
+            ..quiet()
+        },
         Classification::Quiet => {
             let evidence = match discovery.enabled() {
                 true => discovery.suspected(lists, domain, ip),
@@ -124,6 +148,7 @@ pub(crate) fn judge(
                 },
                 finding,
                 relay: Some(evidence),
+                allowed: false,
             }
         }
     }
@@ -167,6 +192,15 @@ pub(super) struct Reporter {
     pub(super) last_alert: Option<Record>,
     /// This daemon's pid: records of its own sockets are not the host's traffic.
     pub(super) own_pid: u32,
+    /// Requests read from TLS plaintext, and TLS records waiting for theirs.
+    pub(super) requests: Requests,
+    /// Hosts learned to be relays from the requests sent to them.
+    pub(super) relays: KnownRelays,
+    /// Sanctioned gateways and programs (`[discovery] allow_*`).
+    pub(super) relay_allow: RelayAllow,
+    /// The latest scan of AI clients' configuration files (off: `None`).
+    pub(super) config_files:
+        Option<tokio::sync::watch::Receiver<Arc<crate::intel::relay_files::ScanReport>>>,
 }
 
 impl Reporter {
@@ -215,6 +249,9 @@ impl Reporter {
                 };
                 self.processes
                     .on_exec(&self.procs, tgid, &comm, &facts, ts_boot_ns);
+                if self.config.discovery.api_requests {
+                    kernel.tls_exec(tgid);
+                }
                 if self.discovery.enabled() {
                     let exe = self
                         .processes
@@ -227,6 +264,23 @@ impl Reporter {
                 self.processes.on_exit(tgid, ts_boot_ns);
             }
             ingest::Record::FlowEnd(end) => self.flow_end(&end),
+            ingest::Record::Tls(data) if data.written => {
+                log::trace!("{data:?}");
+                if let Some(request) = self.requests.on_data(&data, now) {
+                    self.on_request(kernel, request);
+                }
+            }
+            ingest::Record::Tls(data) => {
+                log::trace!("{data:?}");
+                let Some(software) = Requests::answer(&data) else {
+                    log::debug!(
+                        "an answer's head of pid {} names no relay software",
+                        data.header.tgid
+                    );
+                    return;
+                };
+                self.on_answer(kernel, data.header.tgid, data.header.conn, software);
+            }
             ingest::Record::Payload(chunk) => {
                 if let Some(finished) = self.correlator.on_payload(&chunk, now) {
                     self.finish(kernel, finished);
@@ -292,9 +346,230 @@ impl Reporter {
 
     /// Write every record whose wait is over (all of them if `all`).
     pub(super) fn finish_due(&mut self, kernel: &mut impl KernelMaps, all: bool) {
-        for finished in self.correlator.due(Instant::now().into_std(), all) {
+        let now = Instant::now().into_std();
+        for finished in self.correlator.due(now, all) {
             self.finish(kernel, finished);
         }
+        for request in self.requests.due(now, all) {
+            self.on_request(kernel, request);
+        }
+        for held in self.requests.released(now, all) {
+            self.finish_now(kernel, held.finished, held.api, None);
+        }
+    }
+
+    /// When something waiting here is next due: a record's name wait, a request's join, a TLS
+    /// record's wait for its request.
+    pub(super) fn next_due(&self) -> Option<std::time::Instant> {
+        match (self.correlator.next_due(), self.requests.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A request read from a TLS connection's plaintext: paired with its connection, whose
+    /// record (if still held) is written with the evidence, or (if already written) may now
+    /// raise the relay alert it could not raise without it.
+    pub(super) fn on_request(&mut self, kernel: &mut impl KernelMaps, request: PlainRequest) {
+        if request.tgid == self.own_pid {
+            return;
+        }
+        let now = Instant::now().into_std();
+        let Some(api) = crate::correlate::requests::api_record(&request) else {
+            // Not an AI API request: a held record goes out as it is, now.
+            if let Paired::Held(h) = self.requests.pair(&request, now) {
+                self.finish_now(kernel, h.finished, None, None);
+            }
+            return;
+        };
+        match self.requests.pair(&request, now) {
+            // Go's answers are not read (no return probes in Go programs): no wait for one.
+            Paired::Held(h) if request.library == crate::kernel::decode::TlsLibrary::Go => {
+                self.finish_now(kernel, h.finished, Some(api), None)
+            }
+            Paired::Held(h) => self.requests.await_answer(h, api, &request, now),
+            Paired::Recent(recent) => self.late_request(*recent, api),
+            Paired::Unpaired => log::debug!(
+                "an AI API request by pid {} ({} {}) matched no TLS connection",
+                request.tgid,
+                api.method,
+                api.route
+            ),
+        }
+    }
+
+    /// An answer's head named the relay software: the record waiting for it goes out with it,
+    /// and the known relay learns it.
+    fn on_answer(
+        &mut self,
+        kernel: &mut impl KernelMaps,
+        tgid: u32,
+        conn: u64,
+        software: &'static str,
+    ) {
+        match self.requests.answered(tgid, conn) {
+            Some(held) => self.finish_now(kernel, held.finished, held.api, Some(software)),
+            None => log::debug!("pid {tgid}: an answer from {software} with no record waiting"),
+        }
+    }
+
+    /// An API request on a connection whose record was already written without it.
+    fn late_request(&mut self, recent: Recent, api: ApiRequest) {
+        if recent.alerted {
+            return;
+        }
+        let Some((finding, facts)) = self.relay_verdict(&recent.record, Some(&api), None) else {
+            return;
+        };
+        let mut alert =
+            crate::report::alert::alert_document(&recent.record, &finding, &self.host_info);
+        alert.relaywatch.blocklist = None;
+        alert.relaywatch.api = Some(api);
+        alert.relaywatch.relay = Some(facts);
+        if self.dedupe.admit(&alert, std::time::Instant::now()) {
+            self.raise(alert);
+        }
+    }
+
+    /// Where the lists are silent: a known relay (by name), or an AI API request to a host that
+    /// is neither local nor a sanctioned gateway (which makes it a known relay from now on).
+    fn relay_verdict(
+        &mut self,
+        doc: &Record,
+        api: Option<&ApiRequest>,
+        software: Option<&'static str>,
+    ) -> Option<(Finding, RelayFacts)> {
+        let lists = self.lists.read().ok().map(|l| Arc::clone(&l))?;
+        let action = lists
+            .category_action(Category::AiRelay)
+            .unwrap_or(classify::action(self.config.blocklists.actions.ai_relay));
+        if action == Action::Ignore {
+            return None;
+        }
+        let domain = doc.destination.domain.clone();
+        let ip = doc.destination.ip.as_deref().and_then(|i| i.parse().ok());
+        if let Some(found) = self.config_file_verdict(doc, action) {
+            return Some(found);
+        }
+        if let Some(host) = domain.as_deref().filter(|d| self.relays.get(d).is_some()) {
+            let host = host.to_string();
+            if let Some(software) = software
+                && let Some(updated) = self.relays.set_software(&host, software)
+                && let Ok(v) = serde_json::to_value(&updated)
+            {
+                self.store.record_relay(v);
+            }
+            let known = self.relays.get(&host)?;
+            let facts = RelayFacts {
+                software: known.software.clone(),
+                discovered_by: Some(known.discovered_by.clone()),
+                first_seen: Some(known.first_seen.clone()),
+                ..RelayFacts::default()
+            };
+            let host = known.host.clone();
+            if let Some(api) = api {
+                self.learn_relay(doc, &host, api);
+            }
+            return Some((classify::api_shape_finding(&host, action), facts));
+        }
+        let api = api?;
+        let host = domain.or_else(|| api.host.clone())?;
+        if self.relay_allow.allows(
+            Some(&host),
+            ip,
+            doc.process.executable.as_deref(),
+            doc.relaywatch.systemd_unit.as_deref(),
+        ) {
+            return None;
+        }
+        let mut known = self.learn_relay(doc, &host, api)?;
+        if let Some(software) = software
+            && let Some(updated) = self.relays.set_software(&host, software)
+        {
+            if let Ok(v) = serde_json::to_value(&updated) {
+                self.store.record_relay(v);
+            }
+            known = updated;
+        }
+        let facts = RelayFacts {
+            software: known.software.clone(),
+            discovered_by: Some(known.discovered_by.clone()),
+            first_seen: Some(known.first_seen.clone()),
+            ..RelayFacts::default()
+        };
+        Some((classify::api_shape_finding(&known.host, action), facts))
+    }
+
+    /// A host that a configuration file of this connection's user (or a system-wide one) names
+    /// as its AI endpoint: the file is the evidence (`relay_config`). Local hosts (a local
+    /// forwarding proxy such as cc-switch's) are not relays themselves.
+    fn config_file_verdict(&self, doc: &Record, action: Action) -> Option<(Finding, RelayFacts)> {
+        let scan = self.config_files.as_ref()?.borrow().clone();
+        let uid: u32 = doc.user.id.parse().ok()?;
+        let host = doc
+            .destination
+            .domain
+            .as_deref()
+            .or(doc.destination.ip.as_deref())?;
+        let found = crate::intel::relay_files::finding_in(&scan.findings, uid, host)
+            .filter(|f| !f.local)?;
+        let evidence = RelayEvidence {
+            host: found.host.clone(),
+            variable: found.key.clone(),
+            pid: doc.process.pid,
+            executable: doc.process.executable.clone(),
+            by_name: doc.destination.domain.is_some(),
+        };
+        let field = if evidence.by_name {
+            MatchedField::Domain
+        } else {
+            MatchedField::Ip
+        };
+        let facts = RelayFacts {
+            software: None,
+            discovered_by: Some("relay_config".into()),
+            first_seen: None,
+            config_file: Some(found.file.display().to_string()),
+            config_key: Some(found.key.clone()),
+            client: Some(found.client.into()),
+        };
+        Some((
+            classify::relay_config_finding(&evidence, action, field),
+            facts,
+        ))
+    }
+
+    /// Learn (or count a request to) a relay; stored when new.
+    fn learn_relay(&mut self, doc: &Record, host: &str, api: &ApiRequest) -> Option<KnownRelay> {
+        let now = crate::clock::rfc3339(std::time::SystemTime::now());
+        let (known, new) = self.relays.note(KnownRelay {
+            host: host.to_string(),
+            discovered_by: classify::API_SHAPE_RULE.into(),
+            first_seen: now.clone(),
+            last_seen: now,
+            requests: 1,
+            pid: doc.process.pid,
+            executable: doc.process.executable.clone(),
+            user: doc.user.name.clone(),
+            uid: doc.user.id.parse().unwrap_or(0),
+            api: api.clone(),
+            software: None,
+        })?;
+        if new {
+            log::info!(
+                "new AI relay {}: {} {} ({}) by pid {} ({})",
+                known.host,
+                api.method,
+                api.route,
+                api.family,
+                known.pid,
+                known.executable.as_deref().unwrap_or("?")
+            );
+        }
+        if let Ok(v) = serde_json::to_value(&known) {
+            self.store.record_relay(v);
+        }
+        Some(known)
     }
 
     pub(super) fn finish(&mut self, kernel: &mut impl KernelMaps, f: Finished) {
@@ -306,6 +581,30 @@ impl Reporter {
             }
             return;
         }
+        // A TLS connection of a process whose TLS library is read waits for its request: the
+        // record and its alert then say what was asked (and an unlisted host can be judged).
+        if self.config.discovery.api_requests
+            && !f.is_datagram
+            && f.observation.transport == crate::kernel::decode::Transport::Tcp
+            && f.naming.tls.is_some()
+            && kernel.tls_readable(f.observation.raw.tgid)
+        {
+            match self.requests.hold(f, Instant::now().into_std()) {
+                None => return,
+                Some(f) => return self.finish_now(kernel, f, None, None),
+            }
+        }
+        self.finish_now(kernel, f, None, None);
+    }
+
+    /// Write a finished record (with the API request read from it, if any).
+    pub(super) fn finish_now(
+        &mut self,
+        kernel: &mut impl KernelMaps,
+        f: Finished,
+        api: Option<ApiRequest>,
+        software: Option<&'static str>,
+    ) {
         let repeat_count = if f.is_datagram {
             let count = kernel
                 .udp_window_count(&f.observation.udp_flow_key(), f.observation.raw.ts_boot_ns)
@@ -315,7 +614,7 @@ impl Reporter {
         } else {
             None
         };
-        let alert = self.emit(&f, repeat_count);
+        let alert = self.emit(&f, repeat_count, api, software);
         if f.is_datagram {
             return;
         }
@@ -368,7 +667,13 @@ impl Reporter {
 
     /// Write the record (and store its summary); returns the alert document if it raised one
     /// (a repeat inside a dedupe window raises none: it is counted into the window's summary).
-    pub(super) fn emit(&mut self, f: &Finished, repeat_count: Option<u64>) -> Option<Record> {
+    pub(super) fn emit(
+        &mut self,
+        f: &Finished,
+        repeat_count: Option<u64>,
+        api: Option<ApiRequest>,
+        software: Option<&'static str>,
+    ) -> Option<Record> {
         let lists = self.lists.read().ok().map(|l| Arc::clone(&l));
         let user_name = self.users.name(f.observation.raw.uid);
         let judgement = judge(
@@ -387,14 +692,57 @@ impl Reporter {
         };
         let mut doc = record.to_record();
         doc.host = Some(self.host_info.to_host());
+        doc.relaywatch.api = api.clone();
         if let Some(update) = ConnectionSummaryUpdate::from_record(&doc) {
             self.store.record_connection(update);
         }
         if self.config.agent.log_connections {
             self.write_line(&doc);
         }
-        let finding = judgement.finding?;
+        let mut relay_facts = None;
+        let finding = match judgement.finding {
+            Some(finding) => Some(finding),
+            None if !judgement.allowed && judgement.relay.is_none() => self
+                .relay_verdict(&doc, api.as_ref(), software)
+                .map(|(finding, facts)| {
+                    relay_facts = Some(facts);
+                    finding
+                }),
+            None => None,
+        };
+        let tls_stream = !f.is_datagram && f.naming.tls.is_some();
+        let Some(finding) = finding else {
+            if tls_stream {
+                self.remember_tls(f, doc, false);
+            }
+            return None;
+        };
         let mut alert = crate::report::alert::alert_document(&doc, &finding, &self.host_info);
+        if let Some(facts) = relay_facts {
+            alert.relaywatch.blocklist = None;
+            if let Some(key) = &facts.config_key {
+                // Named by a client's configuration file: that file is the name's evidence.
+                alert.relaywatch.name_source = NameSource::RelayConfig.as_str().into();
+                alert.relaywatch.relay_config = Some(RelayConfig {
+                    host: finding.value.clone(),
+                    variable: key.clone(),
+                    pid: alert.process.pid,
+                    executable: alert.process.executable.clone(),
+                });
+            }
+            alert.relaywatch.relay = Some(facts);
+        }
+        if let Some(software) = software {
+            // A listed relay (or a provider answered through one) named by its answer too.
+            alert
+                .relaywatch
+                .relay
+                .get_or_insert_with(RelayFacts::default)
+                .software = Some(software.into());
+        }
+        if tls_stream {
+            self.remember_tls(f, doc, true);
+        }
         if let Some(evidence) = &judgement.relay {
             alert.relaywatch.blocklist = None;
             alert.relaywatch.relay_config = Some(RelayConfig {
@@ -428,6 +776,25 @@ impl Reporter {
         }
         self.raise(alert.clone());
         Some(alert)
+    }
+
+    /// A written TLS connection, for a request that comes after its record.
+    fn remember_tls(&mut self, f: &Finished, record: Record, alerted: bool) {
+        if !self.config.discovery.api_requests {
+            return;
+        }
+        self.requests.written(
+            f.observation.raw.cookie,
+            Recent {
+                tgid: f.observation.raw.tgid,
+                tid: f.observation.raw.tid,
+                domain: f.naming.domain.clone(),
+                at: Instant::now().into_std(),
+                record,
+                alerted,
+                paired: false,
+            },
+        );
     }
 
     /// An alert (or a dedupe summary): counted, then delivered.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use monitor_common::{
     counters::{
         COUNTER_EVENTS, COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST,
-        GAUGE_RINGBUF_PENDING,
+        COUNTER_TLS_LOST, COUNTER_TLS_RECORDS, GAUGE_RINGBUF_PENDING,
     },
     ring::EVENTS_RINGBUF_BYTES,
 };
@@ -44,6 +44,12 @@ pub(super) struct Status {
     processes_tracked: usize,
     blocklists: Value,
     relay_discovery: Value,
+    /// TLS plaintext: which libraries are read in which processes, requests read.
+    tls_plaintext: Value,
+    /// Relays learned from the requests sent to them (`relaywatch relays` lists them).
+    known_relays: usize,
+    /// Base URLs found in AI clients' configuration files (per user), and the files not read.
+    relay_config_files: Value,
     sinks: Vec<SinkHealth>,
     last_alert: Value,
 }
@@ -143,6 +149,32 @@ impl Stats {
                 .read()
                 .map(|l| reporter.discovery.report(&l))
                 .unwrap_or(Value::Null),
+            tls_plaintext: serde_json::json!({
+                "enabled": agent.tls.enabled(),
+                "records": agent.counter(COUNTER_TLS_RECORDS),
+                "records_lost": agent.counter(COUNTER_TLS_LOST),
+                "requests_read": reporter.requests.read,
+                "api_requests": reporter.requests.api_shaped,
+                "requests_unpaired": reporter.requests.unpaired,
+                "records_waiting_for_request": reporter.requests.held(),
+                "files_not_examined": agent.tls.skipped,
+                "libraries": agent.tls.report(),
+            }),
+            known_relays: reporter.relays.len(),
+            relay_config_files: match &reporter.config_files {
+                None => serde_json::json!({ "enabled": false }),
+                Some(rx) => {
+                    let scan = rx.borrow().clone();
+                    serde_json::json!({
+                        "enabled": true,
+                        "files_read": scan.files_read,
+                        "findings": scan.findings.iter().take(100).collect::<Vec<_>>(),
+                        "findings_total": scan.findings.len(),
+                        "problems": scan.problems.iter().take(20).collect::<Vec<_>>(),
+                        "problems_total": scan.problems.len(),
+                    })
+                }
+            },
             sinks: reporter.sinks.health(),
             last_alert: reporter
                 .last_alert

@@ -110,6 +110,28 @@ pub fn relay_config_finding(
 /// `rule.ruleset` of relay-discovery alerts.
 pub const RELAY_CONFIG_RULESET: &str = "relay-discovery";
 
+/// `rule.name` of an alert for a relay recognised by the API requests sent to it.
+pub const API_SHAPE_RULE: &str = "api-shape";
+
+/// The finding for a connection to `host`, a relay recognised by the AI API requests sent to
+/// it (this one, or an earlier one): ai-relay, severity high.
+pub fn api_shape_finding(host: &str, action: Action) -> Finding {
+    Finding {
+        verdict: Verdict {
+            action,
+            category: Category::AiRelay,
+            severity: crate::intel::blocklist::Severity::High,
+            rule: API_SHAPE_RULE.into(),
+            file: RELAY_CONFIG_RULESET.into(),
+            line: 0,
+            list_version: "".into(),
+            matches: Vec::new(),
+        },
+        field: MatchedField::Domain,
+        value: host.to_string(),
+    }
+}
+
 /// Blocklists shared with the reload paths (SIGHUP, `relaywatch reload`).
 pub type SharedLists = Arc<std::sync::RwLock<Arc<Blocklists>>>;
 

@@ -11,4 +11,5 @@ pub(crate) mod classify;
 pub(crate) mod discovery;
 pub(crate) mod feeds;
 pub(crate) mod relay_files;
+pub(crate) mod relays;
 pub(crate) mod resolve;

@@ -350,19 +350,31 @@ impl RelayFiles {
     /// The finding that names `host` for `uid` (the user's own first, then a system-wide one).
     /// `host` is compared canonically and exactly: no parent-domain matching.
     pub fn finding(&self, uid: u32, host: &str) -> Option<&ConfigFinding> {
-        let host = canonical_host(host)?;
-        let mut system = None;
-        for f in self.findings.iter().filter(|f| f.host == host) {
-            if f.uid == uid {
-                return Some(f);
-            }
-            if f.uid == ANY_UID && system.is_none() {
-                system = Some(f);
-            }
-        }
-        system
+        finding_in(&self.findings, uid, host)
     }
+}
 
+/// The finding among `findings` that names `host` for `uid` (see `RelayFiles::finding`): for
+/// a scan's snapshot held elsewhere (the daemon scans on a thread of its own).
+pub fn finding_in<'a>(
+    findings: &'a [ConfigFinding],
+    uid: u32,
+    host: &str,
+) -> Option<&'a ConfigFinding> {
+    let host = canonical_host(host)?;
+    let mut system = None;
+    for f in findings.iter().filter(|f| f.host == host) {
+        if f.uid == uid {
+            return Some(f);
+        }
+        if f.uid == ANY_UID && system.is_none() {
+            system = Some(f);
+        }
+    }
+    system
+}
+
+impl RelayFiles {
     /// All findings of the last scan.
     pub fn findings(&self) -> &[ConfigFinding] {
         &self.findings

@@ -6,10 +6,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use monitor_common::event::{Hook, Transport};
+
+pub use crate::kernel::tls_targets::TlsLibrary;
 use monitor_common::{
-    ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, UdpFlowKey,
+    ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, TlsDataHeader, UdpFlowKey,
     event::{EventKind, FLAG_LOCAL_PROXY, Family},
     payload::{Direction, PAYLOAD_CHUNK},
+    tls::{TLS_DATA_MAX, TLS_DIR_READ, TLS_DIR_WRITE, TLS_LIB_GNUTLS, TLS_LIB_GO, TLS_LIB_OPENSSL},
 };
 
 #[derive(Debug, PartialEq, Eq)]
@@ -74,6 +77,71 @@ impl PayloadChunk {
     }
 }
 
+/// Plaintext a process wrote (or read) on a TLS connection, from the TLS uprobes. Like
+/// [`PayloadChunk`], the bytes stay inside the daemon: only the API evidence parsed from them
+/// is ever written out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsData {
+    pub header: TlsDataHeader,
+    pub library: TlsLibrary,
+    /// The process wrote it (a request) rather than read it.
+    pub written: bool,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsData {
+    // Never print plaintext (it holds API keys and prompts), even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsData")
+            .field("tgid", &self.header.tgid)
+            .field("conn", &self.header.conn)
+            .field("library", &self.library)
+            .field("written", &self.written)
+            .field("index", &self.header.index)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_tls(bytes: &[u8]) -> Result<TlsData, DecodeError> {
+    let need = std::mem::size_of::<TlsDataHeader>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked; TlsDataHeader is plain old data valid for any bit pattern.
+    let header: TlsDataHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let len = header.len as usize;
+    if len == 0 || len > TLS_DATA_MAX {
+        return Err(DecodeError::BadField("TLS data length", len as u64));
+    }
+    if bytes.len() < need + len {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            need: need + len,
+        });
+    }
+    let library = match header.library {
+        TLS_LIB_OPENSSL => TlsLibrary::OpenSsl,
+        TLS_LIB_GNUTLS => TlsLibrary::GnuTls,
+        TLS_LIB_GO => TlsLibrary::Go,
+        other => return Err(DecodeError::BadField("TLS library", other.into())),
+    };
+    let written = match header.direction {
+        TLS_DIR_WRITE => true,
+        TLS_DIR_READ => false,
+        other => return Err(DecodeError::BadField("TLS direction", other.into())),
+    };
+    Ok(TlsData {
+        header,
+        library,
+        written,
+        data: bytes[need..need + len].to_vec(),
+    })
+}
+
 /// A record's address; an unknown family (refused at decoding) reads as IPv6.
 fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
     match Family::try_from(family) {
@@ -110,6 +178,8 @@ pub enum Record {
     Process(Lifecycle),
     /// A watched socket was released, with its payload byte counts.
     FlowEnd(FlowEndEvent),
+    /// Plaintext of a TLS connection (uprobes).
+    Tls(TlsData),
 }
 
 fn nul_terminated(bytes: &[u8]) -> String {
@@ -191,6 +261,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     match kind {
         EventKind::Connect => decode_connect(bytes).map(Record::Connect),
         EventKind::Payload => decode_payload(bytes).map(Record::Payload),
+        EventKind::TlsData => decode_tls(bytes).map(Record::Tls),
         EventKind::Exec | EventKind::Exit => decode_process(bytes, kind).map(Record::Process),
         EventKind::FlowEnd => {
             let need = std::mem::size_of::<FlowEndEvent>();

@@ -10,6 +10,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, TracePoint,
+        UProbe,
     },
 };
 use monitor_common::{
@@ -18,7 +19,7 @@ use monitor_common::{
     counters::COUNTER_COUNT,
 };
 
-use crate::kernel::preflight::Host;
+use crate::kernel::{preflight::Host, tls_probes::TlsProbes};
 
 /// cgroup sock_addr programs (destination and process at connect/sendmsg time).
 const SOCK_ADDR_PROGRAMS: &[&str] = &[
@@ -54,11 +55,17 @@ pub struct Agent {
     pub capture: HashMap<MapData, u64, CaptureState>,
     counters: PerCpuArray<MapData, u64>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    _ebpf: Ebpf,
+    /// Where the TLS uprobes are (attached as libraries and programs are found).
+    pub tls: TlsProbes,
+    ebpf: Ebpf,
 }
 
 impl Agent {
-    pub fn load_and_attach(host: &Host, config: FilterConfig) -> Result<Agent> {
+    pub fn load_and_attach(
+        host: &Host,
+        config: FilterConfig,
+        tls_plaintext: bool,
+    ) -> Result<Agent> {
         raise_memlock_limit();
         let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
             env!("OUT_DIR"),
@@ -122,6 +129,20 @@ impl Agent {
             })?;
         }
 
+        // TLS plaintext (optional: a kernel without uprobes keeps everything else).
+        let tls_loaded = tls_plaintext
+            && crate::kernel::tls_probes::PROGRAMS.iter().all(|name| {
+                match loaded::<UProbe>(&mut ebpf, name) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        log::warn!("TLS plaintext is not read: {e:#}");
+                        false
+                    }
+                }
+            });
+        let mut tls = TlsProbes::new(tls_loaded);
+        tls.start(&mut ebpf);
+
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
         let udp_flows = HashMap::try_from(
             ebpf.take_map("UDP_FLOWS")
@@ -136,7 +157,8 @@ impl Agent {
             capture,
             counters,
             logger,
-            _ebpf: ebpf,
+            tls,
+            ebpf,
         })
     }
 
@@ -170,6 +192,16 @@ impl Agent {
         if let Err(e) = self.capture.insert(cookie, state, EXISTING) {
             log::debug!("watching socket {cookie:#x}: {e}");
         }
+    }
+
+    /// Whether the TLS plaintext of `tgid` is read (see `TlsProbes::readable`).
+    pub fn tls_readable(&mut self, tgid: u32) -> bool {
+        self.tls.readable(&mut self.ebpf, tgid)
+    }
+
+    /// A program started (see `TlsProbes::on_exec`).
+    pub fn tls_exec(&mut self, tgid: u32) {
+        self.tls.on_exec(&mut self.ebpf, tgid);
     }
 
     /// Largest per-CPU value of a gauge (indices in `monitor_common::counters`).
@@ -223,7 +255,7 @@ macro_rules! load_program {
         }
     )*};
 }
-load_program!(CgroupSockAddr, CgroupSkb, CgroupSock, TracePoint);
+load_program!(CgroupSockAddr, CgroupSkb, CgroupSock, TracePoint, UProbe);
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones use memcg and ignore it.
 /// Raising it needs CAP_SYS_RESOURCE, which some sandboxes lack: not fatal.

@@ -344,6 +344,13 @@ pub struct Relaywatch {
     /// Relay-discovery alerts: the base-URL variable that named the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_config: Option<RelayConfig>,
+    /// The AI API request read from the connection's plaintext (TLS uprobes): what makes it
+    /// an API call, never a credential or the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiRequest>,
+    /// What is known of the relay: the software its answer named, how it was discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Lineage>,
     /// Dedupe summaries: repeats counted in the window.
@@ -387,6 +394,64 @@ pub struct RelayConfig {
     pub pid: u32,
     /// Written as null when unknown (the process was gone).
     pub executable: Option<String>,
+}
+
+/// `relaywatch.api`: an AI API request seen in a connection's plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiRequest {
+    /// `openai`, `anthropic` or `gemini`.
+    pub family: String,
+    /// The route as a template (`/v1/chat/completions`, `/v1beta/models/{model}:generateContent`).
+    pub route: String,
+    /// A path prefix before the route (`/openai`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    pub method: String,
+    /// The request's Host / :authority.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `http/1.1` or `h2`.
+    pub protocol: String,
+    /// Names of the API-identifying headers present (never their values).
+    pub headers: Vec<String>,
+    /// The provider-style prefix of the key the request carried (`sk-ant-`, `AIza`), never
+    /// the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// The User-Agent's product token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The `model` the request asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The TLS library whose write was read (`openssl`, `gnutls`, `go`).
+    pub library: String,
+}
+
+/// `relaywatch.relay`: what is known of a relay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayFacts {
+    /// Relay software named by its response headers (`one-api`, `new-api`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+    /// How the host became a known relay: `api-shape` (a request to it), `relay_config`
+    /// (a client's configuration file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered_by: Option<String>,
+    /// When it was first seen as a relay (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// The configuration file that names the host (`relay_config` from a file)...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    /// ...where in it (`env.ANTHROPIC_BASE_URL`, `model_providers.myrelay.base_url`), and the
+    /// client it configures (`claude-code`, `codex`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

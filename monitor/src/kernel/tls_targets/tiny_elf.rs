@@ -235,7 +235,7 @@ impl TinyElf {
         let mut out = vec![0u8; TEXT_OFFSET as usize];
         let mut placed = Vec::new();
         for s in &sections {
-            while out.len() as u64 % s.align.max(1) != 0 {
+            while !(out.len() as u64).is_multiple_of(s.align.max(1)) {
                 out.push(0);
             }
             placed.push(out.len() as u64);
@@ -243,7 +243,7 @@ impl TinyElf {
         }
         let shstrtab_at = out.len() as u64;
         out.extend_from_slice(&shstrtab);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len() as u64;

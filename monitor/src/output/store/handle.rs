@@ -83,6 +83,16 @@ impl StoreHandle {
         self.queue(Write::Connection(update));
     }
 
+    /// Queue a known relay (inserted or replaced by host) without waiting.
+    pub fn record_relay(&self, relay: Value) {
+        self.queue(Write::Relay(relay));
+    }
+
+    /// The known relays, most recently seen first.
+    pub async fn relays(&self) -> Result<Vec<Value>> {
+        self.call(|s| s.relays()).await
+    }
+
     #[cfg(test)]
     /// Store an alert and wait until it is committed; returns its id.
     pub async fn insert_alert(&self, alert: Value) -> Result<i64> {
@@ -197,6 +207,7 @@ fn store_thread(mut store: Store, mut rx: mpsc::Receiver<Request>, shared: &Shar
                             }
                             Ok(0)
                         }
+                        Ok(Written::Relay) => Ok(0),
                         Err(e) => Err(e),
                     };
                     match (reply, id) {

@@ -10,6 +10,9 @@
 //! - `connections`: one row per (executable, user, destination domain, IP, port). Each reported
 //!   connection bumps `count`, adds its byte counts and widens `first_seen..last_seen`. Unknown
 //!   key parts are stored as '' (not NULL: NULLs are all distinct in a UNIQUE key).
+//! - `relays`: one row per host learned to be an AI relay (an API request to it, see
+//!   `intel::relays`), the daemon's `KnownRelay` as JSON; read back at start so a relay stays
+//!   known across restarts.
 //! - Times are microseconds since the Unix epoch (UTC).
 //!
 //! Durability: WAL journal with `synchronous=NORMAL`. A transaction that has committed is in the
@@ -51,7 +54,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations; migration `i` takes the schema from version `i` to `i + 1`
 /// (`PRAGMA user_version`). Append only.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
         ts INTEGER NOT NULL,
@@ -85,7 +89,19 @@ const MIGRATIONS: &[&str] = &["
         UNIQUE (executable, user_name, destination_domain, destination_ip, destination_port)
     );
     CREATE INDEX connections_last_seen ON connections (last_seen);
-"];
+",
+    "
+    CREATE TABLE relays (
+        host TEXT PRIMARY KEY,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        json TEXT NOT NULL
+    );
+",
+];
+
+/// Known relays kept at most (the daemon bounds its own set the same way).
+pub const MAX_RELAYS: usize = 4096;
 
 pub fn to_micros(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -129,6 +145,8 @@ pub struct StoreStats {
 pub enum Write {
     Alert(Value),
     Connection(ConnectionSummaryUpdate),
+    /// A known relay, inserted or replaced by host.
+    Relay(Value),
 }
 
 /// A committed write: the alert with its id, or the connection row after the update.
@@ -136,6 +154,7 @@ pub enum Write {
 pub enum Written {
     Alert(i64, Value),
     Connection(ConnectionRow),
+    Relay,
 }
 
 pub struct Store {
@@ -229,11 +248,29 @@ impl Store {
             .map(|w| match w {
                 Write::Alert(v) => insert_alert_in(&tx, &v).map(|id| Written::Alert(id, v)),
                 Write::Connection(u) => record_connection_in(&tx, &u).map(Written::Connection),
+                Write::Relay(v) => upsert_relay_in(&tx, &v).map(|()| Written::Relay),
             })
             .collect();
         tx.commit()
             .with_context(|| format!("committing to {}", self.path.display()))?;
         Ok(results)
+    }
+
+    /// The known relays, most recently seen first (at most `MAX_RELAYS`).
+    pub fn relays(&self) -> Result<Vec<Value>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json FROM relays ORDER BY last_seen DESC LIMIT ?1")?;
+        let rows = stmt.query_map([MAX_RELAYS as i64], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            // A row this version cannot read is skipped, not fatal: the rest still counts.
+            match serde_json::from_str(&row?) {
+                Ok(v) => out.push(v),
+                Err(e) => log::warn!("store: a relays row is not JSON ({e}); skipped"),
+            }
+        }
+        Ok(out)
     }
 
     /// The most recent alerts matching `query` (up to its limit), oldest first.
@@ -369,6 +406,31 @@ impl Store {
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+}
+
+/// Insert or replace a known relay (by its `host`), keeping its first-seen time.
+fn upsert_relay_in(conn: &Connection, relay: &Value) -> Result<()> {
+    let host = relay["host"]
+        .as_str()
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .ok_or_else(|| anyhow!("a relay without a host"))?;
+    let json = relay.to_string();
+    if json.len() > MAX_ALERT_BYTES {
+        bail!("relay {host}: document of {} bytes", json.len());
+    }
+    let now = to_micros(SystemTime::now());
+    conn.execute(
+        "INSERT INTO relays (host, first_seen, last_seen, json) VALUES (?1, ?2, ?2, ?3)
+         ON CONFLICT (host) DO UPDATE SET last_seen = ?2, json = ?3",
+        params![host, now, json],
+    )?;
+    // Bounded: the least recently seen go first.
+    conn.execute(
+        "DELETE FROM relays WHERE host NOT IN
+         (SELECT host FROM relays ORDER BY last_seen DESC LIMIT ?1)",
+        [MAX_RELAYS as i64],
+    )?;
+    Ok(())
 }
 
 fn insert_alert_in(conn: &Connection, alert: &Value) -> Result<i64> {
