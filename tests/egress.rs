@@ -8,14 +8,11 @@
 //! request) and python's `http.server` (plain HTTP). The clients are three TLS stacks (curl's,
 //! CPython's `ssl`, node's `tls`) and curl over plain HTTP. No name is ever resolved: curl gets
 //! `--resolve`, python and node connect to the address and send the name as SNI.
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use integration_tests::{
-    Daemon, KillOnDrop, PYTHON, TempDir, TestNet, openssl, real_executable, run_client, wait_until,
+    Daemon, PYTHON, TempDir, TestNet, ca_and_server_cert, curl_to, real_executable, run_client,
+    serve_in,
 };
 use serde_json::{Value, json};
 
@@ -36,127 +33,6 @@ fn only_alert(daemon: &Daemon, pid: u32) -> Value {
         daemon.stderr()
     );
     alerts.into_iter().next().unwrap()
-}
-
-/// A throwaway CA and a server certificate it signed for `names` (`ca.pem`, `server.pem`,
-/// `server.key` in `dir`).
-fn ca_and_server_cert(dir: &Path, names: &[&str]) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=relaywatch egress test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=relaywatch egress test host",
-        ],
-    );
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!(
-            "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
-             extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n\
-             authorityKeyIdentifier=keyid:always\n",
-            san.join(",")
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
-/// A server started inside the test host's namespace, killed on drop (before the namespace
-/// goes: declare it after the `TestNet`).
-fn serve_in(net: &TestNet, dir: &Path, port: u16, program: &[&str]) -> KillOnDrop {
-    let child = KillOnDrop(
-        Command::new("ip")
-            .args(["netns", "exec", &net.ns])
-            .args(program)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a server in the test namespace"),
-    );
-    // Ready when it listens (asked inside the namespace: no probe connection the daemon sees).
-    wait_until(
-        &format!("a listener on port {port} in {}", net.ns),
-        Duration::from_secs(15),
-        || {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &net.ns, "ss", "-Hltn"])
-                .arg(format!("sport = :{port}"))
-                .output()
-                .expect("ss");
-            !out.stdout.is_empty()
-        },
-    );
-    child
-}
-
-/// `curl` reaching `name:port` at `ip` (the test host), verifying the test CA (`ca`) for https.
-fn curl_to(name: &str, port: u16, ip: &str, url: &str, ca: Option<&Path>) -> Command {
-    let ip = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_owned()
-    };
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail", "--max-time", "10", "-o", "/dev/null"]);
-    if let Some(ca) = ca {
-        cmd.arg("--cacert").arg(ca);
-    }
-    cmd.arg("--resolve")
-        .arg(format!("{name}:{port}:{ip}"))
-        .arg(url);
-    cmd
 }
 
 fn assert_alert(

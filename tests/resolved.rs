@@ -5,13 +5,13 @@
 //! client) to one of those addresses is named after the list name and alerts on its rule.
 use std::{
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use integration_tests::{
     Daemon, DnsServer, KillOnDrop, PYTHON, TempDir, TestNet, poll, real_executable, run_client,
-    unique_loopback_ip, wait_until,
+    serve_in, unique_loopback_ip,
 };
 use serde_json::{Value, json};
 
@@ -20,32 +20,17 @@ const WAIT: Duration = Duration::from_secs(15);
 /// A TCP listener on port `port` (IPv4 and IPv6) inside the test host's namespace, accepting
 /// and holding connections; killed on drop.
 fn listener_in(net: &TestNet, port: u16) -> KillOnDrop {
-    let child = KillOnDrop(
-        Command::new("ip")
-            .args(["netns", "exec", &net.ns, PYTHON, "-c"])
-            .arg(
-                "import socket,sys,threading\n\
-                 s=socket.create_server(('::', int(sys.argv[1])), family=socket.AF_INET6, dualstack_ipv6=True)\n\
-                 held=[]\n\
-                 while True:\n\
-                 \x20   c,_=s.accept(); held.append(c)\n",
-            )
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a listener in the test namespace"),
-    );
-    wait_until("the test host's listener", WAIT, || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &net.ns, "ss", "-Hltn"])
-            .arg(format!("sport = :{port}"))
-            .output()
-            .expect("ss");
-        !out.stdout.is_empty()
-    });
-    child
+    let script = "import socket,sys,threading\n\
+                  s=socket.create_server(('::', int(sys.argv[1])), family=socket.AF_INET6, dualstack_ipv6=True)\n\
+                  held=[]\n\
+                  while True:\n\
+                  \x20   c,_=s.accept(); held.append(c)\n";
+    serve_in(
+        net,
+        Path::new("/"),
+        port,
+        &[PYTHON, "-c", script, &port.to_string()],
+    )
 }
 
 /// A python client that connects to `ip:port` and closes without sending a byte.

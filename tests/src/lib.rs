@@ -1092,6 +1092,17 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A throwaway CA (`ca.pem`, `ca.key`) in `dir` and a certificate for 127.0.0.1 signed by it
 /// (`server.pem`, `server.key`): clients that refuse a self-signed leaf (webpki) trust the CA.
 pub fn openssl_ca(dir: &Path, key: KeyType) {
+    signed_server_cert(
+        dir,
+        key,
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+}
+
+/// A throwaway CA (`ca.pem`, `ca.key`) and a server certificate it signed (`server.pem`,
+/// `server.key`) with the extensions in `ext` (an openssl extfile), in `dir`.
+fn signed_server_cert(dir: &Path, key: KeyType, subject: &str, ext: &str) {
     let days = ["-days", "2"];
     openssl(
         dir,
@@ -1110,15 +1121,11 @@ pub fn openssl_ca(dir: &Path, key: KeyType) {
             &["req"][..],
             key.newkey(),
             &["-nodes", "-keyout", "server.key", "-out", "server.csr"],
-            &["-subj", "/CN=127.0.0.1"],
+            &["-subj", subject],
         ]
         .concat(),
     );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("ext.cnf"), ext).unwrap();
     openssl(
         dir,
         &[
@@ -1165,4 +1172,69 @@ pub fn spawn_announcing(cmd: &mut Command) -> (KillOnDrop, String) {
         .read_line(&mut line)
         .unwrap_or_else(|e| panic!("the first line of {cmd:?}: {e}"));
     (child, line)
+}
+
+/// A throwaway CA and a server certificate it signed for `names` (`ca.pem`, `server.pem`,
+/// `server.key` in `dir`).
+pub fn ca_and_server_cert(dir: &Path, names: &[&str]) {
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    signed_server_cert(
+        dir,
+        KeyType::EcP256,
+        "/CN=relaywatch test host",
+        &format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+             extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\n\
+             authorityKeyIdentifier=keyid:always\n",
+            san.join(",")
+        ),
+    );
+}
+
+/// A server started inside the test host's namespace, killed on drop (before the namespace
+/// goes: declare it after the `TestNet`).
+pub fn serve_in(net: &TestNet, dir: &Path, port: u16, program: &[&str]) -> KillOnDrop {
+    let child = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &net.ns])
+            .args(program)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn a server in the test namespace"),
+    );
+    // Ready when it listens (asked inside the namespace: no probe connection the daemon sees).
+    wait_until(
+        &format!("a listener on port {port} in {}", net.ns),
+        Duration::from_secs(15),
+        || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &net.ns, "ss", "-Hltn"])
+                .arg(format!("sport = :{port}"))
+                .output()
+                .expect("ss");
+            !out.stdout.is_empty()
+        },
+    );
+    child
+}
+
+/// `curl` reaching `name:port` at `ip` (the test host), verifying the test CA (`ca`) for https.
+pub fn curl_to(name: &str, port: u16, ip: &str, url: &str, ca: Option<&Path>) -> Command {
+    let ip = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    };
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--max-time", "10", "-o", "/dev/null"]);
+    if let Some(ca) = ca {
+        cmd.arg("--cacert").arg(ca);
+    }
+    cmd.arg("--resolve")
+        .arg(format!("{name}:{port}:{ip}"))
+        .arg(url);
+    cmd
 }

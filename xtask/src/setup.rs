@@ -53,10 +53,12 @@ const TEST_PACKAGES: &[&str] = &[
     "ca-certificates",
     // libFuzzer (C++), built into the fuzz targets `cargo xtask test` runs.
     "g++",
+    // A Go HTTP/2 client (crypto/tls, found through .gopclntab) for the API-request tests.
+    "golang-go",
 ];
 
 /// Python packages the tests drive from the test virtualenv (target/test-venv).
-const TEST_PYTHON_PACKAGES: &[&str] = &["aioquic"];
+const TEST_PYTHON_PACKAGES: &[&str] = &["aioquic", "openai"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -116,7 +118,7 @@ fn ensure_node() -> Result<()> {
     apt_install(&["nodejs".to_string()])
 }
 
-/// target/test-venv with the Python packages the tests use (a QUIC client).
+/// target/test-venv with the Python packages the tests use (a QUIC client, the OpenAI SDK).
 fn ensure_test_venv() -> Result<()> {
     let venv = crate::workspace_root().join("target/test-venv");
     let python = venv.join("bin/python");
