@@ -17,6 +17,13 @@
 //! - `tcp_write_64_veth`, `udp_sendto_64_veth`: the same to a test host in its own network
 //!   namespace over a veth pair: real egress, reported in the default configuration (the UDP
 //!   repeat-window folding and the TCP connection's capture and gate run as in production).
+//! - `tls_client_veth`: a new TLS connection (CPython's ssl, i.e. OpenSSL's libssl, which the
+//!   agent probes) to `openssl s_server` on the test host, one small API request (an OpenAI
+//!   chat completion POST to a host on no list, so the request is read, judged and the host
+//!   learned), its answer, close. Driven one step per line through a pipe.
+//! - `tls_keepalive_loopback`: a TLS server on the host (loopback) and one kept-alive client
+//!   connection, 100 small request/answer round trips per step: the uprobes' cost on
+//!   long-lived connections and on servers (every SSL_write/SSL_read still traps).
 //!
 //! The workload runs pinned to one CPU and the agent to the other (see `WORKLOAD_CPU`); each
 //! agent configuration is measured once the agent is idle after its start-up work, between two
@@ -86,7 +93,45 @@ const WORKLOADS: &[Workload] = &[
         name: "udp_sendto_64_veth",
         configs: &[DEFAULT],
     },
+    Workload {
+        name: "tls_client_veth",
+        configs: &[DEFAULT],
+    },
+    Workload {
+        name: "tls_keepalive_loopback",
+        configs: &[DEFAULT],
+    },
 ];
+
+/// The TLS server on the test host for `tls_client_veth`: (certificate directory, port).
+static TLS_PEER: std::sync::OnceLock<(std::path::PathBuf, u16)> = std::sync::OnceLock::new();
+const TLS_NAME: &str = "bench-relay.example";
+
+/// A `tls_bench.py` worker (see tests/fixtures) answering "ok" per step.
+fn tls_worker(args: &[&str]) -> Box<dyn FnMut()> {
+    use std::io::BufRead as _;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls_bench.py");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 tls_bench.py");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "tls_bench.py did not start");
+    let guard = KillOnDrop(child);
+    Box::new(move || {
+        let _keep = &guard;
+        stdin.write_all(b"go\n").unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "tls_bench.py step failed");
+    })
+}
 
 /// The test host in its own network namespace that the `_veth` workloads talk to: real egress
 /// (not loopback), so the default configuration reports it and runs every hook's full path.
@@ -233,8 +278,57 @@ fn operation(name: &str) -> Box<dyn FnMut()> {
                 let _ = sender.send_to(black_box(&payload), to);
             })
         }
+        "tls_client_veth" => {
+            let (_, ip) = PEER.get().expect("test namespace");
+            let (dir, port) = TLS_PEER.get().expect("TLS test host");
+            let ca = dir.join("ca.pem");
+            tls_worker(&[
+                "client",
+                ip,
+                &port.to_string(),
+                TLS_NAME,
+                ca.to_str().unwrap(),
+            ])
+        }
+        "tls_keepalive_loopback" => {
+            let (dir, _) = TLS_PEER.get().expect("TLS certificates");
+            let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+            tls_worker(&[
+                "keepalive",
+                cert.to_str().unwrap(),
+                key.to_str().unwrap(),
+                "100",
+            ])
+        }
         other => panic!("unknown workload {other}"),
     }
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// (program, mean ns per run, runs) of relaywatch's loaded programs (bpftool, bpf_stats on).
+fn program_stats() -> Vec<(String, f64, u64)> {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut stats = Vec::new();
+    for p in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let name = p["name"].as_str().unwrap_or("");
+        if !name.starts_with("relaywatch") {
+            continue;
+        }
+        let (ns, runs) = (
+            p["run_time_ns"].as_u64().unwrap_or(0),
+            p["run_cnt"].as_u64().unwrap_or(0),
+        );
+        stats.push((name.to_string(), ns as f64 / runs.max(1) as f64, runs));
+    }
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    stats
 }
 
 fn tempfile_in_tmp() -> File {
@@ -288,6 +382,28 @@ fn main() {
     let net = integration_tests::TestNet::create(201);
     PEER.set((net.ns.clone(), net.peer_v4.clone()))
         .expect("set once");
+    let tls_dir = integration_tests::TempDir::new("bench-tls");
+    integration_tests::ca_and_server_cert(&tls_dir, &[TLS_NAME]);
+    let _tls_server = integration_tests::serve_in(
+        &net,
+        &tls_dir,
+        8443,
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            "8443",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+        ],
+    );
+    TLS_PEER
+        .set((tls_dir.to_path_buf(), 8443))
+        .expect("set once");
     let mut criterion = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
@@ -295,6 +411,11 @@ fn main() {
         .configure_from_args();
     let mut memory = Vec::new();
     let mut startup = Vec::new();
+    let mut cpu = Vec::new();
+    let mut programs = Vec::new();
+    // Per-program run time (bpf_stats), restored when done.
+    let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_default();
+    let _ = std::fs::write(BPF_STATS, "1");
     for w in WORKLOADS {
         let mut group = criterion.benchmark_group(w.name);
         let mut op = operation(w.name);
@@ -306,8 +427,13 @@ fn main() {
             // Steady state: measured once the daemon's start-up work is done (reported below).
             startup.push((w.name, *config, daemon.wait_idle(Duration::from_secs(30))));
             let mut op = operation(w.name);
+            let ticks_before = daemon.cpu_ticks().unwrap_or(0);
+            let started = std::time::Instant::now();
             group.bench_function(*config, |b| b.iter(&mut op));
             drop(op);
+            let ticks = daemon.cpu_ticks().unwrap_or(0).saturating_sub(ticks_before);
+            cpu.push((w.name, *config, ticks, started.elapsed()));
+            programs.push((w.name, *config, program_stats()));
             memory.push((w.name, *config, daemon.peak_rss_kib()));
             let (status, stderr) = daemon.stop();
             assert!(
@@ -370,6 +496,28 @@ fn main() {
             ticks * 1000 / clock_ticks_per_second()
         );
     }
+    println!("\n  agent CPU while each workload was measured (share of one CPU):");
+    for (w, config, ticks, elapsed) in &cpu {
+        let secs = *ticks as f64 / clock_ticks_per_second() as f64;
+        println!(
+            "  {:<22} {:<24} {:>5.1}%",
+            w,
+            config,
+            100.0 * secs / elapsed.as_secs_f64().max(0.001)
+        );
+    }
+    println!(
+        "\n  kernel programs: ns per run (bpf_stats run_time_ns / run_cnt) over each workload's agent runs:"
+    );
+    for (w, config, stats) in &programs {
+        for (name, ns, runs) in stats.iter().filter(|s| s.2 > 0) {
+            println!(
+                "  {:<22} {:<24} {:<32} {:>7.0} ns x {}",
+                w, config, name, ns, runs
+            );
+        }
+    }
+    let _ = std::fs::write(BPF_STATS, stats_before.trim());
     drop(net);
     let peak = memory.iter().filter_map(|m| m.2).max();
     if let Some(kib) = peak {
