@@ -669,3 +669,44 @@ fn a_relay_in_a_users_claude_settings_alerts_for_that_user_only() {
     );
     assert!(!daemon.stderr().contains("CONFIGSECRET"));
 }
+
+/// A client talking to a local forwarding proxy (plain HTTP on loopback, as cc-switch's) that
+/// calls the relay itself: the relay alert names the proxy, and the client behind it.
+#[test]
+fn a_local_forwarding_proxys_relay_alert_names_the_client_behind_it() {
+    let relay = "proxied-relay.example";
+    let host = ApiHost::start(83, "api-local-proxy", &[relay]);
+    let daemon = Daemon::start(&[]);
+    let port = integration_tests::free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/local_proxy.py");
+    let ca = host.ca();
+    let mut cmd = with_hosts(
+        &host.hosts_file,
+        "/usr/bin/python3",
+        &[script.to_str().unwrap(), &port.to_string(), relay, &ca],
+    );
+    let (proxy, ready) = integration_tests::spawn_announcing(&mut cmd);
+    assert_eq!(ready.trim(), "ready");
+    let proxy_pid = proxy.0.id();
+    let client = run_client(Command::new("curl").args([
+        "-sS",
+        "--fail",
+        "-o",
+        "/dev/null",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[]}"#,
+        &format!("http://127.0.0.1:{port}/v1/messages"),
+    ]));
+    let a = alert_for(&daemon, proxy_pid);
+    assert_relay_alert(&a, proxy_pid, relay, "anthropic", "/v1/messages");
+    let c = &a["relaywatch"]["client"];
+    assert_eq!(c["pid"], client, "{a:#}");
+    assert_eq!(c["executable"], real_executable("/usr/bin/curl"), "{a:#}");
+    assert_eq!(c["port"], port, "{a:#}");
+    assert_eq!(c["route"], "/v1/messages", "{a:#}");
+    assert_eq!(c["user_id"], "0", "{a:#}");
+}

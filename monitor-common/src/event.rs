@@ -31,6 +31,10 @@ pub const PROTO_UDP: u8 = 17;
 /// (HTTP CONNECT, SOCKS4/4a/5, see [`crate::first_payload::proxy_start`]), rather
 /// than at connect time.
 pub const FLAG_LOCAL_PROXY: u8 = 1;
+/// `ConnectEvent.flags`: emitted when a local connection's first bytes were an HTTP POST (see
+/// [`crate::first_payload::local_api_request`]): a client talking to a local forwarding proxy
+/// (cc-switch, LiteLLM), which the daemon pairs with the proxy's own outbound request.
+pub const FLAG_LOCAL_REQUEST: u8 = 2;
 
 /// One outbound destination with the identity of the process that chose it.
 ///
@@ -67,7 +71,7 @@ pub struct ConnectEvent {
     pub comm: [u8; 16],
     /// [`HOOK_CONNECT`] or [`HOOK_SENDMSG`].
     pub hook: u8,
-    /// [`FLAG_LOCAL_PROXY`] or 0.
+    /// [`FLAG_LOCAL_PROXY`], [`FLAG_LOCAL_REQUEST`] or 0.
     pub flags: u8,
     pub _pad: [u8; 6],
 }

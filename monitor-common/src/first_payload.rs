@@ -55,6 +55,20 @@ pub fn proxy_start(head: &[u8; HEAD_LEN], len: u32) -> Option<ProxyProtocol> {
     }
 }
 
+/// Whether a local connection's first bytes are an HTTP POST (`POST /`): what an AI client
+/// sends to a local forwarding proxy (cc-switch, LiteLLM, CLIProxyAPI). Reported so the daemon
+/// can name the client behind the proxy's own request; other local traffic stays unreported.
+#[inline(always)]
+pub fn local_api_request(head: &[u8; HEAD_LEN], len: u32) -> bool {
+    len >= 6
+        && head[0] == b'P'
+        && head[1] == b'O'
+        && head[2] == b'S'
+        && head[3] == b'T'
+        && head[4] == b' '
+        && head[5] == b'/'
+}
+
 #[inline(always)]
 fn socks5_greeting(head: &[u8; HEAD_LEN], len: u32) -> bool {
     let methods = head[1];
@@ -113,6 +127,23 @@ pub fn tls_record_need(first: &[u8; HEAD_LEN], len: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_post_to_a_local_proxy_is_an_api_request_and_nothing_else_is() {
+        let head = |b: &[u8]| {
+            let mut h = [0u8; HEAD_LEN];
+            h[..b.len().min(HEAD_LEN)].copy_from_slice(&b[..b.len().min(HEAD_LEN)]);
+            h
+        };
+        assert!(local_api_request(&head(b"POST /v1/messages"), 200));
+        assert!(
+            !local_api_request(&head(b"POST /"), 5),
+            "shorter than the prefix"
+        );
+        assert!(!local_api_request(&head(b"GET /v1/models"), 200));
+        assert!(!local_api_request(&head(b"POSTX /"), 200));
+        assert!(!local_api_request(&head(b"\x16\x03\x01\x02\x00"), 200));
+    }
 
     fn proxy(bytes: &[u8]) -> Option<ProxyProtocol> {
         stream_proxy_start(bytes)

@@ -42,8 +42,11 @@ use monitor_common::{
         DNS_TCP_SEGMENTS_MAX, STATE_AWAIT,
     },
     counters::{COUNTER_PAYLOAD_CHUNKS, COUNTER_PAYLOAD_LOST, COUNTER_RINGBUF_LOST},
-    event::{EVENT_FLOW_END, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, HOOK_CONNECT, PROTO_UDP},
-    first_payload::{proxy_start, tls_record_need},
+    event::{
+        EVENT_FLOW_END, EVENT_PAYLOAD, FLAG_LOCAL_PROXY, FLAG_LOCAL_REQUEST, HOOK_CONNECT,
+        PROTO_UDP,
+    },
+    first_payload::{local_api_request, proxy_start, tls_record_need},
     payload::{DIR_EGRESS, DIR_INGRESS, PAYLOAD_CHUNK, PAYLOAD_CHUNKS_PER_PACKET},
     ring::BPF_RB_NO_WAKEUP,
 };
@@ -101,12 +104,18 @@ pub fn egress(ctx: &SkBuffContext) {
             let first = packet::first_bytes(ctx, &p);
             let proxy = proxy_start(&first, p.payload_len).is_some();
             if state.mode == CAPTURE_LOCAL_PROBE {
-                if !proxy {
-                    // Local traffic that is not a proxy request: never reported, never copied.
+                let request = !proxy && local_api_request(&first, p.payload_len);
+                if !proxy && !request {
+                    // Local traffic that is neither a proxy request nor a POST to a local
+                    // forwarding proxy: never reported, never copied.
                     end_capture(cookie, state, false);
                     return;
                 }
-                state.event.flags = FLAG_LOCAL_PROXY;
+                state.event.flags = if proxy {
+                    FLAG_LOCAL_PROXY
+                } else {
+                    FLAG_LOCAL_REQUEST
+                };
                 if !maps::output_event(&state.event) {
                     end_capture(cookie, state, false); // lost: no record will ask for it
                     return;

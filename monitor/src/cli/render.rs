@@ -562,6 +562,46 @@ fn labelled(out: &mut String, label: &str, text: &str) {
     out.push('\n');
 }
 
+/// `requests` lines: the TLS libraries read (and in how many processes), requests read, relays
+/// learned.
+fn tls_summary(out: &mut String, t: &Value, relays: Option<u64>) {
+    if t["enabled"] == Value::Bool(false) {
+        labelled(
+            out,
+            "requests",
+            "not read ([discovery] api_requests = false, or no uprobes)",
+        );
+        return;
+    }
+    let n = |k: &str| t[k].as_u64().unwrap_or(0);
+    labelled(
+        out,
+        "requests",
+        &format!(
+            "{} read from TLS, {} AI API requests, {} relays learned",
+            n("requests_read"),
+            n("api_requests"),
+            relays.unwrap_or(0)
+        ),
+    );
+    for lib in t["libraries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let what = lib["library"].as_str().unwrap_or("?");
+        let path = lib["path"].as_str().unwrap_or("?");
+        let line = match lib["error"].as_str() {
+            Some(e) => format!("{what:<8} {path}: not read ({e})"),
+            None => format!(
+                "{what:<8} {path}, seen in {} processes",
+                lib["pids"].as_array().map_or(0, Vec::len)
+            ),
+        };
+        out.push_str(&format!("{:LABEL$}{line}\n", ""));
+    }
+}
+
 /// `relaywatch status`: what an operator asks first (is it running, is it losing events, what
 /// does it match against, where do alerts go), in a screenful. Keys the daemon did not send
 /// are left out; `status --raw` and `--json` show everything.
@@ -641,6 +681,9 @@ pub fn status_summary(v: &Value, now: SystemTime) -> String {
     }
     if let Some(d) = v.get("relay_discovery").filter(|d| d.is_object()) {
         discovery_summary(&mut out, d);
+    }
+    if let Some(t) = v.get("tls_plaintext").filter(|t| t.is_object()) {
+        tls_summary(&mut out, t, u("known_relays"));
     }
     if let Some(store) = v.get("store").filter(|s| s.is_object()) {
         labelled(&mut out, "store", &store_summary(store));

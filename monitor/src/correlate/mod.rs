@@ -33,6 +33,7 @@ use crate::{
 };
 
 pub(crate) mod dns_cache;
+pub(crate) mod local_clients;
 pub(crate) mod requests;
 
 /// A record ready to be written.

@@ -236,6 +236,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         relays,
         relay_allow,
         config_files,
+        local_clients: Default::default(),
     };
     // Programs started before the agent: their base-URL variables are read once now (exec
     // events cover every later start).

@@ -198,6 +198,8 @@ pub(super) struct Reporter {
     pub(super) relays: KnownRelays,
     /// Sanctioned gateways and programs (`[discovery] allow_*`).
     pub(super) relay_allow: RelayAllow,
+    /// Clients of local forwarding proxies, for the proxies' alerts.
+    pub(super) local_clients: crate::correlate::local_clients::LocalClients,
     /// The latest scan of AI clients' configuration files (off: `None`).
     pub(super) config_files:
         Option<tokio::sync::watch::Receiver<Arc<crate::intel::relay_files::ScanReport>>>,
@@ -227,6 +229,14 @@ impl Reporter {
                     &mut self.cgroups,
                     &observation,
                 );
+                if observation.local_request {
+                    let user = self.users.name(observation.raw.uid);
+                    let (exe, name) = process
+                        .as_ref()
+                        .map_or((None, None), |p| (p.executable.clone(), p.name.clone()));
+                    self.local_clients
+                        .on_connection(&observation, exe, name, user);
+                }
                 self.correlator.on_connection(observation, process, now);
                 for finished in self.correlator.overflow(now) {
                     self.finish(kernel, finished);
@@ -282,6 +292,7 @@ impl Reporter {
                 self.on_answer(kernel, data.header.tgid, data.header.conn, software);
             }
             ingest::Record::Payload(chunk) => {
+                self.local_clients.on_payload(&chunk, now);
                 if let Some(finished) = self.correlator.on_payload(&chunk, now) {
                     self.finish(kernel, finished);
                 }
@@ -426,6 +437,9 @@ impl Reporter {
         alert.relaywatch.blocklist = None;
         alert.relaywatch.api = Some(api);
         alert.relaywatch.relay = Some(facts);
+        alert.relaywatch.client = self
+            .local_clients
+            .client_of(alert.process.pid, Instant::now().into_std());
         if self.dedupe.admit(&alert, std::time::Instant::now()) {
             self.raise(alert);
         }
@@ -771,6 +785,9 @@ impl Reporter {
                 .collect();
             alert.relaywatch.process = Some(Lineage { ancestors });
         }
+        alert.relaywatch.client = self
+            .local_clients
+            .client_of(alert.process.pid, Instant::now().into_std());
         if !self.dedupe.admit(&alert, std::time::Instant::now()) {
             return None; // counted into the window's summary
         }

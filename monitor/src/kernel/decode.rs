@@ -10,7 +10,7 @@ pub use monitor_common::event::{Hook, Transport};
 pub use crate::kernel::tls_targets::TlsLibrary;
 use monitor_common::{
     ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, TlsDataHeader, UdpFlowKey,
-    event::{EventKind, FLAG_LOCAL_PROXY, Family},
+    event::{EventKind, FLAG_LOCAL_PROXY, FLAG_LOCAL_REQUEST, Family},
     payload::{Direction, PAYLOAD_CHUNK},
     tls::{TLS_DATA_MAX, TLS_DIR_READ, TLS_DIR_WRITE, TLS_LIB_GNUTLS, TLS_LIB_GO, TLS_LIB_OPENSSL},
 };
@@ -44,6 +44,9 @@ pub struct Observation {
     pub comm: String,
     /// Reported when its first bytes showed a proxy request on a local connection.
     pub local_proxy: bool,
+    /// Reported when its first bytes were an HTTP POST on a local connection (a client of a
+    /// local forwarding proxy).
+    pub local_request: bool,
 }
 
 /// A piece of captured payload. The bytes stay inside the daemon: only names parsed from them
@@ -341,6 +344,7 @@ fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
         Hook::try_from(raw.hook).map_err(|other| DecodeError::BadField("hook", other.into()))?;
     let comm = nul_terminated(&raw.comm);
     let local_proxy = raw.flags & FLAG_LOCAL_PROXY != 0;
+    let local_request = raw.flags & FLAG_LOCAL_REQUEST != 0;
     Ok(Observation {
         raw,
         destination,
@@ -349,6 +353,7 @@ fn decode_connect(bytes: &[u8]) -> Result<Observation, DecodeError> {
         hook,
         comm,
         local_proxy,
+        local_request,
     })
 }
 

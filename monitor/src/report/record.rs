@@ -351,6 +351,9 @@ pub struct Relaywatch {
     /// What is known of the relay: the software its answer named, how it was discovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayFacts>,
+    /// The process is a local forwarding proxy: the client whose request it forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<crate::correlate::local_clients::LocalClient>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Lineage>,
     /// Dedupe summaries: repeats counted in the window.
