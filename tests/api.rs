@@ -438,7 +438,7 @@ fn status_and_reload_over_curl_and_cli() {
         db.to_string_lossy().as_ref(),
         "{status:#}"
     );
-    assert_eq!(status["store"]["schema_version"], 1);
+    assert_eq!(status["store"]["schema_version"], 2);
     assert!(status["store"]["alerts"].is_u64(), "{status:#}");
 
     let out = s.cli(&["status", "--json"]);
@@ -484,7 +484,7 @@ fn status_and_reload_over_curl_and_cli() {
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("store.schema_version:") && l.ends_with(" 1")),
+            .any(|l| l.starts_with("store.schema_version:") && l.ends_with(" 2")),
         "{text}"
     );
     assert!(

@@ -94,29 +94,36 @@ fn shutdown_leaves_nothing_attached(signal: i32) {
             "relaywatch_egress",
             "relaywatch_exec",
             "relaywatch_exit",
+            "relaywatch_go_tls_forget",
+            "relaywatch_go_tls_write",
             "relaywatch_ingress",
             "relaywatch_release",
             "relaywatch_sendmsg4",
-            "relaywatch_sendmsg6"
+            "relaywatch_sendmsg6",
+            "relaywatch_tls_forget",
+            "relaywatch_tls_read",
+            "relaywatch_tls_read_return",
+            "relaywatch_tls_write"
         ],
         "{progs:?}"
     );
+    // Tracepoints and uprobes hang off perf_event links; the rest off the cgroup.
+    let on_perf_event =
+        |n: &str| n.ends_with("_exec") || n.ends_with("_exit") || n.contains("_tls_");
     let cgroup = cgroup2_root();
     let attached = cgroup_attached_ids(&cgroup);
-    for (id, name) in progs
-        .iter()
-        .filter(|(_, n)| !n.ends_with("_exec") && !n.ends_with("_exit"))
-    {
+    for (id, name) in progs.iter().filter(|(_, n)| !on_perf_event(n)) {
         assert!(
             attached.contains(id),
             "{name} ({id}) not attached to {cgroup}: {attached:?}"
         );
     }
-    // Tracepoint programs hang off perf_event links.
+    // The system libssl is probed at start (curl depends on it); Go programs only once a Go
+    // binary runs.
     let links = bpftool_json(&["link", "show"]);
     for (id, name) in progs
         .iter()
-        .filter(|(_, n)| n.ends_with("_exec") || n.ends_with("_exit"))
+        .filter(|(_, n)| on_perf_event(n) && !n.contains("_go_"))
     {
         assert!(
             links
@@ -465,8 +472,9 @@ fn sd_notify_protocol_against_a_real_notify_socket() {
         }
     };
     read_until("READY=1", &mut received);
-    // The programs are attached by the time READY=1 is sent.
-    assert_eq!(programs_of(pid).len(), 9);
+    // The programs are loaded (and attached) by the time READY=1 is sent: 9 on the cgroup and
+    // tracepoints, 6 TLS uprobe programs.
+    assert_eq!(programs_of(pid).len(), 15);
     read_until("WATCHDOG=1", &mut received);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(pid as i32, libc::SIGHUP) };
