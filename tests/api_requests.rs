@@ -176,7 +176,7 @@ fn ai_api_requests_to_unlisted_hosts_are_unknown_relay_alerts_with_their_evidenc
     );
     let config = dir.write(
         "config.toml",
-        "[discovery]\nallow_hosts = [\"gateway.corp.example\"]\n",
+        "[discovery]\napi_requests = true\nallow_hosts = [\"gateway.corp.example\"]\n",
     );
     let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
     let ca_s = ca.as_str();
@@ -488,7 +488,10 @@ fn ai_api_requests_to_unlisted_hosts_are_unknown_relay_alerts_with_their_evidenc
 #[test]
 fn a_tls_stack_that_is_not_read_still_alerts_by_sni() {
     let host = ApiHost::start(81, "api-rustls", &["api.openai.com"]);
-    let daemon = Daemon::start(&[]);
+    let config = host
+        .dir
+        .write("config.toml", "[discovery]\napi_requests = true\n");
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
     let pid = run_client(Command::new(env!("CARGO_BIN_EXE_rustls-client")).args([
         host.net.peer_v4.as_str(),
         "443",
@@ -676,7 +679,10 @@ fn a_relay_in_a_users_claude_settings_alerts_for_that_user_only() {
 fn a_local_forwarding_proxys_relay_alert_names_the_client_behind_it() {
     let relay = "proxied-relay.example";
     let host = ApiHost::start(83, "api-local-proxy", &[relay]);
-    let daemon = Daemon::start(&[]);
+    let config = host
+        .dir
+        .write("config.toml", "[discovery]\napi_requests = true\n");
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
     let port = integration_tests::free_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/local_proxy.py");
     let ca = host.ca();

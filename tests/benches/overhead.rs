@@ -18,7 +18,7 @@
 //!   namespace over a veth pair: real egress, reported in the default configuration (the UDP
 //!   repeat-window folding and the TCP connection's capture and gate run as in production).
 //! - `tls_client_veth`: a new TLS connection (CPython's ssl, i.e. OpenSSL's libssl, which the
-//!   agent probes) to `openssl s_server` on the test host, one small API request (an OpenAI
+//!   agent probes) to an HTTPS server (CPython) on the test host, one small API request (an OpenAI
 //!   chat completion POST to a host on no list, so the request is read, judged and the host
 //!   learned), its answer, close. Driven one step per line through a pipe.
 //! - `tls_keepalive_loopback`: a TLS server on the host (loopback) and one kept-alive client
@@ -59,6 +59,9 @@ struct Workload {
 
 const DEFAULT: (&str, &[&str]) = ("agent_default", &[]);
 const LOOPBACK: (&str, &[&str]) = ("agent_include_loopback", &["--include-loopback"]);
+/// `[discovery] api_requests = true` (TLS uprobes), from the file `main` writes.
+const API_REQUESTS_CONFIG: &str = "/tmp/relaywatch-bench-api-requests.toml";
+const API_REQUESTS: (&str, &[&str]) = ("agent_api_requests", &["--config", API_REQUESTS_CONFIG]);
 const LOGGING: (&str, &[&str]) = (
     "agent_loopback_logging",
     &["--include-loopback", "--log-connections"],
@@ -95,11 +98,11 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "tls_client_veth",
-        configs: &[DEFAULT],
+        configs: &[DEFAULT, API_REQUESTS],
     },
     Workload {
         name: "tls_keepalive_loopback",
-        configs: &[DEFAULT],
+        configs: &[DEFAULT, API_REQUESTS],
     },
 ];
 
@@ -382,22 +385,21 @@ fn main() {
     let net = integration_tests::TestNet::create(201);
     PEER.set((net.ns.clone(), net.peer_v4.clone()))
         .expect("set once");
+    std::fs::write(API_REQUESTS_CONFIG, "[discovery]\napi_requests = true\n")
+        .expect("the api_requests configuration");
     let tls_dir = integration_tests::TempDir::new("bench-tls");
     integration_tests::ca_and_server_cert(&tls_dir, &[TLS_NAME]);
+    let tls_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls_bench.py");
     let _tls_server = integration_tests::serve_in(
         &net,
         &tls_dir,
         8443,
         &[
-            "openssl",
-            "s_server",
-            "-quiet",
-            "-www",
-            "-accept",
+            "/usr/bin/python3",
+            tls_script.to_str().unwrap(),
+            "serve",
             "8443",
-            "-cert",
             "server.pem",
-            "-key",
             "server.key",
         ],
     );

@@ -534,6 +534,21 @@ pub struct TestNet {
 impl TestNet {
     /// `index` (0..=250) keeps concurrently running tests on separate subnets.
     pub fn create(index: u8) -> TestNet {
+        // A run that was killed (no Drop) leaves its veth with this subnet behind: the new
+        // route would lose to it. Remove it first.
+        let stale = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for line in stale
+            .lines()
+            .filter(|l| l.contains(&format!(" 10.231.{index}.1/24 ")))
+        {
+            if let Some(dev) = line.split_whitespace().nth(1) {
+                let _ = Command::new("ip").args(["link", "del", dev]).output();
+            }
+        }
         let tag = format!("{}{}", std::process::id() % 10_000, index);
         let ns = format!("rwtest{tag}");
         let host_if = format!("rwh{tag}");

@@ -125,7 +125,10 @@ pub(super) const DEFAULT_TOML: &str = r#"# relaywatch configuration (TOML).
 # the host becomes a known relay (`relaywatch relays`). Kept: method, route, Host, the names of
 # API headers, the key's provider prefix (sk-, sk-ant-, AIza), the User-Agent product, the
 # model. Never a header value that carries a credential, never the body or prompt.
-#api_requests = true
+# Off by default: a uprobe traps on every SSL_write / SSL_read of every process (about 15 us
+# each on the development VM), which slows kept-alive TLS traffic and TLS servers a lot. Turn it
+# on where finding unknown relays is worth that cost.
+#api_requests = false
 # AI clients' configuration files of every user (Claude Code settings.json, Codex config.toml,
 # Gemini CLI .env, cc-switch, Cursor, systemd Environment=): their base URLs name relays for
 # that user's processes only. Only the host and the file's path are kept.
