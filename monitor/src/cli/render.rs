@@ -593,10 +593,11 @@ fn tls_summary(out: &mut String, t: &Value, relays: Option<u64>) {
         let path = lib["path"].as_str().unwrap_or("?");
         let line = match lib["error"].as_str() {
             Some(e) => format!("{what:<8} {path}: not read ({e})"),
-            None => format!(
-                "{what:<8} {path}, seen in {} processes",
-                lib["pids"].as_array().map_or(0, Vec::len)
-            ),
+            None => match lib["pids"].as_array().map_or(0, Vec::len) {
+                0 => format!("{what:<8} {path}"),
+                1 => format!("{what:<8} {path}, used by 1 process"),
+                n => format!("{what:<8} {path}, used by {n} processes (at least)"),
+            },
         };
         out.push_str(&format!("{:LABEL$}{line}\n", ""));
     }
@@ -684,6 +685,19 @@ pub fn status_summary(v: &Value, now: SystemTime) -> String {
     }
     if let Some(t) = v.get("tls_plaintext").filter(|t| t.is_object()) {
         tls_summary(&mut out, t, u("known_relays"));
+    }
+    if let Some(c) = v.get("relay_config_files").filter(|c| c["enabled"] == true) {
+        let n = |k: &str| c[k].as_u64().unwrap_or(0);
+        labelled(
+            &mut out,
+            "ai configs",
+            &format!(
+                "{} relay hosts named in AI clients' files ({} files read, {} not readable)",
+                n("findings_total"),
+                n("files_read"),
+                n("problems_total")
+            ),
+        );
     }
     if let Some(store) = v.get("store").filter(|s| s.is_object()) {
         labelled(&mut out, "store", &store_summary(store));

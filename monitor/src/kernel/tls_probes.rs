@@ -139,8 +139,9 @@ impl TlsProbes {
                 if !tls_targets::is_tls_library_name(name) {
                     continue;
                 }
-                let path = e.path();
-                // Symlinks (libssl.so -> libssl.so.3) resolve to the same inode: probed once.
+                // Symlinks (libssl.so -> libssl.so.3) resolve to the same inode: probed once,
+                // shown by the file's own name.
+                let path = fs::canonicalize(e.path()).unwrap_or_else(|_| e.path());
                 let Ok(meta) = fs::metadata(&path) else {
                     continue;
                 };
