@@ -166,7 +166,7 @@ impl TlsProbes {
             })
             .unwrap_or_default();
         for pid in pids {
-            self.scan(ebpf, pid);
+            let _ = self.scan(ebpf, pid);
         }
         let probed = self.files.values().filter(|f| f.attached).count();
         log::info!("TLS plaintext: {probed} libraries and executables probed");
@@ -193,7 +193,9 @@ impl TlsProbes {
         self.examine(ebpf, id, &exe, &shown, Some(pid));
     }
 
-    /// Whether the process maps a probed file (probing what it maps that is new).
+    /// Whether the process maps a probed file (probing what it maps that is new). A process
+    /// that is already gone (a short client: curl connects, asks and exits before its record is
+    /// finished) counts as readable: its request, if read, is on the ring buffer already.
     pub fn readable(&mut self, ebpf: &mut Ebpf, pid: u32) -> bool {
         if !self.enabled {
             return false;
@@ -201,19 +203,21 @@ impl TlsProbes {
         if let Some(r) = self.readable.get(&pid) {
             return *r;
         }
-        let r = self.scan(ebpf, pid);
+        let r = self.scan(ebpf, pid).unwrap_or(true);
         self.readable.put(pid, r);
         r
     }
 
-    /// Examine what `pid` maps: TLS libraries by name, and the executable itself.
-    fn scan(&mut self, ebpf: &mut Ebpf, pid: u32) -> bool {
+    /// Examine what `pid` maps: TLS libraries by name, and the executable itself. `None` when
+    /// the process is gone.
+    fn scan(&mut self, ebpf: &mut Ebpf, pid: u32) -> Option<bool> {
         let Ok(file) = fs::File::open(format!("/proc/{pid}/maps")) else {
-            return false;
+            return None;
         };
         let mut text = String::new();
-        if file.take(MAX_MAPS_BYTES).read_to_string(&mut text).is_err() {
-            return false;
+        // A zombie (exited, not yet reaped) has an empty map: gone too.
+        if file.take(MAX_MAPS_BYTES).read_to_string(&mut text).is_err() || text.is_empty() {
+            return None;
         }
         let exe = fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
@@ -238,7 +242,7 @@ impl TlsProbes {
                 readable = true;
             }
         }
-        readable
+        Some(readable)
     }
 
     /// Examine a file once (by identity); whether its probes are attached.
