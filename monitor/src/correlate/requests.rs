@@ -288,7 +288,6 @@ impl Requests {
                         o.raw.tgid,
                         o.raw.tid,
                         h.finished.naming.domain.as_deref(),
-                        0,
                     )
                 }),
             request,
@@ -303,7 +302,7 @@ impl Requests {
             self.recent
                 .iter()
                 .filter(|(_, r)| !r.paired && now.duration_since(r.at) < RECENT)
-                .map(|(c, r)| (*c, r.tgid, r.tid, r.domain.as_deref(), 0)),
+                .map(|(c, r)| (*c, r.tgid, r.tid, r.domain.as_deref())),
             request,
             host,
         );
@@ -322,12 +321,12 @@ impl Requests {
 /// then the name matching the request's host, then the same thread; the most recent first
 /// (iteration order of an LRU is most recent first).
 fn best<'a>(
-    candidates: impl Iterator<Item = (u64, u32, u32, Option<&'a str>, u8)>,
+    candidates: impl Iterator<Item = (u64, u32, u32, Option<&'a str>)>,
     request: &PlainRequest,
     host: Option<&str>,
 ) -> Option<u64> {
     let mut best: Option<(u8, u64)> = None;
-    for (cookie, tgid, tid, domain, _) in candidates {
+    for (cookie, tgid, tid, domain) in candidates {
         if tgid != request.tgid {
             continue;
         }
@@ -357,12 +356,7 @@ fn read_request(tgid: u32, conn: u64, p: &Partial) -> Option<PlainRequest> {
 pub fn api_record(request: &PlainRequest) -> Option<ApiRequest> {
     let api = request.api.as_ref()?;
     Some(ApiRequest {
-        family: match api.family {
-            api_shape::ApiFamily::OpenAi => "openai",
-            api_shape::ApiFamily::Anthropic => "anthropic",
-            api_shape::ApiFamily::Gemini => "gemini",
-        }
-        .into(),
+        family: api.family.as_str().into(),
         // Identified by its headers only: the path as it was (without its query).
         route: api
             .route
@@ -380,9 +374,6 @@ pub fn api_record(request: &PlainRequest) -> Option<ApiRequest> {
         key_prefix: api.key_prefix.map(str::to_string),
         user_agent: api.user_agent.clone(),
         model: api.model.clone(),
-        library: serde_json::to_value(request.library)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        library: request.library.as_str().into(),
     })
 }

@@ -474,12 +474,7 @@ impl Reporter {
                 self.store.record_relay(v);
             }
             let known = self.relays.get(&host)?;
-            let facts = RelayFacts {
-                software: known.software.clone(),
-                discovered_by: Some(known.discovered_by.clone()),
-                first_seen: Some(known.first_seen.clone()),
-                ..RelayFacts::default()
-            };
+            let facts = known.facts();
             let host = known.host.clone();
             if let Some(api) = api {
                 self.learn_relay(doc, &host, api);
@@ -505,13 +500,10 @@ impl Reporter {
             }
             known = updated;
         }
-        let facts = RelayFacts {
-            software: known.software.clone(),
-            discovered_by: Some(known.discovered_by.clone()),
-            first_seen: Some(known.first_seen.clone()),
-            ..RelayFacts::default()
-        };
-        Some((classify::api_shape_finding(&known.host, action), facts))
+        Some((
+            classify::api_shape_finding(&known.host, action),
+            known.facts(),
+        ))
     }
 
     /// A host that a configuration file of this connection's user (or a system-wide one) names

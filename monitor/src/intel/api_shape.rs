@@ -63,6 +63,17 @@ pub enum ApiFamily {
     Gemini,
 }
 
+impl ApiFamily {
+    /// The name records use (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiFamily::OpenAi => "openai",
+            ApiFamily::Anthropic => "anthropic",
+            ApiFamily::Gemini => "gemini",
+        }
+    }
+}
+
 /// Why a request looks like an AI API call, as reported (`relaywatch.api`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiEvidence {

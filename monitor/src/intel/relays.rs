@@ -21,8 +21,10 @@ use std::{collections::HashMap, net::IpAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::Discovery, intel::blocklist::name::canonical_query_name, output::store::MAX_RELAYS,
-    report::record::ApiRequest,
+    config::Discovery,
+    intel::blocklist::{address_bits, name::canonical_query_name},
+    output::store::MAX_RELAYS,
+    report::record::{ApiRequest, RelayFacts},
 };
 
 /// A host learned to be an AI relay.
@@ -46,6 +48,18 @@ pub struct KnownRelay {
     /// The relay software, once an answer named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software: Option<String>,
+}
+
+impl KnownRelay {
+    /// What an alert says of this relay (`relaywatch.relay`).
+    pub fn facts(&self) -> RelayFacts {
+        RelayFacts {
+            software: self.software.clone(),
+            discovered_by: Some(self.discovered_by.clone()),
+            first_seen: Some(self.first_seen.clone()),
+            ..RelayFacts::default()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -231,13 +245,7 @@ fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
 }
 
 fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let bits = |a: IpAddr| -> (u128, u8) {
-        match a {
-            IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
-            IpAddr::V6(v) => (u128::from(v), 128),
-        }
-    };
-    let ((a, fa), (b, fb)) = (bits(ip), bits(net));
+    let ((a, fa), (b, fb)) = (address_bits(ip), address_bits(net));
     if fa != fb {
         return false;
     }

@@ -80,6 +80,17 @@ struct FileId {
     ino: u64,
 }
 
+impl FileId {
+    /// The identity of the file `meta` describes, as /proc/PID/maps shows it.
+    fn of(meta: &fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt as _;
+        FileId {
+            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
+            ino: meta.ino(),
+        }
+    }
+}
+
 /// A file examined for TLS functions, as `relaywatch status` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbedFile {
@@ -145,11 +156,7 @@ impl TlsProbes {
                 let Ok(meta) = fs::metadata(&path) else {
                     continue;
                 };
-                use std::os::unix::fs::MetadataExt as _;
-                let id = FileId {
-                    dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
-                    ino: meta.ino(),
-                };
+                let id = FileId::of(&meta);
                 self.examine(
                     ebpf,
                     id,
@@ -182,11 +189,7 @@ impl TlsProbes {
         let Ok(meta) = fs::metadata(&exe) else {
             return;
         };
-        use std::os::unix::fs::MetadataExt as _;
-        let id = FileId {
-            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
-            ino: meta.ino(),
-        };
+        let id = FileId::of(&meta);
         let shown = fs::read_link(&exe)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| exe.clone());
@@ -287,7 +290,7 @@ impl TlsProbes {
                         log::info!(
                             "TLS plaintext: probing {} ({}: {})",
                             shown,
-                            library_name(targets.library),
+                            targets.library.as_str(),
                             file.probes.join(", ")
                         );
                     }
@@ -336,14 +339,6 @@ impl TlsProbes {
             .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
-    }
-}
-
-fn library_name(l: TlsLibrary) -> &'static str {
-    match l {
-        TlsLibrary::OpenSsl => "openssl",
-        TlsLibrary::GnuTls => "gnutls",
-        TlsLibrary::Go => "go",
     }
 }
 

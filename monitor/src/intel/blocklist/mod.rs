@@ -34,7 +34,8 @@ use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
 use name::{NameIndex, canonical_query_name, name_hash, suffix_hashes};
-use prefix_trie::{PrefixTrie, address_bits};
+use prefix_trie::PrefixTrie;
+pub(crate) use prefix_trie::address_bits;
 use syntax::Pattern;
 
 /// What a list is about. A list file names it in its header (`# relaywatch: category=ai-relay`).

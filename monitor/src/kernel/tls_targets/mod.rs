@@ -117,6 +117,17 @@ pub enum ProbeKind {
     GoClose,
 }
 
+impl TlsLibrary {
+    /// The name records and status use (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsLibrary::OpenSsl => "openssl",
+            TlsLibrary::GnuTls => "gnutls",
+            TlsLibrary::Go => "go",
+        }
+    }
+}
+
 impl ProbeKind {
     /// Whether the probe is a uretprobe (attached with `UProbe` in return mode).
     pub fn is_return(self) -> bool {
