@@ -160,16 +160,9 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         applied: Mutex::new(applied_blocklists),
     });
     // Bound now, before the agent says it is up (the log line below, READY=1): a client that
-    // sees it up finds the socket. Requests are answered once the event loop runs.
-    let api_task = {
-        let listener = api::listen(&socket, &socket_group);
-        let (daemon, store) = (daemon_state.clone(), store.clone());
-        tokio::spawn(async move {
-            if let Err(e) = async { listener?.serve(daemon, store).await }.await {
-                log::error!("control API on {}: {e:#}", socket.display());
-            }
-        })
-    };
+    // sees it up finds the socket. Requests are answered once the status is complete (below):
+    // until then a client waits in the listen backlog.
+    let listener = api::listen(&socket, &socket_group);
     log::info!(
         "attached {} programs to {} (loopback {}, UDP repeat window {} ms)",
         PROGRAM_COUNT,
@@ -253,7 +246,18 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
     let retention_age =
         Duration::from_secs(reporter.config.store.retention_days.saturating_mul(86_400));
     let retention_bytes = reporter.config.store.max_bytes;
+    // The status is complete from the first request on: a client asking right after start
+    // (`relaywatch status` in a unit's ExecStartPost, a test) must not see a partial one.
     let mut status = Stats::new(host.cgroup2.display().to_string());
+    status.tick(&agent, &reporter, &daemon_state, &metrics);
+    let api_task = {
+        let (daemon, store) = (daemon_state.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = async { listener?.serve(daemon, store).await }.await {
+                log::error!("control API on {}: {e:#}", socket.display());
+            }
+        })
+    };
     // Most records are written without waking us (see monitor_common::ring): drain on a tick.
     let mut pacer = DrainPacer::default();
     let mut next_drain = Instant::now() + pacer.interval;
