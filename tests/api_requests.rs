@@ -22,6 +22,20 @@ use integration_tests::{
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The tests whose daemon reads TLS requests run one at a time. A process's probes are planted
+/// when it starts a TLS client and take one RCU grace period (5 to 20 ms here); the test hosts
+/// answer a handshake after 150 ms, as a relay far away does. With several daemons planting at
+/// once on two CPUs, grace periods stretch past that, and a one-request client (curl, the SDK
+/// script) is then done before its probes are in place: a missed request, not what these tests
+/// are about.
+static ONE_READER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_reader_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_READER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const OPENAI_KEY: &str = "sk-proj-PYSECRETKEY0123456789abcdef";
 const ANTHROPIC_KEY: &str = "sk-ant-api03-NODESECRETKEY0123456789";
 const CURL_KEY: &str = "sk-CURLSECRETKEY0123456789";
@@ -134,6 +148,7 @@ impl ApiHost {
 
 #[test]
 fn ai_api_requests_to_unlisted_hosts_are_unknown_relay_alerts_with_their_evidence() {
+    let _serial = one_reader_at_a_time();
     let names = [
         "relay-one.example",
         "relay-two.example",
@@ -487,6 +502,7 @@ fn ai_api_requests_to_unlisted_hosts_are_unknown_relay_alerts_with_their_evidenc
 /// a listed name still alerts by its SNI, without API evidence.
 #[test]
 fn a_tls_stack_that_is_not_read_still_alerts_by_sni() {
+    let _serial = one_reader_at_a_time();
     let host = ApiHost::start(81, "api-rustls", &["api.openai.com"]);
     let config = host
         .dir
@@ -677,6 +693,7 @@ fn a_relay_in_a_users_claude_settings_alerts_for_that_user_only() {
 /// calls the relay itself: the relay alert names the proxy, and the client behind it.
 #[test]
 fn a_local_forwarding_proxys_relay_alert_names_the_client_behind_it() {
+    let _serial = one_reader_at_a_time();
     let relay = "proxied-relay.example";
     let host = ApiHost::start(83, "api-local-proxy", &[relay]);
     let config = host
@@ -715,4 +732,104 @@ fn a_local_forwarding_proxys_relay_alert_names_the_client_behind_it() {
     assert_eq!(c["port"], port, "{a:#}");
     assert_eq!(c["route"], "/v1/messages", "{a:#}");
     assert_eq!(c["user_id"], "0", "{a:#}");
+}
+
+/// The contents of tracefs's uprobe_events (the daemon's per-process probes are events there).
+fn uprobe_events() -> String {
+    std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").expect("tracefs uprobe_events")
+}
+
+/// Every pid `relaywatch status` shows as read, over all TLS libraries.
+fn pids_read(daemon: &Daemon) -> Vec<u64> {
+    let status = daemon.status();
+    status["tls_plaintext"]["libraries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|l| l["pids"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_u64())
+        .collect()
+}
+
+/// Probes go where requests are written: a TLS client (which starts its connections with
+/// `SSL_set_connect_state`) is read, a TLS server on the same host (which never calls it) is
+/// not, whatever it serves; a client that exits is dropped; a stopped daemon leaves no probe
+/// behind (its uprobe events in tracefs are removed).
+#[test]
+fn only_tls_clients_are_read_and_nothing_is_left_behind() {
+    let _serial = one_reader_at_a_time();
+    let dir = TempDir::new("api-scope");
+    ca_and_server_cert(&dir, &["scoped.example"]);
+    let config = dir.write("config.toml", "[discovery]\napi_requests = true\n");
+    let daemon = Daemon::start(&["--include-loopback", "--config", config.to_str().unwrap()]);
+    let group = format!("relaywatch_{}/", daemon.pid());
+    assert!(
+        uprobe_events().contains(&group),
+        "the per-process probes' events of {group}:\n{}",
+        uprobe_events()
+    );
+    // A kept-alive TLS server on loopback (CPython, the same libssl as the client).
+    let (server, line) = integration_tests::spawn_announcing(
+        Command::new("/usr/bin/python3")
+            .current_dir(&*dir)
+            .args([
+                "-c",
+                "import socket,ssl,threading\n\
+                 ctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain('server.pem','server.key')\n\
+                 s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(8)\n\
+                 print(s.getsockname()[1], flush=True)\n\
+                 def serve(c):\n\
+                 \x20   t=ctx.wrap_socket(c, server_side=True)\n\
+                 \x20   while t.recv(65536): t.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')\n\
+                 while True:\n\
+                 \x20   c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n",
+            ]),
+    );
+    let port = line.trim().to_string();
+    // Its client: ten requests on one connection, then it waits to be told to go.
+    let (mut client, done) = integration_tests::spawn_announcing(
+        Command::new("/usr/bin/python3")
+            .current_dir(&*dir)
+            .stdin(std::process::Stdio::piped())
+            .args([
+                "-c",
+                "import socket,ssl,sys\n\
+                 ctx=ssl.create_default_context(cafile='ca.pem')\n\
+                 t=ctx.wrap_socket(socket.create_connection(('127.0.0.1',int(sys.argv[1]))), server_hostname='scoped.example')\n\
+                 for i in range(10):\n\
+                 \x20   t.sendall(b'GET /%d HTTP/1.1\\r\\nHost: scoped.example\\r\\n\\r\\n' % i); t.recv(65536)\n\
+                 print('done', flush=True)\n\
+                 sys.stdin.read()\n",
+                &port,
+            ]),
+    );
+    assert_eq!(done.trim(), "done");
+    let (server_pid, client_pid) = (u64::from(server.0.id()), u64::from(client.0.id()));
+    integration_tests::wait_until("the client is read", WAIT, || {
+        pids_read(&daemon).contains(&client_pid)
+    });
+    let read = pids_read(&daemon);
+    assert!(
+        !read.contains(&server_pid),
+        "the server (pid {server_pid}) is read: {read:?}\n{:#}",
+        daemon.status()["tls_plaintext"]
+    );
+    let tls = daemon.status()["tls_plaintext"].clone();
+    assert!(tls["processes_reading"].as_u64() >= Some(1), "{tls:#}");
+    assert!(tls["requests_read"].as_u64() >= Some(1), "{tls:#}");
+    // The client goes: it is no longer read.
+    drop(client.0.stdin.take());
+    let _ = client.0.wait();
+    integration_tests::wait_until("the gone client is dropped", WAIT, || {
+        !pids_read(&daemon).contains(&client_pid)
+    });
+    drop(server);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !uprobe_events().contains(&group),
+        "events of {group} left behind:\n{}",
+        uprobe_events()
+    );
 }

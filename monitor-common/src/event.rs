@@ -14,6 +14,7 @@ pub const EVENT_EXEC: u32 = 3;
 pub const EVENT_EXIT: u32 = 4;
 pub const EVENT_FLOW_END: u32 = 5;
 pub const EVENT_TLS_DATA: u32 = 6;
+pub const EVENT_TLS_CLIENT: u32 = 7;
 
 /// Which hook produced a [`ConnectEvent`].
 pub const HOOK_CONNECT: u8 = 1;
@@ -35,6 +36,11 @@ pub const FLAG_LOCAL_PROXY: u8 = 1;
 /// [`crate::first_payload::local_api_request`]): a client talking to a local forwarding proxy
 /// (cc-switch, LiteLLM), which the daemon pairs with the proxy's own outbound request.
 pub const FLAG_LOCAL_REQUEST: u8 = 2;
+/// `ConnectEvent.flags`: the process started a TLS client connection before this connect (Node.js
+/// sets up its `SSL *` before the TCP connect) and waits to have its TLS plaintext read: the
+/// record wakes the daemon, which attaches that process's TLS probes (see
+/// [`crate::tls::TlsClientEvent`]).
+pub const FLAG_TLS_CLIENT: u8 = 4;
 
 /// One outbound destination with the identity of the process that chose it.
 ///
@@ -132,6 +138,8 @@ mod user {
         FlowEnd = EVENT_FLOW_END,
         /// [`crate::TlsDataHeader`] and its data.
         TlsData = EVENT_TLS_DATA,
+        /// [`crate::TlsClientEvent`].
+        TlsClient = EVENT_TLS_CLIENT,
     }
 
     impl TryFrom<u32> for EventKind {
@@ -145,6 +153,7 @@ mod user {
                 EVENT_EXIT => EventKind::Exit,
                 EVENT_FLOW_END => EventKind::FlowEnd,
                 EVENT_TLS_DATA => EventKind::TlsData,
+                EVENT_TLS_CLIENT => EventKind::TlsClient,
                 other => return Err(other),
             })
         }

@@ -59,7 +59,9 @@ pub use destination::Destination;
 pub use event::ConnectEvent;
 pub use payload::{PayloadEvent, PayloadHeader};
 pub use process::{ExitEvent, ProcessEvent, TaskLayout};
-pub use tls::{TlsConnKey, TlsConnState, TlsDataEvent, TlsDataHeader, TlsPendingRead};
+pub use tls::{
+    TlsClientEvent, TlsConnKey, TlsConnState, TlsDataEvent, TlsDataHeader, TlsPendingRead,
+};
 pub use udp::{UdpFlowKey, UdpFlowWindow};
 
 #[cfg(feature = "user")]
@@ -110,6 +112,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<TlsConnState>(), 8);
         assert_eq!(core::mem::size_of::<TlsDataHeader>(), 48);
         assert_eq!(core::mem::size_of::<TlsPendingRead>(), 32);
+        assert_eq!(core::mem::size_of::<TlsClientEvent>(), 24);
         assert_eq!(core::mem::size_of::<TlsDataEvent>(), 48 + tls::TLS_DATA_MAX);
     }
 

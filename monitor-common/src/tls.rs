@@ -41,6 +41,38 @@ pub const TLS_READS_CAPACITY: u32 = 4096;
 pub const TLS_DIR_WRITE: u8 = 1;
 pub const TLS_DIR_READ: u8 = 2;
 
+/// Processes whose TLS plaintext is read at once (`TLS_SCOPED`, kept by the daemon).
+pub const TLS_SCOPED_CAPACITY: u32 = 4096;
+/// `TLS_SCOPED` values: the process is read; its next request wakes the daemon (cleared by
+/// the kernel when it does).
+pub const TLS_SCOPED_READ: u8 = 1;
+pub const TLS_SCOPED_WAKE: u8 = 2;
+/// Processes that started a TLS client connection and are not read yet
+/// (`TLS_CLIENT_PENDING`, LRU).
+pub const TLS_CLIENT_PENDING_CAPACITY: u32 = 4096;
+/// A process not yet read asks the daemon at most this often (its `TlsClientEvent`s).
+pub const TLS_CLIENT_ASK_GAP_NS: u64 = 250_000_000;
+/// `gnutls_init`'s flag of a client session (GNUTLS_CLIENT).
+pub const GNUTLS_CLIENT_FLAG: u64 = 1 << 1;
+
+/// A process started a TLS client connection (`SSL_set_connect_state`, `gnutls_init` with
+/// GNUTLS_CLIENT, Go's `(*Conn).clientHandshake`: functions servers never call) and its
+/// plaintext is not read yet. Written with a wake-up: the daemon attaches the process's write
+/// and read probes (only its own: a TLS server, or a client the daemon does not record, pays
+/// nothing per call) before the handshake ends and the request is written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsClientEvent {
+    /// Always [`crate::event::EVENT_TLS_CLIENT`].
+    pub kind: u32,
+    pub tgid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds of the call.
+    pub ts_boot_ns: u64,
+    /// `TLS_LIB_*`.
+    pub library: u8,
+    pub _pad: [u8; 7],
+}
+
 /// Key of `TLS_CONNS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

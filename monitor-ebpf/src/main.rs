@@ -142,6 +142,12 @@ pub fn relaywatch_tls_read_return(ctx: RetProbeContext) -> u32 {
 }
 
 #[uprobe]
+pub fn relaywatch_tls_client(ctx: ProbeContext) -> u32 {
+    tls::client_start(&ctx);
+    0
+}
+
+#[uprobe]
 pub fn relaywatch_go_tls_forget(ctx: ProbeContext) -> u32 {
     tls::go_forget_connection(&ctx);
     0

@@ -32,21 +32,29 @@
 //!   (tls.rs; absent: nothing yet).
 //! - `TLS_READS` (LRU hash, `TLS_READS_CAPACITY`): pid_tgid -> `TlsPendingRead`, a read of an
 //!   answer's head between the read function's entry and its return (tls.rs).
+//! - `TLS_SCOPED` (hash, `TLS_SCOPED_CAPACITY`): tgid -> 1 while the daemon has that process's
+//!   TLS write/read probes attached (inserted after attaching, removed when the process is
+//!   gone). `TLS_CLIENT_PENDING` (LRU hash): tgid -> when a process that is not read yet last
+//!   asked to be (tls.rs `client_start`); the connect hook looks here to wake the daemon for a
+//!   process that set up its TLS client before connecting.
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     CaptureState, ConnectEvent, FilterConfig, TaskLayout, TlsConnKey, TlsConnState, TlsPendingRead,
     UdpFlowKey, UdpFlowWindow,
     capture::CAPTURE_CAPACITY,
     counters::{COUNTER_COUNT, COUNTER_EVENTS, COUNTER_RINGBUF_LOST, GAUGE_RINGBUF_PENDING},
+    event::FLAG_TLS_CLIENT,
     ring::{
         BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, EVENTS_RINGBUF_BYTES, WAKE_ALWAYS_BYTES, WAKE_BYTES,
         WAKE_WINDOW,
     },
-    tls::{TLS_CONNS_CAPACITY, TLS_READS_CAPACITY},
+    tls::{
+        TLS_CLIENT_PENDING_CAPACITY, TLS_CONNS_CAPACITY, TLS_READS_CAPACITY, TLS_SCOPED_CAPACITY,
+    },
     udp::UDP_FLOWS_CAPACITY,
 };
 
@@ -77,6 +85,17 @@ pub static CAPTURE: LruHashMap<u64, CaptureState> =
 #[map(name = "TLS_CONNS")]
 pub static TLS_CONNS: LruHashMap<TlsConnKey, TlsConnState> =
     LruHashMap::with_max_entries(TLS_CONNS_CAPACITY, 0);
+
+/// Processes whose TLS probes are attached (the daemon inserts and removes them): the client
+/// start probe has nothing to ask for them.
+#[map(name = "TLS_SCOPED")]
+pub static TLS_SCOPED: HashMap<u32, u8> = HashMap::with_max_entries(TLS_SCOPED_CAPACITY, 0);
+
+/// tgid -> when it last asked the daemon to be read (boot clock, ns): a process that started a
+/// TLS client connection and is not read yet.
+#[map(name = "TLS_CLIENT_PENDING")]
+pub static TLS_CLIENT_PENDING: LruHashMap<u32, u64> =
+    LruHashMap::with_max_entries(TLS_CLIENT_PENDING_CAPACITY, 0);
 
 #[map(name = "TLS_READS")]
 pub static TLS_READS: LruHashMap<u64, TlsPendingRead> =
@@ -138,7 +157,14 @@ pub fn lazy_wakeup() -> u64 {
 /// Copy a connect event to the ring buffer, counting it or its loss; whether it was written.
 #[inline(always)]
 pub fn output_event(event: &ConnectEvent) -> bool {
-    match EVENTS.output::<ConnectEvent>(event, lazy_wakeup()) {
+    // A TLS client waiting for its probes: the daemon must attach them before the handshake
+    // ends, so this record wakes it.
+    let wakeup = if event.flags & FLAG_TLS_CLIENT != 0 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        lazy_wakeup()
+    };
+    match EVENTS.output::<ConnectEvent>(event, wakeup) {
         Ok(()) => {
             count(COUNTER_EVENTS);
             // How full the ring is, for the daemon's fill gauge (BPF_RB_AVAIL_DATA = 0).

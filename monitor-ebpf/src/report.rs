@@ -66,6 +66,9 @@ pub fn connect(ctx: &SockAddrContext, target: &Target) {
         CAPTURE_NEW
     };
     state.dns_owner = dns_owner(target, pid_tgid);
+    if !local && target.protocol == PROTO_TCP {
+        crate::tls::connecting((pid_tgid >> 32) as u32, &mut state.event);
+    }
     // A reported connection whose event was lost has no record to finish: nothing to capture.
     if !local && !maps::output_event(&state.event) {
         let _ = CAPTURE.remove(&cookie);

@@ -16,8 +16,19 @@
 //! - `read` / `read_return`: `SSL_read(ssl, buf, num)`, `SSL_read_ex(ssl, buf, num, &count)`,
 //!   `gnutls_record_recv(session, data, size)`: on a client connection whose request was read
 //!   and whose answer was not, the entry notes the buffer (by thread) and the return copies what
-//!   was read: the answer's head, for the relay software's own headers. Every other read costs
-//!   the two traps and one lookup.
+//!   was read: the answer's head, for the relay software's own headers. Attached to a process
+//!   only while the daemon wants an answer of it (an AI API request to a host no answer was
+//!   read from yet): every read costs two traps.
+//!
+//! - `client_start`: `SSL_set_connect_state(ssl)`, `gnutls_init(session, flags)` with
+//!   GNUTLS_CLIENT, Go's `(*Conn).clientHandshake`: the only probes attached for every process
+//!   (servers never call them). A process whose write/read probes are not attached yet
+//!   (`TLS_SCOPED`) asks the daemon for them with a `TlsClientEvent` that wakes it, at most once
+//!   per `TLS_CLIENT_ASK_GAP_NS`; the daemon attaches them for that process alone when it
+//!   records the process's connections, before the handshake ends. A process that set up its
+//!   TLS client before connecting (Node.js) is marked in `TLS_CLIENT_PENDING`, and its next
+//!   reported TCP connect wakes the daemon instead (`connecting`). For OpenSSL the call also
+//!   starts the `SSL *` afresh (a reused object is read again), so no `SSL_free` probe is needed.
 //!
 //! Cost: a write on a connection already read costs the probe's trap and one LRU lookup; the
 //! copy (at most `TLS_DATA_MAX` bytes) happens at most `TLS_WRITES_CAPTURED` times per
@@ -32,13 +43,70 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use monitor_common::{
-    TlsConnKey, TlsConnState, TlsDataEvent, TlsPendingRead,
+    TlsClientEvent, TlsConnKey, TlsConnState, TlsDataEvent, TlsPendingRead,
     counters::{COUNTER_TLS_LOST, COUNTER_TLS_RECORDS},
     event::EVENT_TLS_DATA,
-    tls::{TLS_COOKIE_READ_EX, TLS_DATA_MAX, TLS_DIR_READ, TLS_DIR_WRITE, TLS_LIB_GO},
+    event::{EVENT_TLS_CLIENT, FLAG_TLS_CLIENT},
+    ring::BPF_RB_FORCE_WAKEUP,
+    tls::{
+        GNUTLS_CLIENT_FLAG, TLS_CLIENT_ASK_GAP_NS, TLS_COOKIE_READ_EX, TLS_DATA_MAX, TLS_DIR_READ,
+        TLS_DIR_WRITE, TLS_LIB_GNUTLS, TLS_LIB_GO, TLS_LIB_OPENSSL, TLS_SCOPED_WAKE,
+    },
 };
 
-use crate::maps::{self, EVENTS, TLS_CONNS, TLS_READS};
+use crate::maps::{self, EVENTS, TLS_CLIENT_PENDING, TLS_CONNS, TLS_READS, TLS_SCOPED};
+
+/// A TLS client connection starts (see the module notes).
+#[inline(always)]
+pub fn client_start(ctx: &ProbeContext) {
+    let library = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u8;
+    match library {
+        TLS_LIB_OPENSSL => {
+            if let Some(conn) = ctx.arg::<u64>(0) {
+                forget(conn);
+            }
+        }
+        TLS_LIB_GNUTLS => match ctx.arg::<u64>(1) {
+            Some(flags) if flags & GNUTLS_CLIENT_FLAG != 0 => {}
+            _ => return,
+        },
+        _ => {}
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if unsafe { TLS_SCOPED.get(&tgid) }.is_some() {
+        return; // read already: the common case
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if let Some(asked) = unsafe { TLS_CLIENT_PENDING.get(&tgid) }
+        && now.wrapping_sub(*asked) < TLS_CLIENT_ASK_GAP_NS
+    {
+        return;
+    }
+    let _ = TLS_CLIENT_PENDING.insert(&tgid, &now, 0);
+    let event = TlsClientEvent {
+        kind: EVENT_TLS_CLIENT,
+        tgid,
+        ts_boot_ns: now,
+        library,
+        _pad: [0; 7],
+    };
+    if EVENTS
+        .output::<TlsClientEvent>(&event, BPF_RB_FORCE_WAKEUP)
+        .is_err()
+    {
+        maps::count(COUNTER_TLS_LOST);
+    }
+}
+
+/// A reported TCP connect of `tgid`: if the process started a TLS client before connecting and
+/// is not read yet, its record wakes the daemon (`FLAG_TLS_CLIENT`).
+#[inline(always)]
+pub fn connecting(tgid: u32, event: &mut monitor_common::ConnectEvent) {
+    if unsafe { TLS_CLIENT_PENDING.get(&tgid) }.is_some() {
+        event.flags |= FLAG_TLS_CLIENT;
+        let _ = TLS_CLIENT_PENDING.remove(&tgid);
+    }
+}
 
 /// A write through `SSL_write`-shaped functions.
 #[inline(always)]
@@ -242,7 +310,20 @@ fn emit(library: u8, conn: u64, buf: u64, len: u64, direction: u8, index: u8) ->
             return 0;
         }
     }
-    entry.submit(maps::lazy_wakeup());
+    // A process's first request wakes the daemon: if it is an AI API request, the process's
+    // answer probes are attached before the answer comes. Only the first: a forced wake-up costs
+    // about 60 us on a VM (an interrupt to the daemon's CPU), later ones wait for the daemon's
+    // next look (at most 200 ms), still well before a model answers.
+    let mut wakeup = maps::lazy_wakeup();
+    if direction == TLS_DIR_WRITE
+        && index == 0
+        && let Some(flags) = TLS_SCOPED.get_ptr_mut(&((bpf_get_current_pid_tgid() >> 32) as u32))
+        && unsafe { *flags } & TLS_SCOPED_WAKE != 0
+    {
+        unsafe { *flags &= !TLS_SCOPED_WAKE };
+        wakeup = BPF_RB_FORCE_WAKEUP;
+    }
+    entry.submit(wakeup);
     maps::count(COUNTER_TLS_RECORDS);
     n
 }

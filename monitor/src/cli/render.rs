@@ -584,6 +584,19 @@ fn tls_summary(out: &mut String, t: &Value, relays: Option<u64>) {
             relays.unwrap_or(0)
         ),
     );
+    let refused = match n("processes_not_read") {
+        0 => String::new(),
+        r => format!(", {r} not read (limit)"),
+    };
+    labelled(
+        out,
+        "tls clients",
+        &format!(
+            "{} processes read now, {} since start{refused}",
+            n("processes_reading"),
+            n("processes_read")
+        ),
+    );
     for lib in t["libraries"]
         .as_array()
         .map(Vec::as_slice)
@@ -595,8 +608,8 @@ fn tls_summary(out: &mut String, t: &Value, relays: Option<u64>) {
             Some(e) => format!("{what:<8} {path}: not read ({e})"),
             None => match lib["pids"].as_array().map_or(0, Vec::len) {
                 0 => format!("{what:<8} {path}"),
-                1 => format!("{what:<8} {path}, used by 1 process"),
-                n => format!("{what:<8} {path}, used by {n} processes (at least)"),
+                1 => format!("{what:<8} {path}, read in 1 process"),
+                n => format!("{what:<8} {path}, read in {n} processes (at least)"),
             },
         };
         out.push_str(&format!("{:LABEL$}{line}\n", ""));

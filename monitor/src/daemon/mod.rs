@@ -58,6 +58,10 @@ const PROCESS_TABLE_ENTRIES: usize = 32_768;
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often lost-event counters are checked.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Processes whose TLS answers are read at once, and hosts remembered as answered (see
+/// `Reporter::answers_wanted`).
+const ANSWER_WAITERS: usize = 1024;
+const ANSWERED_HOSTS: usize = 4096;
 
 pub fn run(config: Config, flags: Overrides) -> Result<()> {
     let host = preflight::check()?;
@@ -230,6 +234,12 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
         relay_allow,
         config_files,
         local_clients: Default::default(),
+        answers_wanted: lru::LruCache::new(
+            std::num::NonZeroUsize::new(ANSWER_WAITERS).expect("non-zero"),
+        ),
+        answered_hosts: lru::LruCache::new(
+            std::num::NonZeroUsize::new(ANSWERED_HOSTS).expect("non-zero"),
+        ),
     };
     // Programs started before the agent: their base-URL variables are read once now (exec
     // events cover every later start).
@@ -329,6 +339,7 @@ async fn serve(config: Config, flags: Overrides, host: preflight::Host) -> Resul
             _ = stats.tick() => {
                 reporter.close_dedupe_windows(false);
                 reporter.refresh_suspected();
+                agent.tls_sweep();
                 status.tick(&agent, &reporter, &daemon_state, &metrics);
             }
         }

@@ -51,6 +51,14 @@ pub(crate) trait KernelMaps {
     /// A program started: probe its executable if it carries its own TLS (Go, a Node.js build
     /// with OpenSSL inside).
     fn tls_exec(&mut self, tgid: u32);
+    /// A recorded TCP connection; `tls_client`: flagged `FLAG_TLS_CLIENT` (read the process now).
+    fn tls_connect(&mut self, tgid: u32, tls_client: bool);
+    /// A process not read yet started a TLS client connection.
+    fn tls_client(&mut self, tgid: u32);
+    /// A process exited.
+    fn tls_exit(&mut self, tgid: u32);
+    /// Read the answers of a process (whose TLS is read), or stop.
+    fn tls_answers(&mut self, tgid: u32, on: bool);
 }
 
 impl KernelMaps for Agent {
@@ -73,6 +81,22 @@ impl KernelMaps for Agent {
 
     fn tls_exec(&mut self, tgid: u32) {
         Agent::tls_exec(self, tgid);
+    }
+
+    fn tls_connect(&mut self, tgid: u32, tls_client: bool) {
+        Agent::tls_connect(self, tgid, tls_client);
+    }
+
+    fn tls_client(&mut self, tgid: u32) {
+        Agent::tls_client(self, tgid);
+    }
+
+    fn tls_exit(&mut self, tgid: u32) {
+        Agent::tls_exit(self, tgid);
+    }
+
+    fn tls_answers(&mut self, tgid: u32, on: bool) {
+        Agent::tls_answers(self, tgid, on);
     }
 }
 
@@ -200,6 +224,10 @@ pub(super) struct Reporter {
     pub(super) relay_allow: RelayAllow,
     /// Clients of local forwarding proxies, for the proxies' alerts.
     pub(super) local_clients: crate::correlate::local_clients::LocalClients,
+    /// Processes whose answers are read now, for a request to this host.
+    pub(super) answers_wanted: lru::LruCache<u32, String>,
+    /// Hosts an answer was read from (the relay software is known, or there is none to show).
+    pub(super) answered_hosts: lru::LruCache<String, ()>,
     /// The latest scan of AI clients' configuration files (off: `None`).
     pub(super) config_files:
         Option<tokio::sync::watch::Receiver<Arc<crate::intel::relay_files::ScanReport>>>,
@@ -237,6 +265,22 @@ impl Reporter {
                     self.local_clients
                         .on_connection(&observation, exe, name, user);
                 }
+                log::trace!(
+                    "pid {} connects to {}:{} (flags {})",
+                    observation.raw.tgid,
+                    observation.destination,
+                    observation.port,
+                    observation.raw.flags
+                );
+                if self.config.discovery.api_requests
+                    && observation.transport == crate::kernel::decode::Transport::Tcp
+                    && observation.hook == crate::kernel::decode::Hook::Connect
+                {
+                    kernel.tls_connect(
+                        observation.raw.tgid,
+                        observation.raw.flags & monitor_common::event::FLAG_TLS_CLIENT != 0,
+                    );
+                }
                 self.correlator.on_connection(observation, process, now);
                 for finished in self.correlator.overflow(now) {
                     self.finish(kernel, finished);
@@ -272,6 +316,16 @@ impl Reporter {
             }
             ingest::Record::Process(Lifecycle::Exit { tgid, ts_boot_ns }) => {
                 self.processes.on_exit(tgid, ts_boot_ns);
+                if self.config.discovery.api_requests {
+                    self.answers_wanted.pop(&tgid);
+                    kernel.tls_exit(tgid);
+                }
+            }
+            ingest::Record::TlsClient(tgid) => {
+                log::trace!("pid {tgid} starts a TLS client");
+                if self.config.discovery.api_requests {
+                    kernel.tls_client(tgid);
+                }
             }
             ingest::Record::FlowEnd(end) => self.flow_end(&end),
             ingest::Record::Tls(data) if data.written => {
@@ -282,6 +336,10 @@ impl Reporter {
             }
             ingest::Record::Tls(data) => {
                 log::trace!("{data:?}");
+                if let Some(host) = self.answers_wanted.pop(&data.header.tgid) {
+                    self.answered_hosts.put(host, ());
+                    kernel.tls_answers(data.header.tgid, false);
+                }
                 let Some(software) = Requests::answer(&data) else {
                     log::debug!(
                         "an answer's head of pid {} names no relay software",
@@ -398,7 +456,18 @@ impl Reporter {
             Paired::Held(h) if request.library == crate::kernel::decode::TlsLibrary::Go => {
                 self.finish_now(kernel, h.finished, Some(api), None)
             }
-            Paired::Held(h) => self.requests.await_answer(h, api, &request, now),
+            Paired::Held(h) => {
+                // The answer may name the relay software: read this process's answers until one
+                // from this host is read (once per host: its software is then known, or it
+                // has none to show).
+                if let Some(host) = &request.head.host
+                    && !self.answered_hosts.contains(host.as_str())
+                {
+                    self.answers_wanted.put(request.tgid, host.clone());
+                    kernel.tls_answers(request.tgid, true);
+                }
+                self.requests.await_answer(h, api, &request, now)
+            }
             Paired::Recent(recent) => self.late_request(*recent, api),
             Paired::Unpaired => log::debug!(
                 "an AI API request by pid {} ({} {}) matched no TLS connection",

@@ -9,7 +9,8 @@ pub use monitor_common::event::{Hook, Transport};
 
 pub use crate::kernel::tls_targets::TlsLibrary;
 use monitor_common::{
-    ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, TlsDataHeader, UdpFlowKey,
+    ConnectEvent, ExitEvent, FlowEndEvent, PayloadHeader, ProcessEvent, TlsClientEvent,
+    TlsDataHeader, UdpFlowKey,
     event::{EventKind, FLAG_LOCAL_PROXY, FLAG_LOCAL_REQUEST, Family},
     payload::{Direction, PAYLOAD_CHUNK},
     tls::{TLS_DATA_MAX, TLS_DIR_READ, TLS_DIR_WRITE, TLS_LIB_GNUTLS, TLS_LIB_GO, TLS_LIB_OPENSSL},
@@ -183,6 +184,8 @@ pub enum Record {
     FlowEnd(FlowEndEvent),
     /// Plaintext of a TLS connection (uprobes).
     Tls(TlsData),
+    /// A process not read yet started a TLS client connection: the tgid.
+    TlsClient(u32),
 }
 
 fn nul_terminated(bytes: &[u8]) -> String {
@@ -265,6 +268,20 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::Connect => decode_connect(bytes).map(Record::Connect),
         EventKind::Payload => decode_payload(bytes).map(Record::Payload),
         EventKind::TlsData => decode_tls(bytes).map(Record::Tls),
+        EventKind::TlsClient => {
+            let need = std::mem::size_of::<TlsClientEvent>();
+            if bytes.len() < need {
+                return Err(DecodeError::Short {
+                    len: bytes.len(),
+                    need,
+                });
+            }
+            // The tgid, right after the kind (`TlsClientEvent`'s layout, checked in
+            // monitor-common).
+            Ok(Record::TlsClient(u32::from_ne_bytes([
+                bytes[4], bytes[5], bytes[6], bytes[7],
+            ])))
+        }
         EventKind::Exec | EventKind::Exit => decode_process(bytes, kind).map(Record::Process),
         EventKind::FlowEnd => {
             let need = std::mem::size_of::<FlowEndEvent>();
@@ -439,6 +456,29 @@ mod tests {
         let mut h = header(4);
         h.direction = 9;
         assert!(decode(&payload_bytes(&h, b"abcd")).is_err());
+    }
+
+    #[test]
+    fn decodes_a_tls_client_start_and_refuses_a_short_one() {
+        let event = monitor_common::TlsClientEvent {
+            kind: monitor_common::event::EVENT_TLS_CLIENT,
+            tgid: 4242,
+            ts_boot_ns: 7,
+            library: monitor_common::tls::TLS_LIB_OPENSSL,
+            _pad: [0; 7],
+        };
+        // SAFETY: a plain-old-data struct viewed as its bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw const event).cast::<u8>(),
+                std::mem::size_of::<monitor_common::TlsClientEvent>(),
+            )
+        };
+        assert!(matches!(decode(bytes), Ok(Record::TlsClient(4242))));
+        assert_eq!(
+            decode(&bytes[..8]).err(),
+            Some(DecodeError::Short { len: 8, need: 24 })
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Agent {
 
         // TLS plaintext (optional: a kernel without uprobes keeps everything else).
         let tls_loaded = tls_plaintext
-            && crate::kernel::tls_probes::PROGRAMS.iter().all(|name| {
+            && crate::kernel::tls_probes::programs().all(|name| {
                 match loaded::<UProbe>(&mut ebpf, name) {
                     Ok(_) => true,
                     Err(e) => {
@@ -196,7 +196,32 @@ impl Agent {
 
     /// Whether the TLS plaintext of `tgid` is read (see `TlsProbes::readable`).
     pub fn tls_readable(&mut self, tgid: u32) -> bool {
-        self.tls.readable(&mut self.ebpf, tgid)
+        self.tls.readable(tgid)
+    }
+
+    /// A recorded TCP connection (see `TlsProbes::on_connect`).
+    pub fn tls_connect(&mut self, tgid: u32, tls_client: bool) {
+        self.tls.on_connect(&mut self.ebpf, tgid, tls_client);
+    }
+
+    /// A process started a TLS client (see `TlsProbes::on_client`).
+    pub fn tls_client(&mut self, tgid: u32) {
+        self.tls.on_client(&mut self.ebpf, tgid);
+    }
+
+    /// Read a process's answers, or stop (see `TlsProbes::answers`).
+    pub fn tls_answers(&mut self, tgid: u32, on: bool) {
+        self.tls.answers(tgid, on);
+    }
+
+    /// A process exited (see `TlsProbes::on_exit`).
+    pub fn tls_exit(&mut self, tgid: u32) {
+        self.tls.on_exit(tgid);
+    }
+
+    /// Drop the probes of gone processes (see `TlsProbes::sweep`).
+    pub fn tls_sweep(&mut self) {
+        self.tls.sweep();
     }
 
     /// A program started (see `TlsProbes::on_exec`).

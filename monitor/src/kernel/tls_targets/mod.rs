@@ -115,6 +115,12 @@ pub enum ProbeKind {
     GoHandshake,
     /// Entry of `crypto/tls.(*Conn).Close`: receiver RAX; drop the connection's state.
     GoClose,
+    /// Entry of `SSL_set_connect_state(ssl)` or `gnutls_init(session, flags)` (a client when
+    /// `flags` has GNUTLS_CLIENT): a TLS client connection starts. Servers never call these, so
+    /// they are the probes every process gets; the others are attached per process.
+    ClientStart,
+    /// Entry of `crypto/tls.(*Conn).clientHandshake`: receiver RAX; as [`Self::ClientStart`].
+    GoClientStart,
 }
 
 impl TlsLibrary {
@@ -508,6 +514,7 @@ const OPENSSL: CLibrary = CLibrary {
         ("SSL_do_handshake", &[ProbeKind::Handshake]),
         ("SSL_connect", &[ProbeKind::Handshake]),
         ("SSL_free", &[ProbeKind::Free]),
+        ("SSL_set_connect_state", &[ProbeKind::ClientStart]),
     ],
 };
 
@@ -524,6 +531,7 @@ const GNUTLS: CLibrary = CLibrary {
         ),
         ("gnutls_handshake", &[ProbeKind::Handshake]),
         ("gnutls_deinit", &[ProbeKind::Free]),
+        ("gnutls_init", &[ProbeKind::ClientStart]),
     ],
 };
 
@@ -535,10 +543,12 @@ const WANTED_C_SYMBOLS: &[&str] = &[
     "SSL_do_handshake",
     "SSL_connect",
     "SSL_free",
+    "SSL_set_connect_state",
     "gnutls_record_send",
     "gnutls_record_recv",
     "gnutls_handshake",
     "gnutls_deinit",
+    "gnutls_init",
 ];
 
 fn c_library_targets(
@@ -612,7 +622,10 @@ const GO_PROBES: &[(&str, ProbeKind)] = &[
         "crypto/tls.(*Conn).handshakeContext",
         ProbeKind::GoHandshake,
     ),
-    ("crypto/tls.(*Conn).clientHandshake", ProbeKind::GoHandshake),
+    (
+        "crypto/tls.(*Conn).clientHandshake",
+        ProbeKind::GoClientStart,
+    ),
     ("crypto/tls.(*Conn).Close", ProbeKind::GoClose),
 ];
 const GO_WRITE: &str = "crypto/tls.(*Conn).Write";

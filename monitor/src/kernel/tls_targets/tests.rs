@@ -25,6 +25,7 @@ const OPENSSL_NAMES: &[&str] = &[
     "SSL_do_handshake",
     "SSL_connect",
     "SSL_free",
+    "SSL_set_connect_state",
 ];
 
 fn read(path: &str) -> Vec<u8> {
@@ -131,6 +132,7 @@ fn libssl3_every_probe_at_the_symbols_offset() {
             ("SSL_do_handshake", ProbeKind::Handshake),
             ("SSL_connect", ProbeKind::Handshake),
             ("SSL_free", ProbeKind::Free),
+            ("SSL_set_connect_state", ProbeKind::ClientStart),
         ]
     );
     assert_matches_symbols(&data, &targets, &nm_dynamic(LIBSSL));
@@ -179,6 +181,7 @@ fn gnutls_record_functions() {
             ("gnutls_record_recv", ProbeKind::ReadReturn),
             ("gnutls_handshake", ProbeKind::Handshake),
             ("gnutls_deinit", ProbeKind::Free),
+            ("gnutls_init", ProbeKind::ClientStart),
         ]
     );
     assert_matches_symbols(&data, &targets, &nm_dynamic(LIBGNUTLS));
@@ -278,7 +281,10 @@ fn assert_go_targets(data: &[u8], targets: &TlsTargets, symbols: &HashMap<String
                 "crypto/tls.(*Conn).handshakeContext",
                 ProbeKind::GoHandshake
             ),
-            ("crypto/tls.(*Conn).clientHandshake", ProbeKind::GoHandshake),
+            (
+                "crypto/tls.(*Conn).clientHandshake",
+                ProbeKind::GoClientStart
+            ),
             ("crypto/tls.(*Conn).Close", ProbeKind::GoClose),
         ]
     );
